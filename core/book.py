@@ -1,0 +1,385 @@
+"""Pure L2 order books and the per-symbol bookkeeping every venue plugin shares.
+
+:class:`OrderBook` is one price-level book with absolute sizes. Both sides are kept as a dict
+(price -> size) plus a sorted key list arranged so that the best price is always at the *end* of
+the list: updates near the touch, which are most of them, move little memory, and the best bid and
+ask are read in O(1) instead of by scanning levels.
+
+:class:`BookKeeper` owns the books of one venue connection and enforces the rules that keep a
+published book trustworthy, whatever the venue:
+
+* nothing is published for a symbol before its snapshot;
+* an update applies only when the venue's sequencing rule says it follows the book's last update
+  (the plugin expresses its rule as ``prev_seq``: the sequence the book must be at);
+* a sequence break, a checksum mismatch or a crossed book makes the book invalid, emits a
+  ``health`` event, and asks the plugin to resync that symbol only;
+* a symbol whose snapshot does not arrive in time is reported (``no_snapshot``) and retried with a
+  growing delay.
+
+Pure: no trio, no clock reads, no I/O. Times are the ``ts_local`` values the caller passes in.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from core.schema import BookUpdate, Event, Health, HealthKind, Level, TopOfBook
+
+S_NS = 1_000_000_000
+
+
+class OrderBook:
+    """One symbol's L2 book. Sizes are absolute; a size of 0 removes the level."""
+
+    __slots__ = ("_ask_keys", "_bid_keys", "ask_text", "asks", "bid_text", "bids")
+
+    def __init__(self, keep_text: bool = False) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+        # bids ascending (best = last); asks stored as negated prices ascending (best = last).
+        self._bid_keys: list[float] = []
+        self._ask_keys: list[float] = []
+        # Wire text of each level, kept only for venues that checksum it.
+        self.bid_text: dict[float, tuple[str, str]] | None = {} if keep_text else None
+        self.ask_text: dict[float, tuple[str, str]] | None = {} if keep_text else None
+
+    def clear(self) -> None:
+        self.bids.clear()
+        self.asks.clear()
+        self._bid_keys.clear()
+        self._ask_keys.clear()
+        if self.bid_text is not None and self.ask_text is not None:
+            self.bid_text.clear()
+            self.ask_text.clear()
+
+    def replace(
+        self,
+        bids: Iterable[Level],
+        asks: Iterable[Level],
+        bid_text: Sequence[tuple[str, str]] | None = None,
+        ask_text: Sequence[tuple[str, str]] | None = None,
+    ) -> None:
+        """Replace the whole book (a snapshot). Zero-size levels in a snapshot are ignored."""
+        self.clear()
+        self.bids.update((p, s) for p, s in bids if s > 0)
+        self.asks.update((p, s) for p, s in asks if s > 0)
+        self._bid_keys = sorted(self.bids)
+        self._ask_keys = sorted(-p for p in self.asks)
+        if bid_text is not None and self.bid_text is not None:
+            self.bid_text.update((float(t[0]), t) for t in bid_text if float(t[1]) > 0)
+        if ask_text is not None and self.ask_text is not None:
+            self.ask_text.update((float(t[0]), t) for t in ask_text if float(t[1]) > 0)
+
+    def set_bid(self, price: float, size: float, text: tuple[str, str] | None = None) -> None:
+        _set(self.bids, self._bid_keys, price, price, size)
+        if self.bid_text is not None and text is not None:
+            _set_text(self.bid_text, price, size, text)
+
+    def set_ask(self, price: float, size: float, text: tuple[str, str] | None = None) -> None:
+        _set(self.asks, self._ask_keys, price, -price, size)
+        if self.ask_text is not None and text is not None:
+            _set_text(self.ask_text, price, size, text)
+
+    def apply(
+        self,
+        bids: Iterable[Level],
+        asks: Iterable[Level],
+        bid_text: Sequence[tuple[str, str]] | None = None,
+        ask_text: Sequence[tuple[str, str]] | None = None,
+    ) -> None:
+        """Apply absolute-size updates to both sides."""
+        if bid_text is None:
+            for p, s in bids:
+                _set(self.bids, self._bid_keys, p, p, s)
+        else:
+            for (p, s), t in zip(bids, bid_text, strict=True):
+                self.set_bid(p, s, t)
+        if ask_text is None:
+            for p, s in asks:
+                _set(self.asks, self._ask_keys, p, -p, s)
+        else:
+            for (p, s), t in zip(asks, ask_text, strict=True):
+                self.set_ask(p, s, t)
+
+    def best_bid(self) -> Level | None:
+        if not self._bid_keys:
+            return None
+        p = self._bid_keys[-1]
+        return p, self.bids[p]
+
+    def best_ask(self) -> Level | None:
+        if not self._ask_keys:
+            return None
+        p = -self._ask_keys[-1]
+        return p, self.asks[p]
+
+    def top_bids(self, n: int) -> list[Level]:
+        """Best ``n`` bids, best first."""
+        keys = self._bid_keys[-n:] if n else []
+        return [(p, self.bids[p]) for p in reversed(keys)]
+
+    def top_asks(self, n: int) -> list[Level]:
+        """Best ``n`` asks, best first."""
+        keys = self._ask_keys[-n:] if n else []
+        return [(-k, self.asks[-k]) for k in reversed(keys)]
+
+    def is_crossed(self) -> bool:
+        """True when the best bid is at or above the best ask (crossed or locked)."""
+        if not self._bid_keys or not self._ask_keys:
+            return False
+        return self._bid_keys[-1] >= -self._ask_keys[-1]
+
+    def __len__(self) -> int:
+        return len(self.bids) + len(self.asks)
+
+
+def _set(sizes: dict[float, float], keys: list[float], price: float, key: float, size: float) -> None:
+    if size > 0:
+        if price not in sizes:
+            insort(keys, key)
+        sizes[price] = size
+    elif price in sizes:
+        del sizes[price]
+        del keys[bisect_left(keys, key)]
+
+
+def _set_text(
+    text: dict[float, tuple[str, str]], price: float, size: float, wire: tuple[str, str]
+) -> None:
+    if size > 0:
+        text[price] = wire
+    else:
+        text.pop(price, None)
+
+
+# A venue checksum: given the book after an update, is it the book the venue has?
+ChecksumCheck = Callable[[OrderBook], bool]
+
+
+@dataclass(slots=True)
+class SymbolState:
+    """Bookkeeping for one symbol on one connection."""
+
+    book: OrderBook
+    live: bool = False
+    seq: int | None = None
+    ever_live: bool = False
+    invalid_reason: str = ""
+    skipped: int = 0
+    msg_id: int = 0
+    last_tob: tuple[float | None, float | None, float | None, float | None] | None = None
+    snapshot_due_ns: int | None = None
+    snapshot_wait_s: float = 0.0
+
+
+@dataclass
+class BookKeeper:
+    """The books of one venue connection, with the publication rules in the module docstring.
+
+    ``publish_tob``/``publish_l2`` choose what this keeper turns into events: a venue may keep one
+    keeper for a fast top-of-book stream and another for its depth stream.
+    """
+
+    exchange: str
+    publish_tob: bool = True
+    publish_l2: bool = True
+    keep_text: bool = False
+    snapshot_timeout_s: float = 15.0
+    snapshot_timeout_max_s: float = 300.0
+    states: dict[str, SymbolState] = field(default_factory=dict)
+    _resync: list[str] = field(default_factory=list)
+
+    def state(self, symbol: str) -> SymbolState:
+        st = self.states.get(symbol)
+        if st is None:
+            st = self.states[symbol] = SymbolState(OrderBook(self.keep_text))
+            st.snapshot_wait_s = self.snapshot_timeout_s
+        return st
+
+    def book(self, symbol: str) -> OrderBook:
+        return self.state(symbol).book
+
+    def is_live(self, symbol: str) -> bool:
+        st = self.states.get(symbol)
+        return st is not None and st.live
+
+    def last_seq(self, symbol: str) -> int | None:
+        st = self.states.get(symbol)
+        return None if st is None else st.seq
+
+    # -- snapshots and deltas ---------------------------------------------------------------
+
+    def snapshot(
+        self,
+        symbol: str,
+        bids: Sequence[Level],
+        asks: Sequence[Level],
+        *,
+        ts_local: int,
+        ts_exchange: int | None,
+        seq: int | None,
+        bid_text: Sequence[tuple[str, str]] | None = None,
+        ask_text: Sequence[tuple[str, str]] | None = None,
+        checksum: ChecksumCheck | None = None,
+    ) -> list[Event]:
+        """Replace the book of ``symbol`` and publish it."""
+        st = self.state(symbol)
+        st.book.replace(bids, asks, bid_text, ask_text)
+        events: list[Event] = []
+        was_live = st.live
+        st.seq = seq
+        st.snapshot_due_ns = None
+        st.snapshot_wait_s = self.snapshot_timeout_s
+        if checksum is not None and not checksum(st.book):
+            self._invalidate(st, symbol, HealthKind.CHECKSUM_MISMATCH, f"snapshot seq={seq}",
+                             ts_local, events)
+            return events
+        if st.book.is_crossed():
+            self._invalidate(st, symbol, HealthKind.CROSSED, _crossed_detail(st.book, seq),
+                             ts_local, events)
+            return events
+        st.live = True
+        if not was_live:
+            if st.invalid_reason:
+                detail = f"after {st.invalid_reason}; {st.skipped} updates skipped; seq={seq}"
+                events.append(self._health(symbol, HealthKind.RESYNCED, detail, ts_local))
+            else:
+                events.append(self._health(symbol, HealthKind.SNAPSHOT,
+                                           f"levels={len(st.book)} seq={seq}", ts_local))
+            st.invalid_reason = ""
+            st.skipped = 0
+            st.ever_live = True
+        self._publish(st, symbol, True, bids, asks, ts_local, ts_exchange, seq, events)
+        return events
+
+    def delta(
+        self,
+        symbol: str,
+        bids: Sequence[Level],
+        asks: Sequence[Level],
+        *,
+        ts_local: int,
+        ts_exchange: int | None,
+        seq: int | None,
+        prev_seq: int | None = None,
+        bid_text: Sequence[tuple[str, str]] | None = None,
+        ask_text: Sequence[tuple[str, str]] | None = None,
+        checksum: ChecksumCheck | None = None,
+    ) -> list[Event]:
+        """Apply an update whose rule says the book must be at ``prev_seq`` (None: no check)."""
+        st = self.state(symbol)
+        if not st.live:
+            st.skipped += 1
+            return []
+        events: list[Event] = []
+        if prev_seq is not None and st.seq != prev_seq:
+            self._invalidate(st, symbol, HealthKind.GAP,
+                             f"book at seq={st.seq}, update needs {prev_seq} (seq={seq})",
+                             ts_local, events)
+            return events
+        st.book.apply(bids, asks, bid_text, ask_text)
+        if seq is not None:
+            st.seq = seq
+        if checksum is not None and not checksum(st.book):
+            self._invalidate(st, symbol, HealthKind.CHECKSUM_MISMATCH, f"seq={seq}", ts_local,
+                             events)
+            return events
+        if st.book.is_crossed():
+            self._invalidate(st, symbol, HealthKind.CROSSED, _crossed_detail(st.book, seq),
+                             ts_local, events)
+            return events
+        self._publish(st, symbol, False, bids, asks, ts_local, ts_exchange, seq, events)
+        return events
+
+    def invalidate(self, symbol: str, kind: str, detail: str, ts_local: int) -> list[Event]:
+        """Mark ``symbol`` untrusted (a plugin-detected break) and request a resync."""
+        events: list[Event] = []
+        self._invalidate(self.state(symbol), symbol, kind, detail, ts_local, events)
+        return events
+
+    def connection_lost(self) -> None:
+        """Every book becomes untrusted until its next snapshot; no resync requests (the session
+        reconnects and resubscribes everything)."""
+        for st in self.states.values():
+            st.live = False
+            st.seq = None
+            st.last_tob = None
+            st.snapshot_due_ns = None
+            if not st.invalid_reason and st.ever_live:
+                st.invalid_reason = "disconnect"
+        self._resync.clear()
+
+    def take_resyncs(self) -> list[str]:
+        """Symbols that need a fresh snapshot (drained by the plugin into resubscribe frames)."""
+        out, self._resync = self._resync, []
+        return out
+
+    # -- snapshot deadlines -----------------------------------------------------------------
+
+    def expect_snapshot(self, symbol: str, now_ns: int) -> None:
+        """A subscription (or resubscription) for ``symbol`` was just sent."""
+        st = self.state(symbol)
+        st.snapshot_due_ns = now_ns + int(st.snapshot_wait_s * S_NS)
+
+    def next_deadline(self) -> int | None:
+        due = [st.snapshot_due_ns for st in self.states.values() if st.snapshot_due_ns is not None]
+        return min(due) if due else None
+
+    def overdue(self, now_ns: int) -> list[Event]:
+        """Report symbols whose snapshot is late and queue a retry with a doubled wait."""
+        events: list[Event] = []
+        for symbol, st in self.states.items():
+            if st.snapshot_due_ns is not None and now_ns >= st.snapshot_due_ns and not st.live:
+                events.append(self._health(
+                    symbol, HealthKind.NO_SNAPSHOT,
+                    f"no snapshot within {st.snapshot_wait_s:g} s; retrying", now_ns))
+                st.snapshot_due_ns = None
+                st.snapshot_wait_s = min(st.snapshot_wait_s * 2, self.snapshot_timeout_max_s)
+                if symbol not in self._resync:
+                    self._resync.append(symbol)
+        return events
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _health(self, symbol: str, kind: str, detail: str, ts_local: int) -> Health:
+        return Health(exchange=self.exchange, ts_local=ts_local, symbol=symbol, event=kind,
+                      detail=detail)
+
+    def _invalidate(self, st: SymbolState, symbol: str, kind: str, detail: str, ts_local: int,
+                    events: list[Event]) -> None:
+        st.live = False
+        st.invalid_reason = kind
+        st.skipped = 0
+        st.last_tob = None
+        st.book.clear()
+        events.append(self._health(symbol, kind, detail, ts_local))
+        if symbol not in self._resync:
+            self._resync.append(symbol)
+
+    def _publish(self, st: SymbolState, symbol: str, is_snapshot: bool, bids: Sequence[Level],
+                 asks: Sequence[Level], ts_local: int, ts_exchange: int | None,
+                 seq: int | None, events: list[Event]) -> None:
+        if self.publish_l2 and (is_snapshot or bids or asks):
+            st.msg_id += 1
+            events.append(BookUpdate(
+                exchange=self.exchange, ts_local=ts_local, symbol=symbol, ts_exchange=ts_exchange,
+                seq=seq, msg_id=st.msg_id, is_snapshot=is_snapshot, bids=tuple(bids),
+                asks=tuple(asks)))
+        if self.publish_tob:
+            bb = st.book.best_bid()
+            ba = st.book.best_ask()
+            top = (bb[0] if bb else None, bb[1] if bb else None,
+                   ba[0] if ba else None, ba[1] if ba else None)
+            if top != st.last_tob:
+                st.last_tob = top
+                events.append(TopOfBook(
+                    exchange=self.exchange, ts_local=ts_local, symbol=symbol,
+                    ts_exchange=ts_exchange, bid_px=top[0], bid_sz=top[1], ask_px=top[2],
+                    ask_sz=top[3], seq=seq))
+
+
+def _crossed_detail(book: OrderBook, seq: int | None) -> str:
+    bb, ba = book.best_bid(), book.best_ask()
+    return f"best bid {bb[0] if bb else None} >= best ask {ba[0] if ba else None} (seq={seq})"

@@ -1,0 +1,113 @@
+"""Normalized market events: the one vocabulary between plugins, the bus, writers and analyzers.
+
+Every event is a frozen msgspec Struct (hashable, safe to share between consumers). Conventions:
+
+* ``ts_local``: wall-clock UTC time in integer nanoseconds at which the frame that produced the
+  event was received, taken before decoding (for timer-driven events: the time the timer fired).
+* ``ts_exchange``: the venue's own event/engine time in UTC nanoseconds, ``None`` where the venue
+  gives none.
+* ``exchange``: the plugin name (``bybit``); ``symbol``: canonical ``BASE-QUOTE`` (``BTC-USDT``).
+* Prices are floats in quote currency; sizes are floats in **base-asset units** (contract counts are
+  multiplied by the contract size before they get here).
+* ``seq``: the venue's sequence/update id of the message, ``None`` where there is none.
+
+This module only defines data; it must not import trio, do I/O or read clocks.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import msgspec
+
+# A price level: (price, size). Plain tuples keep the hot path cheap.
+Level = tuple[float, float]
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False, tag_field="kind"):
+    """Base of every normalized event."""
+
+    exchange: str
+    ts_local: int
+
+
+class TopOfBook(Event, frozen=True, kw_only=True, gc=False, tag="tob"):
+    """Best bid and ask of one symbol; published only when one of the four values changed.
+
+    A side with no level is ``None`` (an empty side is a real state of a thin book).
+    """
+
+    symbol: str
+    ts_exchange: int | None
+    bid_px: float | None
+    bid_sz: float | None
+    ask_px: float | None
+    ask_sz: float | None
+    seq: int | None = None
+
+
+class BookUpdate(Event, frozen=True, kw_only=True, gc=False, tag="l2"):
+    """The levels one venue message set, as absolute sizes (0 removes the level).
+
+    ``is_snapshot`` rows replace the whole book. ``msg_id`` increases per (exchange, symbol) within
+    a run and is shared by every row of one message.
+    """
+
+    symbol: str
+    ts_exchange: int | None
+    seq: int | None
+    msg_id: int
+    is_snapshot: bool
+    bids: tuple[Level, ...]
+    asks: tuple[Level, ...]
+
+
+class Trade(Event, frozen=True, kw_only=True, gc=False, tag="trade"):
+    """One public trade; ``side`` is the taker's side (``buy`` or ``sell``)."""
+
+    symbol: str
+    ts_exchange: int | None
+    price: float
+    size: float
+    side: str
+    trade_id: str
+
+
+class Health(Event, frozen=True, kw_only=True, gc=False, tag="health"):
+    """Something that happened to the data feed itself; see :class:`HealthKind` for names."""
+
+    symbol: str | None
+    event: str
+    detail: str = ""
+
+
+MarketEvent = TopOfBook | BookUpdate | Trade | Health
+
+
+class HealthKind:
+    """Names used in the ``event`` column of the health table (open set; plugins may add more)."""
+
+    CONNECTED: Final = "connected"
+    SUBSCRIBED: Final = "subscribed"
+    SUBSCRIBE_ERROR: Final = "subscribe_error"
+    DISCONNECTED: Final = "disconnected"
+    RECONNECTING: Final = "reconnecting"
+    SNAPSHOT: Final = "snapshot"  # a book became valid (first snapshot on a connection)
+    GAP: Final = "gap"
+    RESYNCED: Final = "resynced"
+    CROSSED: Final = "crossed"
+    CHECKSUM_MISMATCH: Final = "checksum_mismatch"
+    STALE: Final = "stale"
+    NO_SNAPSHOT: Final = "no_snapshot"
+    DECODE_ERROR: Final = "decode_error"
+    VENUE_ERROR: Final = "venue_error"
+    PLUGIN_ERROR: Final = "plugin_error"
+    DROPPED: Final = "dropped"
+    STARTED: Final = "started"
+    STOPPED: Final = "stopped"
+    ROWS_WRITTEN: Final = "rows_written"
+
+
+# Names of the channels a user can ask a plugin for, and the table each one fills.
+CHANNELS: Final = ("tob", "l2", "trades")
+TABLE_OF_KIND: Final = {"tob": "tob", "l2": "l2", "trade": "trades", "health": "health"}

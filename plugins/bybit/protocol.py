@@ -1,0 +1,241 @@
+"""Sans-IO protocol for Bybit v5 public linear (USDT perpetual) streams.
+
+Channels: ``tob`` from ``orderbook.1`` (10 ms pushes), ``l2`` from ``orderbook.{depth}`` (option
+``l2_depth``: 50, 200 or 1000; default 50), ``trades`` from ``publicTrade``.
+
+Book rule: a ``snapshot`` (or any message with ``u == 1``, Bybit's service-restart snapshot)
+replaces the book; a ``delta`` applies only when its ``u`` is the book's ``u + 1``. A break marks
+that symbol's book invalid and resubscribes that symbol's book topic alone. ``ts_exchange`` is the
+matching-engine time ``cts`` where the frame has it, else the push time ``ts``.
+
+Heartbeat: ``{"op":"ping"}`` every 20 s; the pong is an op reply. Subscriptions go one request
+per symbol, tagged with a ``req_id``, so that an error (``success: false``, e.g. an unknown symbol)
+is attributed to the symbol it concerns.
+
+Pure: no trio, no sockets, no clock reads.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+from core.book import BookKeeper
+from core.codec import MS_NS, levels_from_text
+from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
+from core.schema import Event, HealthKind, Trade
+from core.symbols import split_concatenated
+from plugins.bybit.messages import BookData, Envelope, TradeData
+
+PING_INTERVAL_S = 20.0
+L2_DEPTHS = ("50", "200", "1000")
+S_NS = 1_000_000_000
+
+_encode = msgspec.json.Encoder().encode
+
+
+class BybitProtocol(ExchangeProtocol):
+    name = "bybit"
+    channels = frozenset({"tob", "l2", "trades"})
+    default_url = "wss://stream.bybit.com/v5/public/linear"
+    default_rest_url = "https://api.bybit.com"
+    silence_timeout_s = 45.0  # pings every 20 s are always answered on a live socket
+    description = "Bybit v5 public linear perpetuals (orderbook.1/50/200, publicTrade)"
+
+    def __init__(self, config: ProtocolConfig) -> None:
+        super().__init__(config)
+        depth = config.options.get("l2_depth", "50")
+        if depth not in L2_DEPTHS:
+            raise ValueError(f"bybit l2_depth must be one of {', '.join(L2_DEPTHS)}, not {depth!r}")
+        self.l2_depth = depth
+        self.tob = BookKeeper(self.name, publish_tob=True, publish_l2=False)
+        self.l2 = BookKeeper(self.name, publish_tob=False, publish_l2=True)
+        # topic -> (what, canonical symbol)
+        self.topics: dict[str, tuple[str, str]] = {}
+        self.topics_of: dict[str, list[str]] = {}
+        for sym in config.symbols:
+            native = self.to_native(sym)
+            wanted: list[str] = []
+            if "tob" in config.channels:
+                wanted.append(f"orderbook.1.{native}")
+                self.topics[wanted[-1]] = ("tob", sym)
+            if "l2" in config.channels:
+                wanted.append(f"orderbook.{depth}.{native}")
+                self.topics[wanted[-1]] = ("l2", sym)
+            if "trades" in config.channels:
+                wanted.append(f"publicTrade.{native}")
+                self.topics[wanted[-1]] = ("trades", sym)
+            self.topics_of[sym] = wanted
+        self._env = msgspec.json.Decoder(Envelope)
+        self._book = msgspec.json.Decoder(BookData)
+        self._trades = msgspec.json.Decoder(list[TradeData])
+        self._req_n = 0
+        self._pending: dict[str, str] = {}  # req_id -> symbol
+        self._failed: set[str] = set()
+        self._next_ping_ns: int | None = None
+
+    # -- symbols and instruments -----------------------------------------------------------------
+
+    @classmethod
+    def to_canonical(cls, native: str) -> str:
+        return split_concatenated(native)
+
+    @classmethod
+    def instruments_path(cls) -> str:
+        return "/v5/market/instruments-info?category=linear&limit=1000"
+
+    @classmethod
+    def parse_instruments(cls, body: bytes) -> dict[str, Instrument]:
+        doc = msgspec.json.decode(body, type=_InstrumentsReply)
+        out: dict[str, Instrument] = {}
+        for item in doc.result.list:
+            sym = f"{item.baseCoin}-{item.quoteCoin}"
+            if item.contractType != "LinearPerpetual":
+                continue
+            out[sym] = Instrument(
+                symbol=sym, native=item.symbol, contract_size=1.0,
+                tick_size=float(item.priceFilter.tickSize),
+                lot_size=float(item.lotSizeFilter.qtyStep),
+                status=item.status.lower())
+        return out
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def subscribe(self, now_ns: int) -> list[str]:
+        self._pending.clear()
+        frames = []
+        for sym in self.config.symbols:
+            if sym in self._failed:
+                continue
+            frames.append(self._request("subscribe", sym, self.topics_of[sym]))
+            self._expect(sym, now_ns)
+        self._next_ping_ns = now_ns + int(PING_INTERVAL_S * S_NS)
+        return frames
+
+    def connection_lost(self, now_ns: int) -> list[Event]:
+        super().connection_lost(now_ns)
+        self.tob.connection_lost()
+        self.l2.connection_lost()
+        self._next_ping_ns = None
+        return []
+
+    def next_deadline(self) -> int | None:
+        due = [t for t in (self._next_ping_ns, self.tob.next_deadline(), self.l2.next_deadline())
+               if t is not None]
+        return min(due) if due else None
+
+    def on_deadline(self, now_ns: int) -> list[Event]:
+        super().on_deadline(now_ns)
+        if self._next_ping_ns is not None and now_ns >= self._next_ping_ns:
+            self._req_n += 1
+            self.send(_encode({"req_id": f"ping-{self._req_n}", "op": "ping"}))
+            self._next_ping_ns = now_ns + int(PING_INTERVAL_S * S_NS)
+        events = self.tob.overdue(now_ns) + self.l2.overdue(now_ns)
+        self._resync(now_ns)
+        return events
+
+    # -- frames -------------------------------------------------------------------------------
+
+    def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
+        env = self._env.decode(payload)
+        if env.topic is not None:
+            route = self.topics.get(env.topic)
+            if route is None or not env.data:
+                return [self.health(HealthKind.VENUE_ERROR, f"unexpected topic {env.topic!r}")]
+            what, sym = route
+            if what == "trades":
+                return self._on_trades(sym, env, recv_ns)
+            events = self._on_book(self.tob if what == "tob" else self.l2, sym, env, recv_ns)
+            self._resync(recv_ns)
+            return events
+        if env.op is not None:
+            return self._on_op(env)
+        return [self.health(HealthKind.VENUE_ERROR, f"unrecognised frame: {payload[:200]!r}")]
+
+    def _on_book(self, keeper: BookKeeper, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
+        data = self._book.decode(env.data)
+        ts_ms = env.cts if env.cts is not None else env.ts
+        ts_exchange = ts_ms * MS_NS if ts_ms is not None else None
+        bids = levels_from_text(data.b)
+        asks = levels_from_text(data.a)
+        if env.type == "snapshot" or data.u == 1:
+            return keeper.snapshot(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange,
+                                   seq=data.u)
+        return keeper.delta(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange,
+                            seq=data.u, prev_seq=data.u - 1)
+
+    def _on_trades(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
+        return [
+            Trade(exchange=self.name, ts_local=recv_ns, symbol=sym, ts_exchange=t.T * MS_NS,
+                  price=float(t.p), size=float(t.v), side=t.S.lower(), trade_id=t.i)
+            for t in self._trades.decode(env.data)
+        ]
+
+    def _on_op(self, env: Envelope) -> list[Event]:
+        if env.op in ("ping", "pong"):
+            return []
+        sym = self._pending.pop(env.req_id or "", None)
+        if env.op == "unsubscribe":
+            return []
+        if env.success:
+            if env.op == "subscribe" and sym is not None:
+                return [self.health(HealthKind.SUBSCRIBED, ",".join(self.topics_of[sym]), sym)]
+            return []
+        detail = f"{env.op} rejected: {env.ret_msg or 'no reason given'}"
+        if sym is not None:
+            self._failed.add(sym)
+            for keeper in (self.tob, self.l2):
+                keeper.state(sym).snapshot_due_ns = None
+        return [self.health(HealthKind.SUBSCRIBE_ERROR, detail, sym)]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _request(self, op: str, sym: str, topics: list[str]) -> str:
+        self._req_n += 1
+        req_id = f"{op[:5]}-{self._req_n}"
+        self._pending[req_id] = sym
+        return _encode({"req_id": req_id, "op": op, "args": topics})
+
+    def _expect(self, sym: str, now_ns: int) -> None:
+        if "tob" in self.config.channels:
+            self.tob.expect_snapshot(sym, now_ns)
+        if "l2" in self.config.channels:
+            self.l2.expect_snapshot(sym, now_ns)
+
+    def _resync(self, now_ns: int) -> None:
+        """Turn the keepers' resync requests into unsubscribe + subscribe of that book topic."""
+        for keeper, depth in ((self.tob, "1"), (self.l2, self.l2_depth)):
+            for sym in keeper.take_resyncs():
+                if sym in self._failed:
+                    continue
+                topic = [f"orderbook.{depth}.{self.to_native(sym)}"]
+                self.send(self._request("unsubscribe", sym, topic))
+                self.send(self._request("subscribe", sym, topic))
+                keeper.expect_snapshot(sym, now_ns)
+
+
+class _PriceFilter(msgspec.Struct):
+    tickSize: str
+
+
+class _LotFilter(msgspec.Struct):
+    qtyStep: str
+
+
+class _InstrumentItem(msgspec.Struct):
+    symbol: str
+    baseCoin: str
+    quoteCoin: str
+    status: str
+    priceFilter: _PriceFilter
+    lotSizeFilter: _LotFilter
+    contractType: str = "LinearPerpetual"
+
+
+class _InstrumentList(msgspec.Struct):
+    list: list[_InstrumentItem]
+
+
+class _InstrumentsReply(msgspec.Struct):
+    result: _InstrumentList
