@@ -1,0 +1,1 @@
+"""Venue plugin (being written; registers nothing yet)."""
