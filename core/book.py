@@ -135,7 +135,8 @@ class OrderBook:
         return len(self.bids) + len(self.asks)
 
 
-def _set(sizes: dict[float, float], keys: list[float], price: float, key: float, size: float) -> None:
+def _set(sizes: dict[float, float], keys: list[float], price: float, key: float,
+         size: float) -> None:
     if size > 0:
         if price not in sizes:
             insort(keys, key)

@@ -64,7 +64,7 @@ def iso_to_ns(text: str | None) -> int | None:
         zone = "+00:00"
     seconds = datetime.fromisoformat(main + zone).timestamp()
     frac_ns = int((digits + "000000000")[:9]) if digits else 0
-    return int(round(seconds)) * S_NS + frac_ns
+    return round(seconds) * S_NS + frac_ns
 
 
 def levels_from_text(

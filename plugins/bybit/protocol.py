@@ -17,8 +17,6 @@ Pure: no trio, no sockets, no clock reads.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import msgspec
 
 from core.book import BookKeeper

@@ -1,0 +1,225 @@
+"""Command line: ``python -m core.run --plugins bybit,htx --symbols BTC-USDT --channels tob,l2``.
+
+Parses and validates the request (unknown plugin, channel or symbol: a message naming the valid
+choices and exit code 2), loads plugins through their entry points, fetches instrument metadata,
+then hands a :class:`core.supervisor.RunPlan` to :func:`core.supervisor.record`. Exit code 0
+after Ctrl-C, SIGTERM or the end of ``--duration``; 1 when the run could not write its data.
+
+Flags beyond the documented contract are listed in ``docs/cli.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from core.instruments import InstrumentsUnavailable, default_cache_dir, load_instruments
+from core.plugins import ExchangeRegistry, load_plugins
+from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
+from core.schema import CHANNELS
+from core.supervisor import RunPlan, VenuePlan, record
+from core.symbols import is_canonical
+from core.writers.parquet import DEFAULT_FLUSH_INTERVAL_S, WriteFailed
+
+log = logging.getLogger("bookwire")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A request that cannot run as given; the message names the valid choices."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m core.run",
+        description="Record normalized order books and trades from crypto venues to Parquet.",
+        epilog="example: python -m core.run --plugins bybit,htx --symbols BTC-USDT "
+               "--channels tob,l2,trades --out data --duration 600")
+    p.add_argument("--plugins", help="comma-separated venue plugins (see --list-plugins)")
+    p.add_argument("--symbols", default="BTC-USDT",
+                   help="comma-separated canonical BASE-QUOTE symbols (default: BTC-USDT)")
+    p.add_argument("--channels", default="tob,l2",
+                   help=f"comma-separated channels from {','.join(CHANNELS)} (default: tob,l2)")
+    p.add_argument("--out", default="data", type=Path, help="output folder (default: ./data)")
+    p.add_argument("--duration", type=float, default=None,
+                   help="stop after this many seconds (default: until interrupted)")
+    p.add_argument("--endpoint", action="append", default=[], metavar="VENUE=URL",
+                   help="replace a venue's websocket URL (VENUE=URL) or REST base URL "
+                        "(VENUE.rest=URL); repeatable")
+    p.add_argument("--opt", action="append", default=[], metavar="VENUE.KEY=VALUE",
+                   help="venue option, e.g. bybit.l2_depth=200; repeatable")
+    p.add_argument("--list-plugins", action="store_true", help="list plugins and exit")
+    p.add_argument("--log-level", default="INFO",
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default: INFO")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help="instrument metadata cache (default: $BOOKWIRE_CACHE_DIR or "
+                        "~/.cache/bookwire)")
+    p.add_argument("--flush-interval", type=float, default=DEFAULT_FLUSH_INTERVAL_S,
+                   help=f"seconds between Parquet flushes (default: {DEFAULT_FLUSH_INTERVAL_S:g})")
+    p.add_argument("--status-interval", type=float, default=10.0,
+                   help="seconds between status lines on stderr (default: 10)")
+    return p
+
+
+def split_list(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def list_plugins(registry: ExchangeRegistry) -> str:
+    lines = []
+    for name in registry.names():
+        proto = registry.get(name)
+        lines.append(f"{name:<20} channels: {','.join(sorted(proto.channels)):<16} "
+                     f"{proto.description}")
+    return "\n".join(lines)
+
+
+def parse_endpoints(items: Sequence[str], registry: ExchangeRegistry,
+                    plugins: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    ws: dict[str, str] = {}
+    rest: dict[str, str] = {}
+    for item in items:
+        key, sep, url = item.partition("=")
+        if not sep or not url:
+            raise UsageError(f"--endpoint {item!r}: expected VENUE=URL or VENUE.rest=URL")
+        venue, _, kind = key.partition(".")
+        if venue not in registry:
+            raise UsageError(f"--endpoint {item!r}: unknown plugin {venue!r}; valid choices: "
+                             f"{', '.join(registry.names())}")
+        if kind not in ("", "rest", "ws"):
+            raise UsageError(f"--endpoint {item!r}: expected VENUE=URL or VENUE.rest=URL")
+        if venue not in plugins:
+            log.warning("--endpoint for %s, which is not among --plugins", venue)
+        (rest if kind == "rest" else ws)[venue] = url
+    return ws, rest
+
+
+def parse_options(items: Sequence[str], plugins: Sequence[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {p: {} for p in plugins}
+    for item in items:
+        key, sep, value = item.partition("=")
+        venue, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise UsageError(f"--opt {item!r}: expected VENUE.KEY=VALUE")
+        if venue not in out:
+            raise UsageError(f"--opt {item!r}: {venue!r} is not among --plugins "
+                             f"({', '.join(plugins)})")
+        out[venue][name] = value
+    return out
+
+
+def validate(args: argparse.Namespace, registry: ExchangeRegistry
+             ) -> tuple[list[str], list[str], list[str]]:
+    plugins = split_list(args.plugins)
+    if not plugins:
+        raise UsageError(f"--plugins is required; valid choices: {', '.join(registry.names())}")
+    for name in plugins:
+        if name not in registry:
+            raise UsageError(f"unknown plugin {name!r}; valid choices: "
+                             f"{', '.join(registry.names())}")
+    channels = split_list(args.channels)
+    if not channels:
+        raise UsageError(f"--channels is empty; valid choices: {', '.join(CHANNELS)}")
+    for ch in channels:
+        if ch not in CHANNELS:
+            raise UsageError(f"unknown channel {ch!r}; valid choices: {', '.join(CHANNELS)}")
+        for name in plugins:
+            if ch not in registry.get(name).channels:
+                raise UsageError(f"plugin {name!r} does not serve channel {ch!r}; it serves: "
+                                 f"{', '.join(sorted(registry.get(name).channels))}")
+    symbols = split_list(args.symbols)
+    if not symbols:
+        raise UsageError("--symbols is empty; give canonical BASE-QUOTE symbols like BTC-USDT")
+    for sym in symbols:
+        if not is_canonical(sym):
+            raise UsageError(f"symbol {sym!r} is not canonical BASE-QUOTE in upper case "
+                             f"(for example BTC-USDT)")
+    if args.duration is not None and args.duration <= 0:
+        raise UsageError("--duration must be a positive number of seconds")
+    return plugins, channels, symbols
+
+
+def check_listed(proto: type[ExchangeProtocol], symbols: Sequence[str],
+                 instruments: dict[str, Instrument]) -> None:
+    """With instruments known, a symbol the venue does not list is a usage error."""
+    if not instruments:
+        return
+    for sym in symbols:
+        if sym not in instruments:
+            close = difflib.get_close_matches(sym, list(instruments), n=5, cutoff=0.6)
+            hint = f"; close matches: {', '.join(close)}" if close else ""
+            raise UsageError(f"{proto.name} does not list symbol {sym!r} "
+                             f"({len(instruments)} symbols known){hint}")
+
+
+async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunPlan:
+    plugins, channels, symbols = validate(args, registry)
+    ws_urls, rest_urls = parse_endpoints(args.endpoint, registry, plugins)
+    options = parse_options(args.opt, plugins)
+    cache_dir = args.cache_dir or default_cache_dir()
+    venues: list[VenuePlan] = []
+    instruments: dict[str, dict[str, Instrument]] = {}
+    for name in plugins:
+        proto = registry.get(name)
+        try:
+            result = await load_instruments(proto, rest_urls.get(name), cache_dir,
+                                            required=proto.requires_instruments)
+        except InstrumentsUnavailable as exc:
+            raise UsageError(str(exc)) from None
+        check_listed(proto, symbols, result.instruments)
+        instruments[name] = result.instruments
+        config = ProtocolConfig(symbols=tuple(symbols), channels=tuple(channels),
+                                instruments=result.instruments, options=options[name])
+        try:
+            proto(config)  # constructor validates options
+        except ValueError as exc:
+            raise UsageError(f"{name}: {exc}") from None
+        venues.append(VenuePlan(proto=proto, url=ws_urls.get(name, proto.default_url),
+                                config=config))
+    return RunPlan(venues=venues, out=args.out, duration_s=args.duration,
+                   flush_interval_s=args.flush_interval, status_interval_s=args.status_interval,
+                   instruments=instruments)
+
+
+async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool = True) -> int:
+    """The CLI inside an already running trio loop (tests call this directly)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _, registry = load_plugins()
+    if args.list_plugins:
+        print(list_plugins(registry))
+        return EXIT_OK
+    try:
+        plan = await plan_run(args, registry)
+    except UsageError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    plan.handle_signals = handle_signals
+    log.info("recording %s to %s", ", ".join(v.proto.name for v in plan.venues), plan.out)
+    failures: list[BaseException] = []
+    try:
+        await record(plan)
+    except* WriteFailed as group:
+        failures.extend(group.exceptions)
+    for exc in failures:
+        print(f"{parser.prog}: error: {exc}; stopped", file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return trio.run(async_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

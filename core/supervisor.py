@@ -1,0 +1,150 @@
+"""The top-level nursery of a recording run: writers first, then one connector per venue, a
+status reporter, the duration timer and the signal watcher.
+
+Shutdown order (Ctrl-C, SIGTERM or the end of ``--duration``): cancel the feeds; publish a
+``stopped`` health row per venue with the number of events it produced per table; close the bus;
+the writers drain what is buffered, flush, and return. Nothing is cut off mid-write.
+
+An exception from plugin code is recorded (``plugin_error``), logged with its traceback, and the
+connector restarts with a fresh protocol object after a backoff, while the other venues keep
+running. Network failures never get this far: the session handles them.
+
+Must not: pass ``strict_exception_groups=False``, or leave a task without an owning nursery.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import trio
+
+from core.bus import DEFAULT_LOSSLESS_BUFFER_BATCHES, Bus, Policy
+from core.clock import Clock, WallClock
+from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
+from core.recording import NullRecorder, Recorder
+from core.schema import Health, HealthKind
+from core.session import Backoff, Connect, Session, VenueStats, connect_websocket
+from core.status import DEFAULT_STATUS_INTERVAL_S, report_status
+from core.writers.parquet import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_FLUSH_ROWS, ParquetWriter
+from core.writers.tables import table_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VenuePlan:
+    """Everything needed to run one venue."""
+
+    proto: type[ExchangeProtocol]
+    url: str
+    config: ProtocolConfig
+
+
+@dataclass
+class RunPlan:
+    venues: list[VenuePlan]
+    out: Path
+    duration_s: float | None = None
+    flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
+    flush_rows: int = DEFAULT_FLUSH_ROWS
+    status_interval_s: float = DEFAULT_STATUS_INTERVAL_S
+    writer_buffer_batches: int = DEFAULT_LOSSLESS_BUFFER_BATCHES
+    handle_signals: bool = True
+    instruments: Mapping[str, Mapping[str, Instrument]] = field(default_factory=dict)
+
+
+async def run_connector(plan: VenuePlan, bus: Bus, stats: VenueStats, *, clock: Clock,
+                        recorder: Recorder, connect: Connect, backoff: Backoff) -> None:
+    """Run one venue forever; a plugin exception restarts it with a fresh protocol."""
+    attempt = 0
+    while True:
+        proto = plan.proto(plan.config)
+        session = Session(proto, bus, url=plan.url, clock=clock, stats=stats,
+                          recorder=recorder, connect=connect, backoff=backoff)
+        try:
+            await session.run()
+        # Plugin code may raise anything; this is the boundary that keeps one venue's bug from
+        # stopping the others. Cancellation (a BaseException) passes through untouched.
+        except* Exception as group:
+            stats.plugin_errors += 1
+            text = "".join(traceback.format_exception(group)).strip()
+            log.error("%s: plugin error, restarting the connector:\n%s", plan.proto.name, text)
+            summary = "; ".join(f"{type(e).__name__}: {e}" for e in group.exceptions)
+            bus.publish([Health(exchange=plan.proto.name, ts_local=clock.now_ns(), symbol=None,
+                                event=HealthKind.PLUGIN_ERROR, detail=summary[:2000])])
+        delay = backoff.delay(attempt)
+        attempt += 1
+        await trio.sleep(delay)
+
+
+async def watch_signals(cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.warning("received %s: flushing and stopping", signal.Signals(signum).name)
+            cancel_scope.cancel()
+            return
+
+
+async def stop_after(seconds: float, cancel_scope: trio.CancelScope) -> None:
+    await trio.sleep(seconds)
+    log.info("duration of %g s reached: flushing and stopping", seconds)
+    cancel_scope.cancel()
+
+
+async def record(plan: RunPlan, *, clock: Clock | None = None,
+                 recorder: Recorder | None = None, connect: Connect = connect_websocket,
+                 backoff: Backoff | None = None) -> dict[str, VenueStats]:
+    """Run a recording until cancelled, signalled or out of time; return per-venue stats."""
+    clock = clock or WallClock()
+    recorder = recorder or NullRecorder()
+    backoff = backoff or Backoff()
+    bus = Bus()
+    writer = ParquetWriter(plan.out, flush_rows=plan.flush_rows,
+                           flush_interval_s=plan.flush_interval_s, clock=clock)
+    subscription = bus.subscribe("parquet", policy=Policy.LOSSLESS,
+                                 buffer_batches=plan.writer_buffer_batches)
+    stats = {v.proto.name: VenueStats(v.proto.name) for v in plan.venues}
+    async with trio.open_nursery() as outer:
+        await outer.start(writer.run, subscription)
+        try:
+            async with trio.open_nursery() as feeds:
+                for venue in plan.venues:
+                    feeds.start_soon(run_connector, venue, bus, stats[venue.proto.name],
+                                     clock=clock, recorder=recorder, connect=connect,
+                                     backoff=backoff)
+                feeds.start_soon(report_status, list(stats.values()), bus, clock,
+                                 plan.status_interval_s)
+                if plan.handle_signals:
+                    feeds.start_soon(watch_signals, feeds.cancel_scope)
+                if plan.duration_s is not None:
+                    feeds.start_soon(stop_after, plan.duration_s, feeds.cancel_scope)
+        finally:
+            publish_produced(bus, clock)
+            bus.close()
+    return stats
+
+
+def publish_produced(bus: Bus, clock: Clock) -> None:
+    """One ``stopped`` health row per venue: events produced per table during the run."""
+    now = clock.now_ns()
+    per_venue: dict[str, dict[str, int]] = {}
+    for (exchange, kind), n in bus.published.items():
+        table = table_of_kind(kind)
+        per_venue.setdefault(exchange, {})[table] = n
+    for exchange, counts in sorted(per_venue.items()):
+        counts["health"] = counts.get("health", 0) + 1  # this row
+        detail = " ".join(f"{t}={counts.get(t, 0)}" for t in ("tob", "l2", "trades", "health"))
+        bus.publish([Health(exchange=exchange, ts_local=now, symbol=None,
+                            event=HealthKind.STOPPED, detail=f"produced {detail}")])
+
+
+def table_of_kind(kind: str) -> str:
+    return {"tob": "tob", "l2": "l2", "trade": "trades"}.get(kind, "health")
+
+
+__all__ = ["RunPlan", "VenuePlan", "record", "run_connector", "table_of"]

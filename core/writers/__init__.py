@@ -1,0 +1,1 @@
+"""Consumers that persist normalized events (Parquet tables)."""
