@@ -1,0 +1,382 @@
+"""Sans-IO protocol for HTX (Huobi) USDT-margined perpetual swaps (``linear-swap-ws``).
+
+Channels and topics (one ``sub`` frame per topic, contract code ``BTC-USDT``):
+
+* ``l2`` from the book topic chosen by option ``l2_source``:
+
+  - ``size_20`` (default) / ``size_150``: ``market.$code.depth.size_N.high_freq`` with
+    ``"data_type": "incremental"``. The first frame is ``tick.event == "snapshot"``, then
+    ``update`` frames; an update applies only when ``version == last + 1`` (expressed to the
+    BookKeeper as ``prev_seq = version - 1``). Empty updates still advance ``version``.
+  - ``step0``: ``market.$code.depth.step0``, a full 150-level book in every push, so every push
+    is published as a snapshot. It has no update counter (``version`` is the push second); the
+    event ``seq`` is ``mrid``, the last match id.
+
+* ``tob`` from option ``tob_source``: ``book`` (default) takes the best bid/ask of the book topic
+  above (the same subscription serves ``l2`` and ``tob``); ``bbo`` subscribes
+  ``market.$code.bbo`` instead (the venue documents it as not strictly real time).
+* ``trades`` from ``market.$code.trade.detail``; ``direction`` is the taker side.
+
+Sizes arrive in contracts and leave in base units (contracts x ``contract_size`` of the
+instrument). ``ts_exchange`` is the tick's ``ts`` (ms). A broken version chain, a crossed book or a
+snapshot that does not arrive (a suspended contract is acked and then silent) makes that symbol's
+book invalid and resubscribes its book topic alone (``unsub`` + ``sub``).
+
+Heartbeat: the server sends ``{"ping": n}`` about every 5 s and closes the socket after about four
+unanswered pings; the protocol queues ``{"pong": n}`` with the same number. Every server frame is a
+gzip member, inflated by the base class before :meth:`HtxProtocol.handle`.
+
+Pure: no trio, no sockets, no clock reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import msgspec
+
+from core.book import BookKeeper
+from core.codec import MS_NS
+from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
+from core.schema import Event, HealthKind, Level, Trade
+from plugins.htx.messages import (
+    BboTick,
+    ContractInfoReply,
+    DepthTick,
+    Envelope,
+    TradeTick,
+    WireLevel,
+)
+
+L2_SOURCES: Final = {
+    "size_20": "depth.size_20.high_freq",
+    "size_150": "depth.size_150.high_freq",
+    "step0": "depth.step0",
+}
+DEFAULT_L2_SOURCE: Final = "size_20"
+TOB_SOURCES: Final = ("book", "bbo")
+DEFAULT_TOB_SOURCE: Final = "book"
+INCREMENTAL: Final = "incremental"
+#: health event for a configured symbol without instrument metadata (sizes left in contracts)
+NO_INSTRUMENT: Final = "no_instrument"
+# contract_status of swap_contract_info
+CONTRACT_STATUS: Final = {
+    0: "delisting", 1: "trading", 2: "pending", 3: "suspended", 4: "suspended",
+    5: "settling", 6: "delivering", 7: "settled", 8: "delivered",
+}
+
+_encode = msgspec.json.Encoder().encode
+_envelope = msgspec.json.Decoder(Envelope)
+_depth = msgspec.json.Decoder(DepthTick)
+_bbo = msgspec.json.Decoder(BboTick)
+_trades = msgspec.json.Decoder(TradeTick)
+_contracts = msgspec.json.Decoder(ContractInfoReply)
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """One subscription: its wire name, what it feeds and for which canonical symbol."""
+
+    name: str
+    kind: str  # "book", "bbo" or "trades"
+    symbol: str
+    incremental: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SizeScale:
+    """Contracts -> base units. A contract size of ``1/n`` divides by ``n``, so that 229 contracts
+    of 0.001 BTC read 0.229 exactly rather than 0.22900000000000001."""
+
+    factor: float = 1.0
+    divide: bool = False
+
+    @classmethod
+    def of(cls, contract_size: float) -> SizeScale:
+        if 0.0 < contract_size < 1.0:
+            inverse = 1.0 / contract_size
+            n = round(inverse)
+            if abs(inverse - n) <= 1e-9 * n:
+                return cls(float(n), True)
+        return cls(contract_size, False)
+
+    def size(self, contracts: float) -> float:
+        return contracts / self.factor if self.divide else contracts * self.factor
+
+    def levels(self, levels: Sequence[WireLevel] | None) -> list[Level]:
+        if not levels:
+            return []
+        f = self.factor
+        if self.divide:
+            return [(p, s / f) for p, s in levels]
+        if f == 1.0:
+            return list(levels)
+        return [(p, s * f) for p, s in levels]
+
+
+class HtxProtocol(ExchangeProtocol):
+    name = "htx"
+    channels = frozenset({"tob", "l2", "trades"})
+    default_url = "wss://api.hbdm.com/linear-swap-ws"
+    default_rest_url = "https://api.hbdm.com"
+    compression = "gzip"
+    # The server pings every ~5 s; 20 s without any frame is four missed pings: the socket is dead.
+    silence_timeout_s = 20.0
+    # HTX allows 40 subscriptions per second; keep a margin (pongs count too).
+    max_sends_per_s = 35.0
+    requires_instruments = True
+    description = ("HTX USDT-margined swaps (depth.size_20/150.high_freq or step0, bbo, "
+                   "trade.detail; contracts x contract_size)")
+
+    def __init__(self, config: ProtocolConfig) -> None:
+        super().__init__(config)
+        self.l2_source = _option(config, "l2_source", DEFAULT_L2_SOURCE, tuple(L2_SOURCES))
+        self.tob_source = _option(config, "tob_source", DEFAULT_TOB_SOURCE, TOB_SOURCES)
+        want_tob = "tob" in config.channels
+        book_tob = want_tob and self.tob_source == "book"
+        self.book = BookKeeper(self.name, publish_tob=book_tob,
+                               publish_l2="l2" in config.channels)
+        self.bbo = BookKeeper(self.name, publish_tob=True, publish_l2=False)
+        self.topics: dict[str, Topic] = {}
+        self.topics_of: dict[str, list[Topic]] = {}
+        self.scale: dict[str, SizeScale] = {}
+        for sym in config.symbols:
+            self.topics_of[sym] = self._topics_for(sym, book_tob, want_tob)
+            self.topics.update((t.name, t) for t in self.topics_of[sym])
+            self.scale[sym] = SizeScale.of(self.contract_size(sym))
+        self._req_n = 0
+        self._pending: dict[str, tuple[str, Topic]] = {}  # request id -> (op, topic)
+        self._acked: set[str] = set()
+        self._failed: set[str] = set()  # topics the venue rejected; never requested again
+        self._reported_instruments = False
+
+    def _topics_for(self, sym: str, book_tob: bool, want_tob: bool) -> list[Topic]:
+        code = self.to_native(sym)
+        out: list[Topic] = []
+        if "l2" in self.config.channels or book_tob:
+            source = L2_SOURCES[self.l2_source]
+            out.append(Topic(f"market.{code}.{source}", "book", sym,
+                             incremental=self.l2_source != "step0"))
+        if want_tob and self.tob_source == "bbo":
+            out.append(Topic(f"market.{code}.bbo", "bbo", sym))
+        if "trades" in self.config.channels:
+            out.append(Topic(f"market.{code}.trade.detail", "trades", sym))
+        return out
+
+    # -- symbols and instruments -----------------------------------------------------------------
+
+    @classmethod
+    def to_native(cls, symbol: str) -> str:
+        return symbol.upper()
+
+    @classmethod
+    def to_canonical(cls, native: str) -> str:
+        return native.upper()
+
+    @classmethod
+    def instruments_path(cls) -> str:
+        return "/linear-swap-api/v1/swap_contract_info"
+
+    @classmethod
+    def parse_instruments(cls, body: bytes) -> dict[str, Instrument]:
+        reply = _contracts.decode(body)
+        if reply.status != "ok":
+            raise ValueError(f"swap_contract_info: {reply.err_code}: {reply.err_msg}")
+        out: dict[str, Instrument] = {}
+        for c in reply.data:
+            if c.business_type not in (None, "swap") or c.contract_code.count("-") != 1:
+                continue  # dated futures share the endpoint under other business types
+            sym = cls.to_canonical(c.contract_code)
+            out[sym] = Instrument(
+                symbol=sym, native=c.contract_code, contract_size=c.contract_size,
+                tick_size=c.price_tick, lot_size=c.contract_size,
+                status=CONTRACT_STATUS.get(c.contract_status, f"status_{c.contract_status}"))
+        return out
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def connection_made(self, now_ns: int) -> list[Event]:
+        events = super().connection_made(now_ns)
+        if not self._reported_instruments:
+            self._reported_instruments = True
+            events.extend(
+                self.health(NO_INSTRUMENT, "no contract_size known; sizes are contracts x 1.0",
+                            sym)
+                for sym in self.config.symbols if self.instrument(sym) is None)
+        return events
+
+    def subscribe(self, now_ns: int) -> list[str]:
+        self._pending.clear()
+        self._acked.clear()
+        self.book.connection_lost()  # versions are per connection: nothing carries over
+        self.bbo.connection_lost()
+        frames: list[str] = []
+        for sym in self.config.symbols:
+            for topic in self.topics_of[sym]:
+                if topic.name in self._failed:
+                    continue
+                frames.append(self._request("sub", topic))
+                keeper = self._keeper(topic)
+                if keeper is not None:
+                    keeper.expect_snapshot(sym, now_ns)
+        return frames
+
+    def connection_lost(self, now_ns: int) -> list[Event]:
+        super().connection_lost(now_ns)
+        self.book.connection_lost()
+        self.bbo.connection_lost()
+        self._pending.clear()
+        return []
+
+    def next_deadline(self) -> int | None:
+        due = [t for t in (self.book.next_deadline(), self.bbo.next_deadline()) if t is not None]
+        return min(due) if due else None
+
+    def on_deadline(self, now_ns: int) -> list[Event]:
+        super().on_deadline(now_ns)
+        events = self.book.overdue(now_ns) + self.bbo.overdue(now_ns)
+        self._resync(now_ns)
+        return events
+
+    # -- frames -------------------------------------------------------------------------------
+
+    def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
+        env = _envelope.decode(payload)
+        if env.ping is not None:
+            self.send(_encode({"pong": env.ping}).decode())
+            return []
+        if env.ch is not None:
+            return self._on_push(env, recv_ns)
+        if env.status is not None:
+            return self._on_reply(env, recv_ns)
+        return [self.health(HealthKind.VENUE_ERROR, f"unrecognised frame: {payload[:200]!r}")]
+
+    def _on_push(self, env: Envelope, recv_ns: int) -> list[Event]:
+        topic = self.topics.get(env.ch or "")
+        if topic is None:
+            return [self.health(HealthKind.VENUE_ERROR, f"unexpected channel {env.ch!r}")]
+        if not env.tick:
+            raise msgspec.ValidationError(f"push on {env.ch} without a tick")
+        if topic.kind == "trades":
+            return self._on_trades(topic.symbol, env.tick, recv_ns)
+        if topic.kind == "bbo":
+            events = self._on_bbo(topic.symbol, env.tick, recv_ns)
+        else:
+            events = self._on_depth(topic, env.tick, recv_ns)
+        self._resync(recv_ns)
+        return events
+
+    def _on_depth(self, topic: Topic, raw: msgspec.Raw, recv_ns: int) -> list[Event]:
+        tick = _depth.decode(raw)
+        sym = topic.symbol
+        scale = self.scale[sym]
+        bids = scale.levels(tick.bids)
+        asks = scale.levels(tick.asks)
+        ts_exchange = tick.ts * MS_NS
+        if not topic.incremental:  # step0: the whole book in every push
+            return self.book.snapshot(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange,
+                                      seq=tick.mrid)
+        if tick.event == "update":
+            return self.book.delta(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange,
+                                   seq=tick.version, prev_seq=tick.version - 1)
+        if tick.event is None or tick.event == "snapshot":
+            return self.book.snapshot(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange,
+                                      seq=tick.version)
+        raise msgspec.ValidationError(f"unknown depth event {tick.event!r} on {topic.name}")
+
+    def _on_bbo(self, sym: str, raw: msgspec.Raw, recv_ns: int) -> list[Event]:
+        tick = _bbo.decode(raw)
+        scale = self.scale[sym]
+        bids = scale.levels([tick.bid] if tick.bid is not None and tick.bid[1] > 0 else None)
+        asks = scale.levels([tick.ask] if tick.ask is not None and tick.ask[1] > 0 else None)
+        return self.bbo.snapshot(sym, bids, asks, ts_local=recv_ns, ts_exchange=tick.ts * MS_NS,
+                                 seq=tick.version)
+
+    def _on_trades(self, sym: str, raw: msgspec.Raw, recv_ns: int) -> list[Event]:
+        tick = _trades.decode(raw)
+        scale = self.scale[sym]
+        return [
+            Trade(exchange=self.name, ts_local=recv_ns, symbol=sym, ts_exchange=t.ts * MS_NS,
+                  price=t.price, size=scale.size(t.amount), side=t.direction.lower(),
+                  trade_id=str(t.id))
+            for t in tick.data
+        ]
+
+    def _on_reply(self, env: Envelope, recv_ns: int) -> list[Event]:
+        op, topic = self._pending.pop(str(env.id), ("", None)) if env.id is not None else ("", None)
+        if env.status == "ok":
+            if env.subbed is not None:
+                return self._on_subbed(self.topics.get(env.subbed) or topic, recv_ns)
+            return []  # unsub acknowledged
+        reason = f"{env.err_code or env.status}: {env.err_msg or 'no reason given'}"
+        if topic is None:
+            topic = self.topics.get(_topic_in(env.err_msg))
+            op = op or "sub"
+        if topic is None or op != "sub":
+            what = f"{op} {topic.name}" if topic is not None else "request"
+            return [self.health(HealthKind.VENUE_ERROR, f"{what} rejected: {reason}",
+                                topic.symbol if topic is not None else None)]
+        self._failed.add(topic.name)
+        keeper = self._keeper(topic)
+        if keeper is not None:
+            keeper.state(topic.symbol).snapshot_due_ns = None
+        return [self.health(HealthKind.SUBSCRIBE_ERROR, f"{topic.name} rejected: {reason}",
+                            topic.symbol)]
+
+    def _on_subbed(self, topic: Topic | None, recv_ns: int) -> list[Event]:
+        if topic is None:
+            return []
+        keeper = self._keeper(topic)
+        if keeper is not None and not keeper.is_live(topic.symbol):
+            # The snapshot follows the ack: time its deadline from here, not from a paced send.
+            keeper.expect_snapshot(topic.symbol, recv_ns)
+        if topic.name in self._acked:
+            return []
+        self._acked.add(topic.name)
+        return [self.health(HealthKind.SUBSCRIBED, topic.name, topic.symbol)]
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _keeper(self, topic: Topic) -> BookKeeper | None:
+        if topic.kind == "book":
+            return self.book
+        if topic.kind == "bbo":
+            return self.bbo
+        return None
+
+    def _request(self, op: str, topic: Topic) -> str:
+        self._req_n += 1
+        req_id = str(self._req_n)
+        self._pending[req_id] = (op, topic)
+        frame: dict[str, str] = {op: topic.name}
+        if topic.incremental:
+            frame["data_type"] = INCREMENTAL
+        frame["id"] = req_id
+        return _encode(frame).decode()
+
+    def _resync(self, now_ns: int) -> None:
+        """Turn the keepers' resync requests into ``unsub`` + ``sub`` of that symbol's topic."""
+        for keeper, kind in ((self.book, "book"), (self.bbo, "bbo")):
+            for sym in keeper.take_resyncs():
+                topic = next((t for t in self.topics_of.get(sym, ()) if t.kind == kind), None)
+                if topic is None or topic.name in self._failed:
+                    continue
+                self.send(self._request("unsub", topic))
+                self.send(self._request("sub", topic))
+                keeper.expect_snapshot(sym, now_ns)
+
+
+def _option(config: ProtocolConfig, key: str, default: str, allowed: Sequence[str]) -> str:
+    value = config.options.get(key, default)
+    if value not in allowed:
+        raise ValueError(f"htx {key} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
+
+
+def _topic_in(err_msg: str | None) -> str:
+    """``invalid topic market.X-USDT.bbo`` -> ``market.X-USDT.bbo`` (``""`` when none)."""
+    if not err_msg:
+        return ""
+    return next((w for w in err_msg.split() if w.startswith("market.")), "")
