@@ -66,9 +66,17 @@ class Subscription:
         raise NotImplementedError
 
     def close(self) -> None:
+        """Publisher side: no more events; the consumer's loop ends after draining."""
+        raise NotImplementedError
+
+    def close_receiver(self) -> None:
+        """Consumer side: this consumer stops reading; later events are counted as dropped."""
         raise NotImplementedError
 
     def __aiter__(self) -> AsyncIterator[Sequence[Event]]:
+        return self
+
+    async def __anext__(self) -> Sequence[Event]:
         raise NotImplementedError
 
 
@@ -100,6 +108,11 @@ class LosslessSubscription(Subscription):
             self._unreported_drops += len(batch)
             self._drop_exchanges.update(e.exchange for e in batch)
             return
+        except trio.BrokenResourceError:
+            # the consumer has stopped reading for good: count what it will never see
+            self.stats.dropped_events += len(batch)
+            self.stats.dropped_batches += 1
+            return
         except trio.ClosedResourceError:
             return
         self.stats.delivered_events += len(batch)
@@ -115,7 +128,7 @@ class LosslessSubscription(Subscription):
                 for ex in sorted(self._drop_exchanges)]
         try:
             self._send.send_nowait(note)
-        except (trio.WouldBlock, trio.ClosedResourceError):
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
             return
         self._unreported_drops = 0
         self._drop_exchanges.clear()
@@ -127,11 +140,16 @@ class LosslessSubscription(Subscription):
     def close(self) -> None:
         self._send.close()
 
-    async def __aiter__(self) -> AsyncIterator[Sequence[Event]]:  # type: ignore[override]
-        async with self._recv:
-            async for batch in self._recv:
-                self.stats.buffer_used = self._recv.statistics().current_buffer_used
-                yield batch
+    def close_receiver(self) -> None:
+        self._recv.close()
+
+    async def __anext__(self) -> Sequence[Event]:
+        try:
+            batch = await self._recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise StopAsyncIteration from None
+        self.stats.buffer_used = self._recv.statistics().current_buffer_used
+        return batch
 
 
 class ConflatingSubscription(Subscription):
@@ -166,19 +184,21 @@ class ConflatingSubscription(Subscription):
         self._closed = True
         self._wakeup.set()
 
-    async def __aiter__(self) -> AsyncIterator[Sequence[Event]]:  # type: ignore[override]
-        while True:
-            if not self._latest:
-                if self._closed:
-                    return
-                await self._wakeup.wait()
-                self._wakeup = trio.Event()
-                continue
-            batch = list(self._latest.values())
-            self._latest.clear()
-            self.stats.delivered_events += len(batch)
-            self.stats.buffer_used = 0
-            yield batch
+    def close_receiver(self) -> None:
+        self.close()
+        self._latest.clear()
+
+    async def __anext__(self) -> Sequence[Event]:
+        while not self._latest:
+            if self._closed:
+                raise StopAsyncIteration
+            await self._wakeup.wait()
+            self._wakeup = trio.Event()
+        batch = list(self._latest.values())
+        self._latest.clear()
+        self.stats.delivered_events += len(batch)
+        self.stats.buffer_used = 0
+        return batch
 
 
 @dataclass

@@ -19,6 +19,7 @@ import signal
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -114,9 +115,10 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
         try:
             async with trio.open_nursery() as feeds:
                 for venue in plan.venues:
-                    feeds.start_soon(run_connector, venue, bus, stats[venue.proto.name],
-                                     clock=clock, recorder=recorder, connect=connect,
-                                     backoff=backoff)
+                    feeds.start_soon(partial(run_connector, venue, bus,
+                                             stats[venue.proto.name], clock=clock,
+                                             recorder=recorder, connect=connect,
+                                             backoff=backoff))
                 feeds.start_soon(report_status, list(stats.values()), bus, clock,
                                  plan.status_interval_s)
                 if plan.handle_signals:

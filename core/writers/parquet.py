@@ -83,6 +83,7 @@ class ParquetWriter:
                         await self._flush(key)
                 nursery.cancel_scope.cancel()
         finally:
+            subscription.close_receiver()
             with trio.CancelScope(shield=True), trio.move_on_after(FINAL_FLUSH_TIMEOUT_S):
                 await self.close()
 

@@ -42,3 +42,31 @@ class TradeData(msgspec.Struct):
     v: str
     p: str
     i: str
+
+
+class PriceFilter(msgspec.Struct):
+    tickSize: str
+
+
+class LotSizeFilter(msgspec.Struct):
+    qtyStep: str
+
+
+class InstrumentInfo(msgspec.Struct):
+    """One entry of ``/v5/market/instruments-info?category=linear``."""
+
+    symbol: str
+    baseCoin: str
+    quoteCoin: str
+    status: str
+    priceFilter: PriceFilter
+    lotSizeFilter: LotSizeFilter
+    contractType: str = "LinearPerpetual"
+
+
+class InstrumentList(msgspec.Struct):
+    items: list[InstrumentInfo] = msgspec.field(name="list")
+
+
+class InstrumentsReply(msgspec.Struct):
+    result: InstrumentList

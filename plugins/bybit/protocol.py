@@ -24,7 +24,7 @@ from core.codec import MS_NS, levels_from_text
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Trade
 from core.symbols import split_concatenated
-from plugins.bybit.messages import BookData, Envelope, TradeData
+from plugins.bybit.messages import BookData, Envelope, InstrumentsReply, TradeData
 
 PING_INTERVAL_S = 20.0
 L2_DEPTHS = ("50", "200", "1000")
@@ -40,6 +40,8 @@ class BybitProtocol(ExchangeProtocol):
     default_rest_url = "https://api.bybit.com"
     silence_timeout_s = 45.0  # pings every 20 s are always answered on a live socket
     description = "Bybit v5 public linear perpetuals (orderbook.1/50/200, publicTrade)"
+    #: client app-level ping period (Bybit asks for one every 20 s)
+    ping_interval_s = PING_INTERVAL_S
 
     def __init__(self, config: ProtocolConfig) -> None:
         super().__init__(config)
@@ -85,9 +87,9 @@ class BybitProtocol(ExchangeProtocol):
 
     @classmethod
     def parse_instruments(cls, body: bytes) -> dict[str, Instrument]:
-        doc = msgspec.json.decode(body, type=_InstrumentsReply)
+        doc = msgspec.json.decode(body, type=InstrumentsReply)
         out: dict[str, Instrument] = {}
-        for item in doc.result.list:
+        for item in doc.result.items:
             sym = f"{item.baseCoin}-{item.quoteCoin}"
             if item.contractType != "LinearPerpetual":
                 continue
@@ -108,7 +110,7 @@ class BybitProtocol(ExchangeProtocol):
                 continue
             frames.append(self._request("subscribe", sym, self.topics_of[sym]))
             self._expect(sym, now_ns)
-        self._next_ping_ns = now_ns + int(PING_INTERVAL_S * S_NS)
+        self._next_ping_ns = now_ns + int(self.ping_interval_s * S_NS)
         return frames
 
     def connection_lost(self, now_ns: int) -> list[Event]:
@@ -128,7 +130,7 @@ class BybitProtocol(ExchangeProtocol):
         if self._next_ping_ns is not None and now_ns >= self._next_ping_ns:
             self._req_n += 1
             self.send(_encode({"req_id": f"ping-{self._req_n}", "op": "ping"}))
-            self._next_ping_ns = now_ns + int(PING_INTERVAL_S * S_NS)
+            self._next_ping_ns = now_ns + int(self.ping_interval_s * S_NS)
         events = self.tob.overdue(now_ns) + self.l2.overdue(now_ns)
         self._resync(now_ns)
         return events
@@ -211,29 +213,3 @@ class BybitProtocol(ExchangeProtocol):
                 self.send(self._request("unsubscribe", sym, topic))
                 self.send(self._request("subscribe", sym, topic))
                 keeper.expect_snapshot(sym, now_ns)
-
-
-class _PriceFilter(msgspec.Struct):
-    tickSize: str
-
-
-class _LotFilter(msgspec.Struct):
-    qtyStep: str
-
-
-class _InstrumentItem(msgspec.Struct):
-    symbol: str
-    baseCoin: str
-    quoteCoin: str
-    status: str
-    priceFilter: _PriceFilter
-    lotSizeFilter: _LotFilter
-    contractType: str = "LinearPerpetual"
-
-
-class _InstrumentList(msgspec.Struct):
-    list: list[_InstrumentItem]
-
-
-class _InstrumentsReply(msgspec.Struct):
-    result: _InstrumentList

@@ -1,0 +1,156 @@
+"""The generic session against a loopback fake Bybit speaking the real v5 protocol.
+
+Real sockets, real time, short timeouts; every test has a trio-clock ceiling.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import trio
+
+from core.bus import Bus, Subscription
+from core.clock import WallClock
+from core.protocol import ProtocolConfig
+from core.recording import NullRecorder
+from core.schema import BookUpdate, Event, Health
+from core.session import Backoff, Session, VenueStats, connect_websocket
+from core.supervisor import VenuePlan, run_connector
+from core.testing.fake_servers import serve_ws
+from plugins.bybit.protocol import BybitProtocol
+from tests.fakes.bybit import ConnectionPlan, FakeBybit, book_msg
+
+CEILING_S = 15
+
+
+class FastBybit(BybitProtocol):
+    """Bybit with test-sized timers."""
+
+    silence_timeout_s = 0.6
+    ping_interval_s = 0.2
+
+
+def script(first_bid: str) -> dict:
+    return {"orderbook.50.BTCUSDT": [
+        book_msg("BTCUSDT", "snapshot", [[first_bid, "1"], ["99", "2"]], [["101", "1"]], u=1,
+                 ts_ms=1000),
+        book_msg("BTCUSDT", "delta", [["99", "3"]], [], u=2, ts_ms=1001),
+        book_msg("BTCUSDT", "delta", [], [["101", "0"], ["102", "5"]], u=3, ts_ms=1002),
+    ]}
+
+
+async def collect_until(sub: Subscription,
+                        done: Callable[[list[Event]], bool]) -> list[Event]:
+    out: list[Event] = []
+    async for batch in sub:
+        out.extend(batch)
+        if done(out):
+            return out
+    return out
+
+
+def health_events(events: Sequence[Event], name: str) -> list[Health]:
+    return [e for e in events if isinstance(e, Health) and e.event == name]
+
+
+async def test_reconnects_resubscribes_and_rebuilds_the_book() -> None:
+    fake = FakeBybit(scripts=[script("100"), script("100.5")],
+                     plans=[ConnectionPlan(close_after_pushes=2)])
+    bus = Bus()
+    sub = bus.subscribe("test", buffer_batches=1000)
+    proto = FastBybit(ProtocolConfig(symbols=("BTC-USDT",), channels=("l2",)))
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(serve_ws, fake.handler)
+            session = Session(proto, bus, url=url,
+                              backoff=Backoff(initial_s=0.05, rng=random.Random(1)))
+            nursery.start_soon(session.run)
+            events = await collect_until(
+                sub, lambda ev: len([e for e in ev if isinstance(e, BookUpdate)]) >= 5)
+            nursery.cancel_scope.cancel()
+    assert fake.connections == 2
+    subscribes = [[m for m in conn if m.get("op") == "subscribe"] for conn in fake.received]
+    assert [len(s) for s in subscribes] == [1, 1]  # resubscribed on the new connection
+    [disconnected] = health_events(events, "disconnected")
+    assert "closed by peer: code=1000" in disconnected.detail
+    assert len(health_events(events, "connected")) == 2
+    assert len(health_events(events, "resynced")) == 1  # the second snapshot, after disconnect
+    updates = [e for e in events if isinstance(e, BookUpdate)]
+    # connection 1: snapshot + 1 delta (closed after 2 pushes); connection 2: full script
+    assert [(u.is_snapshot, u.seq) for u in updates] == [
+        (True, 1), (False, 2), (True, 1), (False, 2), (False, 3)]
+    book = proto.l2.book("BTC-USDT")
+    assert book.best_bid() == (100.5, 1.0) and book.best_ask() == (102.0, 5.0)
+    assert dict(book.bids) == {100.5: 1.0, 99.0: 3.0}
+
+
+async def test_silent_server_is_detected_and_reconnected() -> None:
+    fake = FakeBybit(scripts=[script("100")], plans=[ConnectionPlan(silent_after_pushes=1)])
+    bus = Bus()
+    sub = bus.subscribe("test", buffer_batches=1000)
+    proto = FastBybit(ProtocolConfig(symbols=("BTC-USDT",), channels=("l2",)))
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(serve_ws, fake.handler)
+            session = Session(proto, bus, url=url, backoff=Backoff(initial_s=0.05))
+            nursery.start_soon(session.run)
+            events = await collect_until(sub, lambda ev: len(health_events(ev, "resynced")) == 1)
+            nursery.cancel_scope.cancel()
+    [lost] = health_events(events, "disconnected")
+    assert lost.detail.startswith("SilenceTimeout: no frame for")
+    # the client kept pinging the silent socket: pings were sent but not answered
+    assert sum(1 for m in fake.received[0] if m.get("op") == "ping") >= 1
+    assert fake.connections == 2
+
+
+async def test_pongs_keep_a_quiet_socket_alive() -> None:
+    """No data at all, but pongs arrive: the watchdog must not call the socket dead."""
+    fake = FakeBybit(scripts=[{}])
+    bus = Bus()
+    proto = FastBybit(ProtocolConfig(symbols=("BTC-USDT",), channels=("trades",)))
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(serve_ws, fake.handler)
+            session = Session(proto, bus, url=url)
+            nursery.start_soon(session.run)
+            await trio.sleep(2.0)  # > 3 silence timeouts
+            nursery.cancel_scope.cancel()
+    assert fake.connections == 1
+    assert session.stats.reconnects == 0
+    assert sum(1 for m in fake.received[0] if m.get("op") == "ping") >= 5
+
+
+class ExplodingBybit(FastBybit):
+    """Plugin code with a bug on its first data frame."""
+
+    exploded = 0
+
+    def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
+        if b"orderbook" in (payload if isinstance(payload, bytes) else payload.encode()) \
+                and ExplodingBybit.exploded == 0:
+            ExplodingBybit.exploded += 1
+            raise KeyError("boom")
+        return super().handle(payload, recv_ns)
+
+
+async def test_plugin_exception_is_recorded_and_the_connector_restarts() -> None:
+    fake = FakeBybit(scripts=[script("100")])
+    bus = Bus()
+    sub = bus.subscribe("test", buffer_batches=1000)
+    config = ProtocolConfig(symbols=("BTC-USDT",), channels=("l2",))
+    stats = VenueStats("bybit")
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(serve_ws, fake.handler)
+            plan = VenuePlan(proto=ExplodingBybit, url=url, config=config)
+            nursery.start_soon(partial(run_connector, plan, bus, stats, clock=WallClock(),
+                                       recorder=NullRecorder(), connect=connect_websocket,
+                                       backoff=Backoff(initial_s=0.05)))
+            events = await collect_until(
+                sub, lambda ev: len([e for e in ev if isinstance(e, BookUpdate)]) >= 3)
+            nursery.cancel_scope.cancel()
+    [err] = health_events(events, "plugin_error")
+    assert "KeyError" in err.detail and "boom" in err.detail
+    assert stats.plugin_errors == 1 and fake.connections == 2

@@ -1,0 +1,134 @@
+"""The order book and keeper against a naive reference book, on random snapshot + delta streams."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.book import BookKeeper, OrderBook
+from core.schema import BookUpdate, Health, TopOfBook
+
+PRICES = st.integers(min_value=1, max_value=60).map(lambda t: t * 0.5)
+SIZES = st.one_of(st.just(0.0), st.integers(min_value=1, max_value=50).map(float))
+LEVELS = st.lists(st.tuples(PRICES, SIZES), max_size=25)
+
+
+class NaiveBook:
+    """The obvious implementation: dicts, and a full scan for the best price."""
+
+    def __init__(self) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+
+    def replace(self, bids: list, asks: list) -> None:
+        self.bids = {p: s for p, s in bids if s > 0}
+        self.asks = {p: s for p, s in asks if s > 0}
+
+    def apply(self, bids: list, asks: list) -> None:
+        for side, levels in ((self.bids, bids), (self.asks, asks)):
+            for p, s in levels:
+                if s > 0:
+                    side[p] = s
+                else:
+                    side.pop(p, None)
+
+    def best_bid(self) -> tuple[float, float] | None:
+        return (max(self.bids), self.bids[max(self.bids)]) if self.bids else None
+
+    def best_ask(self) -> tuple[float, float] | None:
+        return (min(self.asks), self.asks[min(self.asks)]) if self.asks else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(snapshot=st.tuples(LEVELS, LEVELS), deltas=st.lists(st.tuples(LEVELS, LEVELS),
+                                                           max_size=40))
+def test_order_book_matches_naive_reference(snapshot: tuple, deltas: list) -> None:
+    book, ref = OrderBook(), NaiveBook()
+    book.replace(*snapshot)
+    ref.replace(*snapshot)
+    for bids, asks in [snapshot, *deltas]:
+        if (bids, asks) is not snapshot:
+            book.apply(bids, asks)
+            ref.apply(bids, asks)
+        assert book.bids == ref.bids and book.asks == ref.asks
+        assert book.best_bid() == ref.best_bid()
+        assert book.best_ask() == ref.best_ask()
+        assert book.top_bids(5) == sorted(ref.bids.items(), reverse=True)[:5]
+        assert book.top_asks(5) == sorted(ref.asks.items())[:5]
+        assert len(book) == len(ref.bids) + len(ref.asks)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mid=st.integers(min_value=20, max_value=40),
+    steps=st.lists(st.tuples(st.booleans(), LEVELS, LEVELS, st.integers(0, 3)), max_size=40),
+)
+def test_keeper_never_publishes_crossed_or_out_of_sequence(mid: int, steps: list) -> None:
+    """Random streams with random sequence jumps: every published top of book is uncrossed,
+    equals the reference book's, and nothing is published between a break and a snapshot."""
+    keeper = BookKeeper("x")
+    ref = NaiveBook()
+    bids0 = [(mid - 1.0, 1.0)]
+    asks0 = [(mid + 1.0, 1.0)]
+    keeper.snapshot("S", bids0, asks0, ts_local=0, ts_exchange=None, seq=0)
+    ref.replace(bids0, asks0)
+    seq, live = 0, True
+    for i, (is_snapshot, bids, asks, jump) in enumerate(steps, start=1):
+        if is_snapshot:
+            seq += 1
+            bids = [(p, s) for p, s in bids if p < mid]
+            asks = [(p, s) for p, s in asks if p > mid]
+            events = keeper.snapshot("S", bids, asks, ts_local=i, ts_exchange=None, seq=seq)
+            ref.replace(bids, asks)
+            live = True
+        else:
+            prev, seq = seq, seq + 1 + jump
+            events = keeper.delta("S", bids, asks, ts_local=i, ts_exchange=None, seq=seq,
+                                  prev_seq=seq - 1)
+            if live:
+                if jump:
+                    live = False
+                else:
+                    ref.apply(bids, asks)
+                    bb, ba = ref.best_bid(), ref.best_ask()
+                    if bb and ba and bb[0] >= ba[0]:
+                        live = False
+            del prev
+        published = [e for e in events if isinstance(e, BookUpdate | TopOfBook)]
+        if not live:
+            assert published == []
+            assert [e.event for e in events if isinstance(e, Health)] in ([], ["gap"],
+                                                                          ["crossed"])
+            continue
+        assert keeper.is_live("S")
+        for e in published:
+            if isinstance(e, TopOfBook):
+                bb, ba = ref.best_bid(), ref.best_ask()
+                assert (e.bid_px, e.bid_sz) == (bb if bb else (None, None))
+                assert (e.ask_px, e.ask_sz) == (ba if ba else (None, None))
+                if e.bid_px is not None and e.ask_px is not None:
+                    assert e.bid_px < e.ask_px
+
+
+def test_zero_size_delete_of_unknown_level_is_harmless() -> None:
+    book = OrderBook()
+    book.replace([(1.0, 1.0)], [(2.0, 1.0)])
+    book.apply([(0.5, 0.0)], [(3.0, 0.0)])
+    assert book.best_bid() == (1.0, 1.0) and book.best_ask() == (2.0, 1.0) and len(book) == 2
+
+
+def test_wire_text_is_kept_per_level_for_checksums() -> None:
+    book = OrderBook(keep_text=True)
+    book.replace([(1.0, 1.0)], [(2.0, 1.0)], [("1.00", "1.0")], [("2.0", "1")])
+    book.apply([(1.0, 0.0), (1.5, 2.0)], [], [("1.00", "0"), ("1.50", "2.00")], [])
+    assert book.bid_text == {1.5: ("1.50", "2.00")}
+    assert book.ask_text == {2.0: ("2.0", "1")}
+
+
+def test_msg_ids_increase_per_symbol() -> None:
+    keeper = BookKeeper("x")
+    a = keeper.snapshot("A", [(1.0, 1.0)], [(2.0, 1.0)], ts_local=0, ts_exchange=None, seq=1)
+    b = keeper.snapshot("B", [(1.0, 1.0)], [(2.0, 1.0)], ts_local=0, ts_exchange=None, seq=1)
+    a2 = keeper.delta("A", [(1.0, 2.0)], [], ts_local=1, ts_exchange=None, seq=2, prev_seq=1)
+    ids = [e.msg_id for e in a + b + a2 if isinstance(e, BookUpdate)]
+    assert ids == [1, 1, 2]
