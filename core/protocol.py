@@ -7,7 +7,8 @@ socket, the timers, reconnects and backoff; it drives a protocol object through 
     events = proto.connection_made(now_ns)      # per-connection state reset
     send(proto.frames_to_send())                # subscribe frames (paced by the session)
     events = proto.receive(frame, recv_ns)      # text or bytes in, normalized events out
-    send(proto.frames_to_send())                # pong, resubscribe, ...
+    send(proto.urgent_frames_to_send())         # pongs: unpaced, ahead of the queue
+    send(proto.frames_to_send())                # resubscribe, pings, ... (paced)
     when = proto.next_deadline()                # ns on the same clock as recv_ns, or None
     events = proto.on_deadline(now_ns)          # app-level ping due, snapshot overdue, ...
     events = proto.connection_lost(now_ns)      # every book untrusted until the next snapshot
@@ -85,8 +86,6 @@ class ExchangeProtocol:
     ws_ping_interval_s: ClassVar[float | None] = None
     #: the venue's limit on client messages per second per connection (None: no pacing)
     max_sends_per_s: ClassVar[float | None] = None
-    #: a subscription not acknowledged in this time is reported and the connection retried
-    subscribe_timeout_s: ClassVar[float] = 10.0
     #: sizes cannot be converted without instrument metadata (contract sizes)
     requires_instruments: ClassVar[bool] = False
     #: one line for ``--list-plugins``
@@ -95,6 +94,7 @@ class ExchangeProtocol:
     def __init__(self, config: ProtocolConfig) -> None:
         self.config = config
         self._outbox: list[str] = []
+        self._urgent: list[str] = []
         self.decode_errors: dict[str, int] = {}
         self.now_ns = 0  # time of the last call, for events created deep inside handlers
 
@@ -135,6 +135,7 @@ class ExchangeProtocol:
         """A new connection is open: reset per-connection state and queue subscribe frames."""
         self.now_ns = now_ns
         self._outbox.clear()
+        self._urgent.clear()
         self._outbox.extend(self.subscribe(now_ns))
         return []
 
@@ -153,7 +154,13 @@ class ExchangeProtocol:
             return [self.decode_error(type(exc).__name__, payload, exc, recv_ns)]
 
     def frames_to_send(self) -> list[str]:
+        """Queued frames, sent in order and paced to ``max_sends_per_s``."""
         out, self._outbox = self._outbox, []
+        return out
+
+    def urgent_frames_to_send(self) -> list[str]:
+        """Queued replies that must not wait behind paced frames (pongs)."""
+        out, self._urgent = self._urgent, []
         return out
 
     def next_deadline(self) -> int | None:
@@ -181,9 +188,10 @@ class ExchangeProtocol:
 
     # -- helpers for subclasses -----------------------------------------------------------------
 
-    def send(self, frame: str) -> None:
-        """Queue a frame for the session to send."""
-        self._outbox.append(frame)
+    def send(self, frame: str, *, urgent: bool = False) -> None:
+        """Queue a text frame for the session to send. ``urgent`` frames (pong replies) skip
+        the queue of paced frames, so a long subscription burst never delays a heartbeat."""
+        (self._urgent if urgent else self._outbox).append(frame)
 
     def health(self, event: str, detail: str = "", symbol: str | None = None,
                ts_local: int | None = None) -> Health:

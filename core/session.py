@@ -5,7 +5,8 @@ Per connection, a nursery runs four small tasks around the reader loop:
 * **reader** (the session's own task): ``get_message`` -> stamp ``ts_local`` -> ``proto.receive``
   -> ``bus.publish`` (synchronous, never awaits a consumer) -> queue the protocol's reply frames.
   It goes straight back to ``get_message``, so trio-websocket keeps answering pings.
-* **sender**: sends queued frames, paced to the venue's ``max_sends_per_s``.
+* **sender**: sends queued frames, paced to the venue's ``max_sends_per_s``; urgent frames
+  (pong replies) go through a second, unpaced sender so a subscription burst never delays them.
 * **timer**: sleeps until ``proto.next_deadline()`` and calls ``proto.on_deadline`` (app-level
   pings, overdue snapshots); woken early when a frame brings the next deadline forward.
 * **watchdog**: no frame at all (pongs included) for ``silence_timeout_s`` means a dead socket,
@@ -161,6 +162,7 @@ class Session:
         self._timer_target: int | None = None
         self._timer_wake = trio.Event()
         self._out: trio.MemorySendChannel[str] | None = None
+        self._urgent: trio.MemorySendChannel[str] | None = None
 
     # -- public --------------------------------------------------------------------------------
 
@@ -201,9 +203,11 @@ class Session:
                                         f"{self.url} conn={self.stats.conn_id}", now)])
             self._publish(proto.connection_made(now))
             send_channel, receive_channel = trio.open_memory_channel[str](OUTBOX_FRAMES)
-            self._out = send_channel
-            async with trio.open_nursery() as nursery, send_channel:
-                nursery.start_soon(self._sender, ws, receive_channel)
+            urgent_send, urgent_receive = trio.open_memory_channel[str](OUTBOX_FRAMES)
+            self._out, self._urgent = send_channel, urgent_send
+            async with trio.open_nursery() as nursery, send_channel, urgent_send:
+                nursery.start_soon(self._sender, ws, receive_channel, proto.max_sends_per_s)
+                nursery.start_soon(self._sender, ws, urgent_receive, None)
                 nursery.start_soon(self._timer)
                 nursery.start_soon(self._watchdog)
                 if proto.ws_ping_interval_s:
@@ -231,9 +235,8 @@ class Session:
             if deadline is not None and (target is None or deadline < target):
                 self._timer_wake.set()
 
-    async def _sender(self, ws: WebSocketConnection,
-                      frames: trio.MemoryReceiveChannel[str]) -> None:
-        rate = self.proto.max_sends_per_s
+    async def _sender(self, ws: WebSocketConnection, frames: trio.MemoryReceiveChannel[str],
+                      rate: float | None) -> None:
         min_gap_s = 1.0 / rate if rate else 0.0
         last = -1e18
         async with frames:
@@ -288,15 +291,16 @@ class Session:
     # -- helpers -------------------------------------------------------------------------------
 
     def _flush(self) -> None:
-        frames = self.proto.frames_to_send()
-        if not frames or self._out is None:
-            return
-        for frame in frames:
-            try:
-                self._out.send_nowait(frame)
-            except trio.WouldBlock:
-                raise OutboxOverflow(f"more than {OUTBOX_FRAMES} frames waiting to be sent") \
-                    from None
+        for frames, channel in ((self.proto.urgent_frames_to_send(), self._urgent),
+                                (self.proto.frames_to_send(), self._out)):
+            if not frames or channel is None:
+                continue
+            for frame in frames:
+                try:
+                    channel.send_nowait(frame)
+                except trio.WouldBlock:
+                    raise OutboxOverflow(f"more than {OUTBOX_FRAMES} frames waiting to be "
+                                         "sent") from None
 
     def _publish(self, events: Sequence[Event]) -> None:
         if events:
@@ -312,7 +316,7 @@ class Session:
         was_connected = self.stats.connected
         self.stats.connected = False
         self.stats.last_disconnect = reason
-        self._out = None
+        self._out = self._urgent = None
         if was_connected:
             self.recorder.closed(self.proto.name, self.stats.conn_id, now, reason)
         log.warning("%s: connection lost: %s", self.proto.name, reason)

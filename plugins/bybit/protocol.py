@@ -30,7 +30,12 @@ PING_INTERVAL_S = 20.0
 L2_DEPTHS = ("50", "200", "1000")
 S_NS = 1_000_000_000
 
-_encode = msgspec.json.Encoder().encode
+_encoder = msgspec.json.Encoder()
+
+
+def _encode(obj: object) -> str:
+    """JSON text: venues expect text websocket frames, never binary ones."""
+    return _encoder.encode(obj).decode()
 
 
 class BybitProtocol(ExchangeProtocol):

@@ -245,7 +245,7 @@ class HtxProtocol(ExchangeProtocol):
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
         env = _envelope.decode(payload)
         if env.ping is not None:
-            self.send(_encode({"pong": env.ping}).decode())
+            self.send(_encode({"pong": env.ping}).decode(), urgent=True)
             return []
         if env.ch is not None:
             return self._on_push(env, recv_ns)

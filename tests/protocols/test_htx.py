@@ -210,7 +210,8 @@ def test_ping_is_answered_with_the_same_number() -> None:
     proto = make()
     sent(proto)
     assert proto.receive(gz({"ping": 1645289389594}), T0) == []
-    assert proto.frames_to_send() == ['{"pong":1645289389594}']
+    assert proto.urgent_frames_to_send() == ['{"pong":1645289389594}']
+    assert proto.frames_to_send() == []  # pongs never queue behind paced frames
 
 
 # -- incremental book ------------------------------------------------------------------------
@@ -473,7 +474,7 @@ def test_capture_replay() -> None:
                 if isinstance(ev, Trade):
                     assert ev.side in ("buy", "sell")
                     assert ev.size > 0
-            pongs.extend(json.loads(f)["pong"] for f in proto.frames_to_send())
+            pongs.extend(json.loads(f)["pong"] for f in proto.urgent_frames_to_send())
             assert not any(proto.book.book(s).is_crossed() for s in symbols)
         recorded = [json.loads(r.frame)["pong"] for r in mine
                     if r.kind == "send" and "pong" in json.loads(r.frame)]

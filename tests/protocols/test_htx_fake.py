@@ -62,7 +62,7 @@ async def pump(ws: WebSocketConnection, proto: HtxProtocol, clock: TrioClock,
         while True:
             frame = await ws.get_message()
             events.extend(proto.receive(frame, clock.now_ns()))
-            for out in proto.frames_to_send():
+            for out in proto.urgent_frames_to_send() + proto.frames_to_send():
                 await ws.send_message(out)
 
 
