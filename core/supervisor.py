@@ -17,14 +17,15 @@ from __future__ import annotations
 import logging
 import signal
 import traceback
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import trio
 
-from core.bus import DEFAULT_LOSSLESS_BUFFER_BATCHES, Bus, Policy
+from core.bus import DEFAULT_LOSSLESS_BUFFER_BATCHES, Bus, Policy, Subscription
 from core.clock import Clock, WallClock
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.recording import NullRecorder, Recorder
@@ -32,7 +33,6 @@ from core.schema import Health, HealthKind
 from core.session import Backoff, Connect, Session, VenueStats, connect_websocket
 from core.status import DEFAULT_STATUS_INTERVAL_S, report_status
 from core.writers.parquet import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_FLUSH_ROWS, ParquetWriter
-from core.writers.tables import table_of
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,28 @@ class VenuePlan:
     config: ProtocolConfig
 
 
+class ConsumerRun(Protocol):
+    """``async def run(subscription, *, task_status)``: consume until the bus closes."""
+
+    def __call__(self, subscription: Subscription, *,
+                 task_status: trio.TaskStatus[None] = ...) -> Awaitable[None]: ...
+
+
+@dataclass
+class Consumer:
+    """A bus consumer started before the feeds (writers, live analyzers)."""
+
+    name: str
+    run: ConsumerRun
+    kinds: frozenset[str] | None = None
+    policy: Policy = Policy.LOSSLESS
+    buffer_batches: int = DEFAULT_LOSSLESS_BUFFER_BATCHES
+
+
+# Shows live state while recording: (venue stats, bus, clock, interval) -> runs until cancelled.
+StatusView = Callable[[list[VenueStats], Bus, Clock, float], Awaitable[None]]
+
+
 @dataclass
 class RunPlan:
     venues: list[VenuePlan]
@@ -57,6 +79,8 @@ class RunPlan:
     writer_buffer_batches: int = DEFAULT_LOSSLESS_BUFFER_BATCHES
     handle_signals: bool = True
     instruments: Mapping[str, Mapping[str, Instrument]] = field(default_factory=dict)
+    consumers: list[Consumer] = field(default_factory=list)
+    status_view: StatusView = report_status
 
 
 async def run_connector(plan: VenuePlan, bus: Bus, stats: VenueStats, *, clock: Clock,
@@ -112,6 +136,10 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
     stats = {v.proto.name: VenueStats(v.proto.name) for v in plan.venues}
     async with trio.open_nursery() as outer:
         await outer.start(writer.run, subscription)
+        for consumer in plan.consumers:
+            sub = bus.subscribe(consumer.name, consumer.kinds, policy=consumer.policy,
+                                buffer_batches=consumer.buffer_batches)
+            await outer.start(consumer.run, sub)
         try:
             async with trio.open_nursery() as feeds:
                 for venue in plan.venues:
@@ -119,7 +147,7 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
                                              stats[venue.proto.name], clock=clock,
                                              recorder=recorder, connect=connect,
                                              backoff=backoff))
-                feeds.start_soon(report_status, list(stats.values()), bus, clock,
+                feeds.start_soon(plan.status_view, list(stats.values()), bus, clock,
                                  plan.status_interval_s)
                 if plan.handle_signals:
                     feeds.start_soon(watch_signals, feeds.cancel_scope)
@@ -149,4 +177,4 @@ def table_of_kind(kind: str) -> str:
     return {"tob": "tob", "l2": "l2", "trade": "trades"}.get(kind, "health")
 
 
-__all__ = ["RunPlan", "VenuePlan", "record", "run_connector", "table_of"]
+__all__ = ["Consumer", "RunPlan", "StatusView", "VenuePlan", "record", "run_connector"]

@@ -38,18 +38,26 @@ SCHEMAS: Final[dict[str, dict[str, pl.DataType]]] = {
         "detail": pl.String(),
     },
 }
-TABLES: Final = tuple(SCHEMAS)
-_TS_COLUMNS = {t: [c for c, d in s.items() if d == TS] for t, s in SCHEMAS.items()}
+TABLES: Final = ("tob", "l2", "trades", "health")  # the recorder's own tables
+_TABLE_OF: dict[type[Event], str] = {TopOfBook: "tob", BookUpdate: "l2", Trade: "trades",
+                                     Health: "health"}
+
+
+def register_table(event_type: type[Event], table: str, schema: dict[str, pl.DataType]) -> None:
+    """Let the Parquet writer persist another one-row-per-event type (e.g. live analyzer
+    output). Column names must be attribute names of ``event_type``; ``Datetime`` columns take
+    integer UTC nanoseconds. Registering the same mapping again is harmless."""
+    if SCHEMAS.get(table, schema) != schema or _TABLE_OF.get(event_type, table) != table:
+        raise ValueError(f"table {table!r} or {event_type.__name__} registered differently")
+    missing = [c for c in schema if c not in event_type.__struct_fields__]
+    if missing:
+        raise ValueError(f"{event_type.__name__} has no attributes {missing} for {table!r}")
+    SCHEMAS[table] = schema
+    _TABLE_OF[event_type] = table
 
 
 def table_of(event: Event) -> str:
-    if isinstance(event, TopOfBook):
-        return "tob"
-    if isinstance(event, BookUpdate):
-        return "l2"
-    if isinstance(event, Trade):
-        return "trades"
-    return "health"
+    return _TABLE_OF.get(type(event), "health")
 
 
 class TableBuffer:
@@ -98,11 +106,9 @@ class TableBuffer:
                                 ("trade_id", e.trade_id)):
                 c[name].append(value)
             self.rows += 1
-        elif isinstance(e, Health):
-            for name, value in (("ts_local", e.ts_local), ("exchange", e.exchange),
-                                ("symbol", e.symbol), ("event", e.event),
-                                ("detail", e.detail)):
-                c[name].append(value)
+        else:  # Health and registered one-row events: columns are attribute names
+            for name, column in c.items():
+                column.append(getattr(e, name))
             self.rows += 1
 
     def to_frame(self) -> pl.DataFrame:
@@ -111,7 +117,7 @@ class TableBuffer:
                                 else schema[name])
                 for name, values in self.cols.items()}
         df = pl.DataFrame(data)
-        return df.with_columns(pl.col(_TS_COLUMNS[self.table]).cast(TS))
+        return df.with_columns(pl.col([c for c, d in schema.items() if d == TS]).cast(TS))
 
 
 def empty_frame(table: str) -> pl.DataFrame:
