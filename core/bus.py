@@ -133,6 +133,14 @@ class LosslessSubscription(Subscription):
         self._unreported_drops = 0
         self._drop_exchanges.clear()
 
+    async def offer_wait(self, batch: Sequence[Event]) -> None:
+        """Like :meth:`offer`, but wait for room instead of dropping (replay only)."""
+        if self.kinds is not None:
+            batch = [e for e in batch if e.__struct_config__.tag in self.kinds]
+        if batch:
+            await self._send.send(batch)
+            self.stats.delivered_events += len(batch)
+
     @property
     def unreported_drops(self) -> int:
         return self._unreported_drops
@@ -225,12 +233,27 @@ class Bus:
         """Hand one frame's events to every subscriber. Synchronous; never blocks."""
         if not batch or self.closed:
             return
+        self._count(batch)
+        for sub in self.subscriptions:
+            sub.offer(batch)
+
+    def _count(self, batch: Sequence[Event]) -> None:
         counts = self.published
         for e in batch:
             key = (e.exchange, e.__struct_config__.tag)
             counts[key] = counts.get(key, 0) + 1
+
+    async def publish_wait(self, batch: Sequence[Event]) -> None:
+        """Publish, waiting for room in lossless buffers instead of dropping (replay only:
+        there is no live socket to keep reading, so backpressure is the right answer)."""
+        if not batch or self.closed:
+            return
+        self._count(batch)
         for sub in self.subscriptions:
-            sub.offer(batch)
+            if isinstance(sub, LosslessSubscription):
+                await sub.offer_wait(batch)
+            else:
+                sub.offer(batch)
 
     def close(self) -> None:
         self.closed = True

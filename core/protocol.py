@@ -84,6 +84,8 @@ class ExchangeProtocol:
     silence_timeout_s: ClassVar[float] = 30.0
     #: send protocol-level websocket pings this often (None: the venue's app-level ping suffices)
     ws_ping_interval_s: ClassVar[float | None] = None
+    #: extra HTTP headers for the websocket handshake
+    ws_headers: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: the venue's limit on client messages per second per connection (None: no pacing)
     max_sends_per_s: ClassVar[float | None] = None
     #: sizes cannot be converted without instrument metadata (contract sizes)

@@ -14,6 +14,7 @@ import argparse
 import difflib
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import trio
 from core.instruments import InstrumentsUnavailable, default_cache_dir, load_instruments
 from core.plugins import ExchangeRegistry, load_plugins
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
+from core.replay import ReplayError, replay
 from core.schema import CHANNELS
 from core.supervisor import RunPlan, VenuePlan, record
 from core.symbols import is_canonical
@@ -67,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"seconds between Parquet flushes (default: {DEFAULT_FLUSH_INTERVAL_S:g})")
     p.add_argument("--status-interval", type=float, default=10.0,
                    help="seconds between status lines on stderr (default: 10)")
+    p.add_argument("--record-raw", action="store_true",
+                   help="also record every raw frame under <out>/raw for --replay")
+    p.add_argument("--replay", type=Path, default=None, metavar="PATH",
+                   help="rebuild the tables from raw recordings (a file or folder) instead of "
+                        "connecting; writes to --out")
     return p
 
 
@@ -183,11 +190,14 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
             proto(config)  # constructor validates options
         except ValueError as exc:
             raise UsageError(f"{name}: {exc}") from None
+        http = None
+        if result.body is not None and result.url is not None:
+            http = (result.url, time.time_ns(), result.body)
         venues.append(VenuePlan(proto=proto, url=ws_urls.get(name, proto.default_url),
-                                config=config))
+                                config=config, instruments_http=http))
     return RunPlan(venues=venues, out=args.out, duration_s=args.duration,
                    flush_interval_s=args.flush_interval, status_interval_s=args.status_interval,
-                   instruments=instruments)
+                   instruments=instruments, record_raw=args.record_raw)
 
 
 async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool = True) -> int:
@@ -200,6 +210,8 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
     if args.list_plugins:
         print(list_plugins(registry))
         return EXIT_OK
+    if args.replay is not None:
+        return await run_replay(args, registry, parser.prog)
     try:
         plan = await plan_run(args, registry)
     except UsageError as exc:
@@ -215,6 +227,34 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
     for exc in failures:
         print(f"{parser.prog}: error: {exc}; stopped", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+async def run_replay(args: argparse.Namespace, registry: ExchangeRegistry, prog: str) -> int:
+    if not args.replay.exists():
+        print(f"{prog}: error: --replay {args.replay}: no such file or folder", file=sys.stderr)
+        return EXIT_USAGE
+    failures: list[BaseException] = []
+    unusable: list[BaseException] = []
+    counts: dict[str, int] = {}
+    try:
+        counts = await replay(args.replay, registry, args.out,
+                              venues=split_list(args.plugins) or None,
+                              flush_interval_s=args.flush_interval)
+    except* ReplayError as group:
+        unusable.extend(group.exceptions)
+    except* WriteFailed as group:
+        failures.extend(group.exceptions)
+    for exc in unusable:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+    for exc in failures:
+        print(f"{prog}: error: {exc}; stopped", file=sys.stderr)
+    if unusable:
+        return EXIT_USAGE
+    if failures:
+        return EXIT_FAILED
+    for venue, n in counts.items():
+        log.info("replayed %d records of %s into %s", n, venue, args.out)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

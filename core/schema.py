@@ -91,7 +91,6 @@ class HealthKind:
     SUBSCRIBED: Final = "subscribed"
     SUBSCRIBE_ERROR: Final = "subscribe_error"
     DISCONNECTED: Final = "disconnected"
-    RECONNECTING: Final = "reconnecting"
     SNAPSHOT: Final = "snapshot"  # a book became valid (first snapshot on a connection)
     GAP: Final = "gap"
     RESYNCED: Final = "resynced"

@@ -17,7 +17,9 @@ Per connection, a nursery runs four small tasks around the reader loop:
 Any failure of the connection (refused, TLS/handshake error, closed by the venue, silence, a
 missing pong, a connect timeout) is caught at the nursery boundary with ``except*``, recorded as
 a ``disconnected`` health event carrying the reason, and followed by a reconnect after a capped
-exponential backoff with full jitter. After a reconnect the protocol resubscribes and books
+exponential backoff with full jitter (the attempt and its delay are logged). Every connect,
+frame, timer firing and close also goes to the recorder, so that a replay reproduces the same
+events. After a reconnect the protocol resubscribes and books
 resync from the new snapshots. Exceptions from plugin code are *not* caught here: they escape to
 the supervisor, which records them and restarts the connector with a fresh protocol.
 
@@ -83,13 +85,17 @@ CONNECTION_ERRORS = (
     PongTimeout, OutboxOverflow,
 )
 
-Connect = Callable[[str, int], AbstractAsyncContextManager[WebSocketConnection]]
+Connect = Callable[[str, int, Sequence[tuple[str, str]]],
+                   AbstractAsyncContextManager[WebSocketConnection]]
 
 
 @asynccontextmanager
-async def connect_websocket(url: str, max_message_bytes: int) -> AsyncIterator[WebSocketConnection]:
+async def connect_websocket(url: str, max_message_bytes: int,
+                            headers: Sequence[tuple[str, str]] = ()
+                            ) -> AsyncIterator[WebSocketConnection]:
     """Default ``Connect``: trio-websocket with TLS verification on (the default context)."""
     async with open_websocket_url(url, max_message_size=max_message_bytes,
+                                  extra_headers=list(headers),
                                   message_queue_size=WS_MESSAGE_QUEUE,
                                   connect_timeout=CONNECT_TIMEOUT_S,
                                   disconnect_timeout=DISCONNECT_TIMEOUT_S) as ws:
@@ -182,8 +188,8 @@ class Session:
                 delay = self.backoff.delay(attempt)
                 attempt += 1
                 self.stats.reconnects += 1
-                self._publish([self._health(HealthKind.RECONNECTING,
-                                            f"attempt {attempt} in {delay:.2f} s")])
+                log.info("%s: reconnecting in %.2f s (attempt %d)", self.proto.name, delay,
+                         attempt)
                 await trio.sleep(delay)
         finally:
             if self.stats.connected:
@@ -193,7 +199,7 @@ class Session:
 
     async def _connection(self) -> None:
         proto = self.proto
-        async with self.connect(self.url, proto.max_message_bytes) as ws:
+        async with self.connect(self.url, proto.max_message_bytes, proto.ws_headers) as ws:
             self.stats.conn_id += 1
             self.stats.connected = True
             now = self.clock.now_ns()
@@ -256,6 +262,7 @@ class Session:
             now = clock.now_ns()
             deadline = proto.next_deadline()
             if deadline is not None and deadline <= now:
+                self.recorder.timer(proto.name, self.stats.conn_id, now)
                 self._publish(proto.on_deadline(now))
                 self._flush()
                 after = proto.next_deadline()
@@ -317,8 +324,9 @@ class Session:
         self.stats.connected = False
         self.stats.last_disconnect = reason
         self._out = self._urgent = None
-        if was_connected:
-            self.recorder.closed(self.proto.name, self.stats.conn_id, now, reason)
+        # a failed attempt (never connected) is recorded with connection 0
+        self.recorder.closed(self.proto.name, self.stats.conn_id if was_connected else 0, now,
+                             reason)
         log.warning("%s: connection lost: %s", self.proto.name, reason)
         self._publish([self._health(HealthKind.DISCONNECTED, reason, now)])
         self._publish(self.proto.connection_lost(now))

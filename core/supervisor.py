@@ -28,7 +28,7 @@ import trio
 from core.bus import DEFAULT_LOSSLESS_BUFFER_BATCHES, Bus, Policy, Subscription
 from core.clock import Clock, WallClock
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
-from core.recording import NullRecorder, Recorder
+from core.recording import NullRecorder, RawRecorder, Recorder
 from core.schema import Health, HealthKind
 from core.session import Backoff, Connect, Session, VenueStats, connect_websocket
 from core.status import DEFAULT_STATUS_INTERVAL_S, report_status
@@ -44,6 +44,8 @@ class VenuePlan:
     proto: type[ExchangeProtocol]
     url: str
     config: ProtocolConfig
+    #: the REST response the instruments came from: (url, receive time ns, body)
+    instruments_http: tuple[str, int, bytes] | None = None
 
 
 class ConsumerRun(Protocol):
@@ -81,6 +83,7 @@ class RunPlan:
     instruments: Mapping[str, Mapping[str, Instrument]] = field(default_factory=dict)
     consumers: list[Consumer] = field(default_factory=list)
     status_view: StatusView = report_status
+    record_raw: bool = False
 
 
 async def run_connector(plan: VenuePlan, bus: Bus, stats: VenueStats, *, clock: Clock,
@@ -122,11 +125,10 @@ async def stop_after(seconds: float, cancel_scope: trio.CancelScope) -> None:
 
 
 async def record(plan: RunPlan, *, clock: Clock | None = None,
-                 recorder: Recorder | None = None, connect: Connect = connect_websocket,
+                 connect: Connect = connect_websocket,
                  backoff: Backoff | None = None) -> dict[str, VenueStats]:
     """Run a recording until cancelled, signalled or out of time; return per-venue stats."""
     clock = clock or WallClock()
-    recorder = recorder or NullRecorder()
     backoff = backoff or Backoff()
     bus = Bus()
     writer = ParquetWriter(plan.out, flush_rows=plan.flush_rows,
@@ -134,8 +136,23 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
     subscription = bus.subscribe("parquet", policy=Policy.LOSSLESS,
                                  buffer_batches=plan.writer_buffer_batches)
     stats = {v.proto.name: VenueStats(v.proto.name) for v in plan.venues}
+    raw = RawRecorder(plan.out, writer.run_id) if plan.record_raw else None
+    recorder: Recorder = raw if raw is not None else NullRecorder()
+    if raw is not None:
+        for v in plan.venues:
+            raw.meta(v.proto.name, clock.now_ns(), v.url, list(v.config.symbols),
+                     list(v.config.channels), dict(v.config.options))
+            if v.instruments_http is not None:
+                raw.http(v.proto.name, *v.instruments_http)
     async with trio.open_nursery() as outer:
         await outer.start(writer.run, subscription)
+        raw_scope = trio.CancelScope()
+        if raw is not None:
+            async def run_raw(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+                              ) -> None:
+                with raw_scope:
+                    await raw.run(task_status=task_status)
+            await outer.start(run_raw)
         for consumer in plan.consumers:
             sub = bus.subscribe(consumer.name, consumer.kinds, policy=consumer.policy,
                                 buffer_batches=consumer.buffer_batches)
@@ -154,14 +171,19 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
                 if plan.duration_s is not None:
                     feeds.start_soon(stop_after, plan.duration_s, feeds.cancel_scope)
         finally:
-            publish_produced(bus, clock)
+            end_ns = clock.now_ns()
+            if raw is not None:
+                raw.stop(end_ns)
+                raw_scope.cancel()
+            writer.end_ns = end_ns
+            publish_produced(bus, clock, end_ns)
             bus.close()
     return stats
 
 
-def publish_produced(bus: Bus, clock: Clock) -> None:
+def publish_produced(bus: Bus, clock: Clock, now: int | None = None) -> None:
     """One ``stopped`` health row per venue: events produced per table during the run."""
-    now = clock.now_ns()
+    now = clock.now_ns() if now is None else now
     per_venue: dict[str, dict[str, int]] = {}
     for (exchange, kind), n in bus.published.items():
         table = table_of_kind(kind)

@@ -69,6 +69,8 @@ class ParquetWriter:
         self.events_written: dict[tuple[str, str], int] = {}
         self.rows_written: dict[tuple[str, str], int] = {}
         self.files_written = 0
+        self.end_ns: int | None = None  # time stamped on the end-of-run rows (default: now)
+        self.failed = False
 
     async def run(self, subscription: Subscription, *,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -112,11 +114,13 @@ class ParquetWriter:
         (``table=<t> events=<n> rows=<m>``: ``events`` counts the events received from the bus
         and written, to compare with what the venues produced; ``rows`` counts Parquet rows,
         these summary rows included) and flush them."""
+        if self.failed:
+            return
         for key in list(self._buffers):
             await self._flush(key)
         if not self.events_received:
             return
-        now = self.clock.now_ns()
+        now = self.end_ns if self.end_ns is not None else self.clock.now_ns()
         summary: list[Event] = []
         for ex in sorted({ex for _, ex in self.events_received}):
             tables = [t for t in TABLES if (t, ex) in self.events_received or t == "health"]
@@ -164,6 +168,7 @@ class ParquetWriter:
             frame.write_parquet(tmp, compression=self.compression, statistics=True)
             os.replace(tmp, directory / name)
         except OSError as exc:
+            self.failed = True
             tmp.unlink(missing_ok=True)
             raise WriteFailed(f"cannot write {directory / name}: {exc.strerror or exc}") from exc
 

@@ -46,6 +46,8 @@ class FakeBybit:
     scripts: list[dict[str, list[Message]]]
     plans: list[ConnectionPlan] = field(default_factory=list)
     listed: set[str] | None = None  # native symbols the venue lists (None: all)
+    #: messages for a topic subscribed again (a resync); default: its script from the start
+    resubscribed: dict[str, list[Message]] = field(default_factory=dict)
     push_interval_s: float = 0.005
     received: list[list[Message]] = field(default_factory=list)
     connections: int = 0
@@ -58,7 +60,7 @@ class FakeBybit:
         self.received.append([])
         plan = self.plans[index] if index < len(self.plans) else ConnectionPlan()
         script = self.scripts[min(index, len(self.scripts) - 1)]
-        state = {"pushes": 0, "silent": False}
+        state: dict[Any, Any] = {"pushes": 0, "silent": False}
         try:
             async with trio.open_nursery() as nursery:
                 while True:
@@ -83,8 +85,11 @@ class FakeBybit:
                             self.subscribed.set()
                         if op == "subscribe" and not bad:
                             for topic in msg["args"]:
-                                nursery.start_soon(self._push, ws, script.get(topic, []), plan,
-                                                   state)
+                                again = state.setdefault(("seen", topic), False)
+                                messages = (self.resubscribed.get(topic, script.get(topic, []))
+                                            if again else script.get(topic, []))
+                                state[("seen", topic)] = True
+                                nursery.start_soon(self._push, ws, messages, plan, state)
         except* ConnectionClosed:
             pass  # the client went away, or this fake closed the socket itself
 
