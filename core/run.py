@@ -77,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def leaves(group: BaseException) -> list[BaseException]:
+    """The leaf exceptions of a (nested) exception group."""
+    if isinstance(group, BaseExceptionGroup):
+        return [leaf for e in group.exceptions for leaf in leaves(e)]
+    return [group]
+
+
 def split_list(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
@@ -223,7 +230,7 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
     try:
         await record(plan)
     except* WriteFailed as group:
-        failures.extend(group.exceptions)
+        failures.extend(leaves(group))
     for exc in failures:
         print(f"{parser.prog}: error: {exc}; stopped", file=sys.stderr)
     return EXIT_FAILED if failures else EXIT_OK
@@ -241,9 +248,9 @@ async def run_replay(args: argparse.Namespace, registry: ExchangeRegistry, prog:
                               venues=split_list(args.plugins) or None,
                               flush_interval_s=args.flush_interval)
     except* ReplayError as group:
-        unusable.extend(group.exceptions)
+        unusable.extend(leaves(group))
     except* WriteFailed as group:
-        failures.extend(group.exceptions)
+        failures.extend(leaves(group))
     for exc in unusable:
         print(f"{prog}: error: {exc}", file=sys.stderr)
     for exc in failures:

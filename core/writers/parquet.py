@@ -18,6 +18,7 @@ Must not: block the trio thread on file I/O (polars writes run in ``trio.to_thre
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -137,8 +138,9 @@ class ParquetWriter:
             await self._flush(key, count=False)
 
     async def _flush_on_time(self) -> None:
+        period = min(FLUSH_CHECK_S, self.flush_interval_s / 4)
         while True:
-            await trio.sleep(FLUSH_CHECK_S)
+            await trio.sleep(period)
             now = trio.current_time()
             for key, buf in list(self._buffers.items()):
                 if now - buf.first_added >= self.flush_interval_s:
@@ -169,7 +171,8 @@ class ParquetWriter:
             os.replace(tmp, directory / name)
         except OSError as exc:
             self.failed = True
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                tmp.unlink(missing_ok=True)
             raise WriteFailed(f"cannot write {directory / name}: {exc.strerror or exc}") from exc
 
     def _date(self, day: int) -> str:
