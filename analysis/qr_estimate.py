@@ -203,10 +203,8 @@ def block_bootstrap(exposure_h: pl.DataFrame, events_h: pl.DataFrame, keys: list
     """
     blocks = sorted(set(exposure_h["block"].unique().to_list()))
     state_keys = [k for k in keys if k != "type"]
-    cells = (events_h.group_by(keys).agg(pl.col("N").sum()).select(keys)
-             .join(exposure_h.select(state_keys).unique(), on=state_keys, how="full",
-                   coalesce=True)
-             .filter(pl.col("type").is_not_null()).sort(keys))
+    cells = (exposure_h.select(state_keys).unique()
+             .join(events_h.select("type").unique(), how="cross").select(keys).sort(keys))
     if len(blocks) < 2 or cells.height == 0:
         return cells.with_columns(pl.lit(None, pl.Float64).alias("boot_lo"),
                                   pl.lit(None, pl.Float64).alias("boot_hi"))
