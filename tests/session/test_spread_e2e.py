@@ -1,0 +1,152 @@
+"""End to end: the live spread analyzer in a real recording of two loopback fake venues (Bybit
+and HTX) whose quotes cross on a script, its rows read back from Parquet.
+
+Real sockets and real time (a 2 s run under a trio ceiling). Episode boundaries are checked
+exactly against the ``ts_local`` of the Bybit quotes that opened and closed them, read from the
+``tob`` table of the same run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+import trio
+
+from analysis.fees import resolve_fees, taker_rates
+from analysis.spread_live import SpreadAnalyzer, SpreadConfig, SpreadState
+from core.live_view import choose_status_view
+from core.protocol import Instrument, ProtocolConfig
+from core.supervisor import RunPlan, VenuePlan, record
+from core.testing.fake_servers import serve_ws
+from plugins.bybit.protocol import BybitProtocol
+from plugins.htx.protocol import HtxProtocol
+from tests.fakes.bybit import FakeBybit, book_msg
+from tests.fakes.htx import FakeHtx, depth_tick
+
+CEILING_S = 30.0
+DURATION_S = 2.0
+T_MS = 1_786_310_818_000
+BYBIT_TOPIC = "orderbook.1.BTCUSDT"
+HTX_TOPIC = "market.BTC-USDT.depth.size_20.high_freq"
+FEE_BPS = 5.5 + 6.0  # bybit + htx default takers
+approx = pytest.approx
+
+# Bybit top of book, one push every 0.2 s: (bid, bid size, ask, ask size)
+BYBIT_TOPS = [
+    (99.95, 1.0, 100.05, 1.0),  # m1: no crossing
+    (100.2, 0.3, 100.25, 1.0),  # m2: buy htx 100.0, sell bybit 100.2: gross 20 bps
+    (99.95, 1.0, 100.05, 1.0),  # m3: over
+    (99.6, 1.0, 99.7, 0.2),  # m4: buy bybit 99.7, sell htx 99.9: gross 20.06 bps
+    (99.95, 1.0, 100.05, 1.0),  # m5: over
+    (100.3, 0.4, 100.35, 1.0),  # m6: buy htx 100.0, sell bybit 100.3: gross 30 bps, open at end
+]
+HTX_BID, HTX_BID_SZ, HTX_ASK, HTX_ASK_SZ = 99.9, 0.8, 100.0, 0.5  # 800 and 500 contracts
+
+
+def bybit_script() -> dict:
+    return {BYBIT_TOPIC: [
+        book_msg("BTCUSDT", "snapshot", [[str(b), str(bs)]], [[str(a), str(az)]], u, T_MS + u,
+                 depth=1)
+        for u, (b, bs, a, az) in enumerate(BYBIT_TOPS, start=1)]}
+
+
+def htx_script() -> dict:
+    return {HTX_TOPIC: [depth_tick("snapshot", [[HTX_BID, 800]], [[HTX_ASK, 500]])]}
+
+
+def read(out: Path, table: str, exchange: str, order: str = "ts_local") -> pl.DataFrame:
+    files = sorted(out.glob(f"{table}/exchange={exchange}/date=*/*.parquet"))
+    assert files, f"no {table} files for {exchange} under {out}"
+    return pl.concat([pl.read_parquet(f) for f in files]).sort(order, maintain_order=True)
+
+
+def ns(column: pl.Series) -> list[int]:
+    return column.cast(pl.Int64).to_list()
+
+
+def gross(ask: float, bid: float) -> float:
+    return 1e4 * (bid / ask - 1)
+
+
+async def test_two_fake_venues_cross_and_the_episodes_are_written(tmp_path: Path) -> None:
+    bybit = FakeBybit(scripts=[bybit_script()], push_interval_s=0.2)
+    htx = FakeHtx(htx_script(), listed={"BTC-USDT"})
+    fees = taker_rates(resolve_fees())
+    # HTX quotes once and stays valid (10 s cap); Bybit's quotes count for 1 s
+    config = SpreadConfig(taker_fees=fees, default_stale_ms=10_000.0, stale_ms={"bybit": 1_000.0},
+                          thresholds_bps=(0.0, 10.0))
+    analyzer = SpreadAnalyzer(SpreadState(config))
+    out = tmp_path / "data"
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            bybit_url = await nursery.start(serve_ws, bybit.handler)
+            htx_url = await nursery.start(serve_ws, htx.handler)
+            instruments = {"BTC-USDT": Instrument(symbol="BTC-USDT", native="BTC-USDT",
+                                                  contract_size=0.001, tick_size=0.1)}
+            plan = RunPlan(
+                venues=[
+                    VenuePlan(BybitProtocol, bybit_url,
+                              ProtocolConfig(symbols=("BTC-USDT",), channels=("tob",))),
+                    VenuePlan(HtxProtocol, htx_url,
+                              ProtocolConfig(symbols=("BTC-USDT",), channels=("tob",),
+                                             instruments=instruments)),
+                ],
+                out=out, duration_s=DURATION_S, handle_signals=False, flush_interval_s=0.5,
+                consumers=[analyzer.consumer()],
+                status_view=choose_status_view(True, analyzer))
+            await record(plan)
+            nursery.cancel_scope.cancel()
+
+    bybit_tob = read(out, "tob", "bybit")
+    assert bybit_tob.select("bid_px", "bid_sz", "ask_px", "ask_sz").rows() == BYBIT_TOPS
+    t = ns(bybit_tob["ts_local"])  # when each Bybit quote arrived, UTC ns
+    assert read(out, "tob", "htx").select("bid_px", "bid_sz", "ask_px", "ask_sz").rows() == [
+        (HTX_BID, HTX_BID_SZ, HTX_ASK, HTX_ASK_SZ)]
+
+    # spreads: both directions after every Bybit quote, at that quote's time
+    spreads = read(out, "spreads", "spread")
+    assert spreads.columns == ["ts_local", "symbol", "buy_exchange", "sell_exchange", "ask_px",
+                               "bid_px", "gross_bps", "net_bps", "size", "buy_age_ms",
+                               "sell_age_ms"]
+    expected = []
+    for ts, (bid, bid_sz, ask, ask_sz) in zip(t, BYBIT_TOPS, strict=True):
+        expected += [(ts, "BTC-USDT", "bybit", "htx", ask, HTX_BID, min(ask_sz, HTX_BID_SZ)),
+                     (ts, "BTC-USDT", "htx", "bybit", HTX_ASK, bid, min(HTX_ASK_SZ, bid_sz))]
+    assert spreads.with_columns(pl.col("ts_local").cast(pl.Int64)).select(
+        "ts_local", "symbol", "buy_exchange", "sell_exchange", "ask_px", "bid_px",
+        "size").rows() == expected
+    assert spreads["gross_bps"].to_list() == approx(
+        [gross(r[4], r[5]) for r in expected])
+    assert spreads["net_bps"].to_list() == approx(
+        [gross(r[4], r[5]) - FEE_BPS for r in expected])
+    assert (spreads.filter(pl.col("buy_exchange") == "bybit")["buy_age_ms"] == 0.0).all()
+    assert (spreads.filter(pl.col("buy_exchange") == "htx")["buy_age_ms"] > 0.0).all()
+
+    # opportunities: two closed by the script, one closed at shutdown; only the 30 bps crossing
+    # clears the 10 bps threshold
+    opps = read(out, "opportunities", "spread", "start").sort("threshold_bps",
+                                                               maintain_order=True)
+    assert opps.columns == ["start", "end", "duration_ms", "symbol", "buy_exchange",
+                            "sell_exchange", "threshold_bps", "peak_net_bps", "mean_net_bps",
+                            "size", "notional", "updates"]
+    assert opps.select("symbol", "buy_exchange", "sell_exchange", "threshold_bps", "size",
+                       "notional", "updates").rows() == [
+        ("BTC-USDT", "htx", "bybit", 0.0, 0.3, 30.0, 1),
+        ("BTC-USDT", "bybit", "htx", 0.0, 0.2, approx(0.2 * 99.7), 1),
+        ("BTC-USDT", "htx", "bybit", 0.0, 0.4, 40.0, 1),
+        ("BTC-USDT", "htx", "bybit", 10.0, 0.4, 40.0, 1),
+    ]
+    peaks = [20.0 - FEE_BPS, gross(99.7, HTX_BID) - FEE_BPS, 30.0 - FEE_BPS, 30.0 - FEE_BPS]
+    assert opps["peak_net_bps"].to_list() == approx(peaks)
+    assert opps["mean_net_bps"].to_list() == approx(peaks)  # one value held the whole episode
+    start, end = ns(opps["start"]), ns(opps["end"])
+    assert start == [t[1], t[3], t[5], t[5]]
+    assert end[:2] == [t[2], t[4]]
+    assert opps["duration_ms"].to_list() == [(e - s) / 1e6 for s, e in zip(start, end,
+                                                                            strict=True)]
+    # the last one was still open when the run stopped: closed then, within Bybit's 1 s cap
+    assert end[2] == end[3]
+    assert t[5] < end[2] <= t[5] + 1_000_000_000
+    assert analyzer.rows_lost == 0
