@@ -168,7 +168,7 @@ def parse_thresholds(text: str) -> tuple[float, ...]:
     try:
         values = sorted({float(t) for t in text.split(",") if t.strip()})
     except ValueError:
-        raise ValueError(f"thresholds {text!r}: expected comma-separated bps, "
+        raise ValueError(f"--spread-threshold-bps {text!r}: expected comma-separated bps, "
                          "e.g. 0,2,5,10") from None
     if not values:
         raise ValueError("at least one threshold in bps is needed, e.g. 0")
