@@ -1,1 +1,17 @@
-"""Venue plugin (being written; registers nothing yet)."""
+"""Bitget v2 public USDT futures; registers :class:`~plugins.bitget.protocol.BitgetProtocol`.
+
+Registration only: importing this package starts nothing and does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core import hookimpl
+from core.protocol import ExchangeProtocol
+from plugins.bitget.protocol import BitgetProtocol
+
+
+@hookimpl
+def bookwire_register_exchanges(register: Callable[[type[ExchangeProtocol]], None]) -> None:
+    register(BitgetProtocol)
