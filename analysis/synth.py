@@ -1,0 +1,141 @@
+"""Synthetic top of book for several perpetual venues quoting one symbol, with known structure.
+
+A latent log price follows a Gaussian random walk on a 1 ms grid. Each venue updates at Poisson
+times; at an update at exchange time τ its mid is the latent price at τ − lag (so venues with a
+smaller lag lead), plus a constant basis, rounded to a one-tick spread around it. Sizes are
+lognormal in base units. Rows are written only when one of bid/ask price/size changes (the
+``tob`` table's rule). Receipt time is ts_local = τ + the venue's latency (a base plus an
+exponential jitter, kept increasing).
+
+Dislocations are what make the venues cross now and then: at Poisson times one venue's mid is
+shifted by a few to a few tens of bps for a few hundred ms (the venue, size, sign and length are
+drawn and returned as ground truth). A venue can also lose its feed for a while (a
+``disconnected`` health row, no quotes, then ``resynced``).
+
+numpy and polars only; no I/O (``analysis.load.write_table`` writes the frames).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+NS = 1_000_000_000
+MS = 1_000_000
+
+
+@dataclass(frozen=True)
+class VenueSpec:
+    name: str
+    rate_hz: float  # quote updates per second
+    lag_ms: float  # how far behind the latent price this venue's quotes are
+    latency_ms: float  # base of ts_local − ts_exchange
+    jitter_ms: float = 2.0  # mean of the exponential extra latency
+    basis_bps: float = 0.0
+
+
+DEFAULT_VENUES = (
+    VenueSpec("bybit", 25.0, 0.0, 8.0, 1.5, 0.0),
+    VenueSpec("gateio", 15.0, 10.0, 12.0, 2.0, 0.5),
+    VenueSpec("bitget", 12.0, 20.0, 15.0, 2.5, -0.5),
+    VenueSpec("htx", 8.0, 40.0, 25.0, 4.0, 1.0),
+)
+
+
+@dataclass
+class PerpConfig:
+    duration_s: float = 1800.0
+    symbol: str = "BTC-USDT"
+    p0: float = 65_000.0
+    tick: float = 0.1
+    vol_bps_per_sqrt_s: float = 1.2
+    venues: tuple[VenueSpec, ...] = DEFAULT_VENUES
+    dislocation_rate_hz: float = 1 / 45  # one every 45 s on average
+    dislocation_bps: tuple[float, float] = (6.0, 30.0)  # uniform magnitude range
+    dislocation_ms: tuple[float, float] = (150.0, 900.0)  # uniform duration range
+    outages: tuple[tuple[str, float, float], ...] = (("htx", 900.0, 8.0),)  # venue, start, len
+    t0_ns: int = 1_714_564_800 * NS  # 2024-05-01 12:00:00 UTC
+    size_median: float = 1.5
+    size_sigma: float = 0.8
+
+
+@dataclass
+class PerpSim:
+    tob: pl.DataFrame
+    health: pl.DataFrame
+    dislocations: pl.DataFrame  # venue, start_ns, end_ns, shift_bps
+    config: PerpConfig = field(default_factory=PerpConfig)
+
+
+def simulate_perps(cfg: PerpConfig, rng: np.random.Generator) -> PerpSim:
+    n_ms = int(cfg.duration_s * 1000) + 1
+    sd = cfg.vol_bps_per_sqrt_s * 1e-4 / np.sqrt(1000.0)
+    latent = np.log(cfg.p0) + np.concatenate([[0.0], np.cumsum(rng.normal(0, sd, n_ms - 1))])
+    # dislocations
+    n_dis = rng.poisson(cfg.dislocation_rate_hz * cfg.duration_s)
+    names = [v.name for v in cfg.venues]
+    dis_start = np.sort(rng.uniform(5.0, cfg.duration_s - 5.0, n_dis))
+    dis_len = rng.uniform(*cfg.dislocation_ms, n_dis) / 1000
+    dis_size = rng.uniform(*cfg.dislocation_bps, n_dis) * rng.choice([-1.0, 1.0], n_dis)
+    dis_venue = rng.choice(len(names), n_dis)
+    tob_frames = []
+    health_rows: list[tuple[int, str, str | None, str, str]] = []
+    for k, v in enumerate(cfg.venues):
+        health_rows += [(cfg.t0_ns, v.name, None, ev, "simulated")
+                        for ev in ("connected", "subscribed")]
+        n_up = rng.poisson(v.rate_hz * cfg.duration_s)
+        t = np.sort(rng.uniform(0.0, cfg.duration_s, n_up))
+        idx = np.clip(((t - v.lag_ms / 1000) * 1000).astype(np.int64), 0, n_ms - 1)
+        logmid = latent[idx] + v.basis_bps * 1e-4
+        mine = dis_venue == k
+        for s0, ln, sz in zip(dis_start[mine], dis_len[mine], dis_size[mine], strict=True):
+            on = (t >= s0) & (t < s0 + ln)
+            logmid[on] += sz * 1e-4
+        keep = np.ones(t.size, dtype=bool)
+        for venue, start, length in cfg.outages:
+            if venue == v.name:
+                keep &= ~((t >= start) & (t < start + length))
+                health_rows.append((cfg.t0_ns + int(start * NS), v.name, None, "disconnected",
+                                    "simulated outage"))
+                health_rows.append((cfg.t0_ns + int((start + length) * NS), v.name, None,
+                                    "resynced", "after simulated outage"))
+        t, logmid = t[keep], logmid[keep]
+        mid = np.exp(logmid)
+        bid = np.floor(mid / cfg.tick) * cfg.tick
+        ask = bid + cfg.tick
+        sizes = np.round(cfg.size_median * np.exp(rng.normal(0, cfg.size_sigma, (2, t.size))), 3)
+        sizes = np.maximum(sizes, 0.001)
+        # size-only updates keep the price: a quarter of the updates change only sizes
+        same = rng.random(t.size) < 0.25
+        same[0] = False
+        for arr in (bid, ask):
+            for j in np.flatnonzero(same):
+                arr[j] = arr[j - 1]
+        ts_ex = cfg.t0_ns + (t * NS).astype(np.int64)
+        lat = (v.latency_ms + rng.exponential(v.jitter_ms, t.size)) * MS
+        ts_loc = np.maximum.accumulate(ts_ex + lat.astype(np.int64))
+        df = pl.DataFrame({"ts_local": ts_loc, "ts_exchange": ts_ex,
+                           "bid_px": np.round(bid, 10), "bid_sz": sizes[0],
+                           "ask_px": np.round(ask, 10), "ask_sz": sizes[1]})
+        changed = pl.any_horizontal(
+            [pl.col(c) != pl.col(c).shift(1) for c in ("bid_px", "bid_sz", "ask_px", "ask_sz")]
+        ).fill_null(True)
+        df = df.filter(changed).with_columns(
+            pl.lit(v.name).alias("exchange"), pl.lit(cfg.symbol).alias("symbol"),
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias("seq"))
+        tob_frames.append(df)
+    ts_type = pl.Datetime("ns", "UTC")
+    tob = pl.concat(tob_frames).select(
+        pl.col("ts_local").cast(ts_type), pl.col("ts_exchange").cast(ts_type), "exchange",
+        "symbol", "bid_px", "bid_sz", "ask_px", "ask_sz", "seq").sort("ts_local")
+    health = pl.DataFrame(health_rows, schema={"ts_local": pl.Int64, "exchange": pl.String,
+                                               "symbol": pl.String, "event": pl.String,
+                                               "detail": pl.String}, orient="row") \
+        .with_columns(pl.col("ts_local").cast(ts_type)).sort("ts_local")
+    dis = pl.DataFrame({"venue": [names[i] for i in dis_venue],
+                        "start_ns": cfg.t0_ns + (dis_start * NS).astype(np.int64),
+                        "end_ns": cfg.t0_ns + ((dis_start + dis_len) * NS).astype(np.int64),
+                        "shift_bps": dis_size})
+    return PerpSim(tob, health, dis, cfg)
