@@ -1,1 +1,16 @@
-"""Venue plugin (being written; registers nothing yet)."""
+"""Coinbase Exchange legacy public feed. Registers
+:class:`plugins.coinbase_exchange.protocol.CoinbaseExchangeProtocol` (venue name
+``coinbase-exchange``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core import hookimpl
+from core.protocol import ExchangeProtocol
+from plugins.coinbase_exchange.protocol import CoinbaseExchangeProtocol
+
+
+@hookimpl
+def bookwire_register_exchanges(register: Callable[[type[ExchangeProtocol]], None]) -> None:
+    register(CoinbaseExchangeProtocol)
