@@ -54,6 +54,11 @@ def draw_intensity(ax: Axes, cells: pl.DataFrame, kind: str, title: str) -> None
         err = np.vstack([lam - s["ci_lo"].to_numpy(), s["ci_hi"].to_numpy() - lam])
         ax.errorbar(n, lam, yerr=err, fmt="o", ms=3.5, color=colour, mec=colour, lw=0.8,
                     capsize=1.5, label="sparse" if sparse else "λ̂ ± 95% Garwood", **style)
+    solid = c.filter(~pl.col("sparse"))
+    if solid.height:  # keep the axes on the published cells; sparse bars may run off the top
+        top = float(solid["ci_hi"].max())
+        ax.set_ylim(0, 1.25 * top if top > 0 else 1.0)
+        ax.set_xlim(-0.8, float(solid["n"].max()) + 4.8)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("queue size n (AES units, before the event)")
     ax.set_ylabel("intensity (events / s)")

@@ -125,6 +125,8 @@ def aes_stats(events: pl.DataFrame, k: int, injected: dict[int, float] | None = 
         if isinstance(v, dict) and "mean" not in v:
             v["mean"] = fallback
             v["fallback"] = True
+        if isinstance(v, dict):
+            v["mean_base_units"] = float(v["mean"]) * lot
     out["limits"] = limits
     return out
 
@@ -433,7 +435,8 @@ def build(res: ReplayResult, *, lot: float, tick: float, aes_injected: dict[int,
     diag["invariant"] = inv_diag
     diag["pref"] = {**mean_reversion(changes["direction"].to_numpy()), **realized_vol(res),
                     "triggers": dict(changes.group_by("trigger").len().iter_rows())}
-    diag["aes"] = {lim: v["mean"] for lim, v in aes["limits"].items()}  # type: ignore[union-attr]
+    diag["aes_base_units"] = {lim: v["mean_base_units"]  # type: ignore[index]
+                              for lim, v in aes["limits"].items()}  # type: ignore[union-attr]
     n_sym = table.filter((pl.col("side") == "pooled") & (pl.col("symmetry_p") < 0.001)
                          & ~pl.col("sparse")).height
     diag["symmetry_cells_p_below_0.001"] = n_sym
