@@ -486,10 +486,9 @@ class SpreadState:
 class SpreadAnalyzer:
     """Runs a :class:`SpreadState` on the bus.
 
-    ``consumer()`` is what goes into ``RunPlan.consumers``; ``bind(bus)`` and ``finish(now)``
-    are called by the run's status view (see :func:`core.live_view.choose_status_view`): rows
-    made before ``bind`` wait in a bounded buffer, and ``finish`` closes the open episodes while
-    the bus still accepts them.
+    ``consumer()`` is what goes into ``RunPlan.consumers``; the supervisor calls ``bind(bus)``
+    when the run starts (rows made before it wait in a bounded buffer) and ``finish(end_ns)``
+    when the feeds stop, which closes the open episodes while the bus still accepts them.
     """
 
     def __init__(self, state: SpreadState | None = None, *,
@@ -502,7 +501,7 @@ class SpreadAnalyzer:
 
     def consumer(self, name: str = "spreads") -> Consumer:
         return Consumer(name=name, run=self.run, kinds=frozenset({"tob", "health"}),
-                        policy=Policy.CONFLATE)
+                        policy=Policy.CONFLATE, bind=self.bind, finish=self.finish)
 
     def bind(self, bus: Bus) -> None:
         self.bus = bus

@@ -10,8 +10,7 @@
 * otherwise: :func:`plain_status`, the plain lines of :func:`core.status.report_status` every
   ``--status-interval`` seconds, plus one line per symbol with its best pair.
 
-With a spread analyzer, the chosen view also binds it to the run's bus when the run starts and
-closes its open episodes when the feeds stop (before the bus closes), so that they are written.
+With a spread analyzer, the view also shows the current spread of every venue pair.
 
 :func:`build_view` is pure (stats and a spread snapshot in, a rich renderable out), so tests render
 it to a string.
@@ -313,19 +312,6 @@ async def _log_best_pairs(spreads: SpreadSource, clock: Clock, interval_s: float
             log.info("%s", line)
 
 
-def with_spreads(view: StatusView, spreads: SpreadSource) -> StatusView:
-    """``view``, binding ``spreads`` to the bus at start and finishing it when cancelled."""
-
-    async def run(stats: list[VenueStats], bus: Bus, clock: Clock, interval_s: float) -> None:
-        spreads.bind(bus)
-        try:
-            await view(stats, bus, clock, interval_s)
-        finally:
-            spreads.finish(clock.now_ns())
-
-    return run
-
-
 def stderr_is_terminal() -> bool:
     try:
         return sys.stderr.isatty()
@@ -342,9 +328,9 @@ def choose_status_view(no_live: bool, spreads: SpreadSource | None = None, *,
     live = not no_live and (stderr_is_terminal() if terminal is None else terminal)
     view: StatusView = (partial(live_status, spreads=spreads, console=console) if live
                         else partial(plain_status, spreads=spreads))
-    return view if spreads is None else with_spreads(view, spreads)
+    return view
 
 
 __all__ = ["LIVE_REFRESH_S", "PairLike", "RateMeter", "SpreadSource", "VenueRow",
            "best_pair_lines", "build_view", "choose_status_view", "live_status", "pair_tables",
-           "plain_status", "venue_rows", "venue_table", "with_spreads"]
+           "plain_status", "venue_rows", "venue_table"]

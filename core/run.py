@@ -20,7 +20,9 @@ from pathlib import Path
 
 import trio
 
+from analysis.spread_live import analyzer_from_options
 from core.instruments import InstrumentsUnavailable, default_cache_dir, load_instruments
+from core.live_view import choose_status_view
 from core.plugins import ExchangeRegistry, load_plugins
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.replay import ReplayError, replay
@@ -69,6 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"seconds between Parquet flushes (default: {DEFAULT_FLUSH_INTERVAL_S:g})")
     p.add_argument("--status-interval", type=float, default=10.0,
                    help="seconds between status lines on stderr (default: 10)")
+    p.add_argument("--no-live", action="store_true",
+                   help="plain status lines on stderr even when it is a terminal")
+    p.add_argument("--no-spreads", action="store_true",
+                   help="do not run the live cross-venue spread analyzer")
+    p.add_argument("--spread-threshold-bps", default="0", metavar="LIST",
+                   help="comma-separated net-edge thresholds in bps for opportunity episodes "
+                        "(default: 0)")
+    p.add_argument("--spread-stale-ms", action="append", default=[], metavar="[VENUE=]MS",
+                   help="quote staleness cap in ms, for every venue or one; repeatable "
+                        "(default: 250)")
+    p.add_argument("--fees", type=Path, default=None, metavar="FILE",
+                   help="TOML fee file merged over the documented defaults (analysis/fees.toml)")
+    p.add_argument("--taker-fee-bps", action="append", default=[], metavar="VENUE=BPS",
+                   help="taker fee of one venue in bps, e.g. bybit=5.5; repeatable")
     p.add_argument("--record-raw", action="store_true",
                    help="also record every raw frame under <out>/raw for --replay")
     p.add_argument("--replay", type=Path, default=None, metavar="PATH",
@@ -177,6 +193,14 @@ def check_listed(proto: type[ExchangeProtocol], symbols: Sequence[str],
 
 async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunPlan:
     plugins, channels, symbols = validate(args, registry)
+    spreads = None
+    if not args.no_spreads and "tob" in channels and len(plugins) >= 2:
+        try:
+            spreads = analyzer_from_options(plugins, thresholds_bps=args.spread_threshold_bps,
+                                            stale_ms=args.spread_stale_ms, fees_file=args.fees,
+                                            taker_fee_bps=args.taker_fee_bps)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     ws_urls, rest_urls = parse_endpoints(args.endpoint, registry, plugins)
     options = parse_options(args.opt, plugins)
     cache_dir = args.cache_dir or default_cache_dir()
@@ -204,7 +228,9 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
                                 config=config, instruments_http=http))
     return RunPlan(venues=venues, out=args.out, duration_s=args.duration,
                    flush_interval_s=args.flush_interval, status_interval_s=args.status_interval,
-                   instruments=instruments, record_raw=args.record_raw)
+                   instruments=instruments, record_raw=args.record_raw,
+                   consumers=[spreads.consumer()] if spreads is not None else [],
+                   status_view=choose_status_view(args.no_live, spreads))
 
 
 async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool = True) -> int:

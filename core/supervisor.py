@@ -33,6 +33,7 @@ from core.schema import Health, HealthKind
 from core.session import Backoff, Connect, Session, VenueStats, connect_websocket
 from core.status import DEFAULT_STATUS_INTERVAL_S, report_status
 from core.writers.parquet import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_FLUSH_ROWS, ParquetWriter
+from core.writers.tables import TABLES, table_of_tag
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,19 @@ class ConsumerRun(Protocol):
 
 @dataclass
 class Consumer:
-    """A bus consumer started before the feeds (writers, live analyzers)."""
+    """A bus consumer started before the feeds (writers, live analyzers).
+
+    ``bind(bus)`` is called once the bus exists, for consumers that publish rows of their own;
+    ``finish(end_ns)`` is called when the feeds have stopped and the bus still accepts events,
+    so that a consumer can publish what it holds (an analyzer's open episodes)."""
 
     name: str
     run: ConsumerRun
     kinds: frozenset[str] | None = None
     policy: Policy = Policy.LOSSLESS
     buffer_batches: int = DEFAULT_LOSSLESS_BUFFER_BATCHES
+    bind: Callable[[Bus], None] | None = None
+    finish: Callable[[int], None] | None = None
 
 
 # Shows live state while recording: (venue stats, bus, clock, interval) -> runs until cancelled.
@@ -156,6 +163,8 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
         for consumer in plan.consumers:
             sub = bus.subscribe(consumer.name, consumer.kinds, policy=consumer.policy,
                                 buffer_batches=consumer.buffer_batches)
+            if consumer.bind is not None:
+                consumer.bind(bus)
             await outer.start(consumer.run, sub)
         try:
             async with trio.open_nursery() as feeds:
@@ -172,6 +181,9 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
                     feeds.start_soon(stop_after, plan.duration_s, feeds.cancel_scope)
         finally:
             end_ns = clock.now_ns()
+            for consumer in plan.consumers:
+                if consumer.finish is not None:
+                    consumer.finish(end_ns)
             if raw is not None:
                 raw.stop(end_ns)
                 raw_scope.cancel()
@@ -186,17 +198,17 @@ def publish_produced(bus: Bus, clock: Clock, now: int | None = None) -> None:
     now = clock.now_ns() if now is None else now
     per_venue: dict[str, dict[str, int]] = {}
     for (exchange, kind), n in bus.published.items():
-        table = table_of_kind(kind)
-        per_venue.setdefault(exchange, {})[table] = n
+        counts = per_venue.setdefault(exchange, {})
+        table = table_of_tag(kind)
+        counts[table] = counts.get(table, 0) + n
     for exchange, counts in sorted(per_venue.items()):
         counts["health"] = counts.get("health", 0) + 1  # this row
-        detail = " ".join(f"{t}={counts.get(t, 0)}" for t in ("tob", "l2", "trades", "health"))
+        own = ("tob", "l2", "trades") if any(t in counts for t in ("tob", "l2", "trades")) \
+            else ()
+        tables = [*own, *sorted(t for t in counts if t not in TABLES), "health"]
+        detail = " ".join(f"{t}={counts.get(t, 0)}" for t in tables)
         bus.publish([Health(exchange=exchange, ts_local=now, symbol=None,
                             event=HealthKind.STOPPED, detail=f"produced {detail}")])
-
-
-def table_of_kind(kind: str) -> str:
-    return {"tob": "tob", "l2": "l2", "trade": "trades"}.get(kind, "health")
 
 
 __all__ = ["Consumer", "RunPlan", "StatusView", "VenuePlan", "record", "run_connector"]

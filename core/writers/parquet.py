@@ -33,7 +33,7 @@ import trio
 from core.bus import Subscription
 from core.clock import Clock, WallClock
 from core.schema import Event, Health, HealthKind
-from core.writers.tables import TABLES, TableBuffer, table_of
+from core.writers.tables import TableBuffer, table_of, tables_in_order
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,8 @@ class ParquetWriter:
         now = self.end_ns if self.end_ns is not None else self.clock.now_ns()
         summary: list[Event] = []
         for ex in sorted({ex for _, ex in self.events_received}):
-            tables = [t for t in TABLES if (t, ex) in self.events_received or t == "health"]
+            tables = [t for t in tables_in_order()
+                      if (t, ex) in self.events_received or t == "health"]
             own = len(tables)  # the summary rows are health rows too
             for t in tables:
                 extra = own if t == "health" else 0

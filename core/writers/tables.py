@@ -60,6 +60,19 @@ def table_of(event: Event) -> str:
     return _TABLE_OF.get(type(event), "health")
 
 
+def table_of_tag(tag: str) -> str:
+    """The table of an event kind (its msgspec tag)."""
+    for event_type, table in _TABLE_OF.items():
+        if event_type.__struct_config__.tag == tag:
+            return table
+    return "health"
+
+
+def tables_in_order() -> list[str]:
+    """The recorder's tables, then registered ones."""
+    return [*TABLES, *(t for t in SCHEMAS if t not in TABLES)]
+
+
 class TableBuffer:
     """Column lists for one (table, exchange, date) partition, filled event by event."""
 

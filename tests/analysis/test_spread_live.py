@@ -476,11 +476,15 @@ def test_choose_status_view() -> None:
     assert choose_status_view(True, terminal=True).func is plain_status  # type: ignore[attr-defined]
     assert choose_status_view(False, terminal=False).func is plain_status  # type: ignore
     assert choose_status_view(False, terminal=True).func is live_status  # type: ignore
-    wrapped = choose_status_view(True, analyzer, terminal=True)
-    assert not hasattr(wrapped, "func")  # binds and finishes the analyzer around the view
+    with_pairs = choose_status_view(False, analyzer, terminal=True)
+    assert with_pairs.func is live_status  # type: ignore[attr-defined]
+    assert with_pairs.keywords["spreads"] is analyzer  # type: ignore[attr-defined]
+    consumer = analyzer.consumer()
+    assert consumer.bind == analyzer.bind and consumer.finish == analyzer.finish
 
 
-async def test_live_view_runs_binds_and_finishes(autojump_clock: trio.abc.Clock) -> None:
+async def test_live_view_shows_pairs_and_finish_closes_episodes(
+        autojump_clock: trio.abc.Clock) -> None:
     class Clock:
         def now_ns(self) -> int:
             return T0 + round(trio.current_time() * 1e9)
@@ -494,12 +498,13 @@ async def test_live_view_runs_binds_and_finishes(autojump_clock: trio.abc.Clock)
     buf = io.StringIO()
     view = choose_status_view(False, analyzer, terminal=True,
                               console=Console(file=buf, width=120, force_terminal=True))
+    analyzer.bind(bus)  # what the supervisor does when the run starts
     with trio.move_on_after(2.0):
         await view(stats, bus, Clock(), 10.0)
+    analyzer.finish(Clock().now_ns())  # what the supervisor does when the feeds stop
     bus.close()
-    assert analyzer.bus is bus
     [batch] = [b async for b in out]
-    assert [round(e.duration_ms) for e in batch] == [2000]  # closed when the view stopped
+    assert [round(e.duration_ms) for e in batch] == [2000]  # closed at the end of the run
     assert "a→b" in buf.getvalue() and "+19.00" in buf.getvalue()
 
 

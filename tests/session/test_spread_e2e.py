@@ -150,3 +150,41 @@ async def test_two_fake_venues_cross_and_the_episodes_are_written(tmp_path: Path
     assert end[2] == end[3]
     assert t[5] < end[2] <= t[5] + 1_000_000_000
     assert analyzer.rows_lost == 0
+
+
+async def test_cli_runs_the_analyzer_for_two_venues(tmp_path: Path) -> None:
+    """The same crossing script through ``python -m core.run``: the analyzer starts because two
+    venues record ``tob``, its flags reach it, and its tables and ledger rows are written."""
+    from core.run import async_main
+    from core.testing.fake_servers import serve_http
+    from tests.session.test_cli_bybit import INSTRUMENTS
+    from tests.session.test_htx_e2e import CONTRACT_INFO, contract_info
+
+    bybit = FakeBybit(scripts=[bybit_script()], push_interval_s=0.2)
+    htx = FakeHtx(htx_script(), listed={"BTC-USDT"})
+    out = tmp_path / "data"
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            bybit_url = await nursery.start(serve_ws, bybit.handler)
+            htx_url = await nursery.start(serve_ws, htx.handler)
+            rest = await nursery.start(serve_http, {
+                "/v5/market/instruments-info?category=linear&limit=1000": INSTRUMENTS,
+                CONTRACT_INFO: contract_info()})
+            code = await async_main([
+                "--plugins", "bybit,htx", "--channels", "tob", "--out", str(out),
+                "--duration", str(DURATION_S), "--flush-interval", "0.5", "--no-live",
+                "--spread-stale-ms", "10000", "--spread-stale-ms", "bybit=1000",
+                "--spread-threshold-bps", "0,10",
+                "--endpoint", f"bybit={bybit_url}", "--endpoint", f"htx={htx_url}",
+                "--endpoint", f"bybit.rest={rest}", "--endpoint", f"htx.rest={rest}",
+            ], handle_signals=False)
+            nursery.cancel_scope.cancel()
+    assert code == 0
+    opps = read(out, "opportunities", "spread", "start")
+    assert sorted(opps.select("buy_exchange", "threshold_bps").rows()) == [
+        ("bybit", 0.0), ("htx", 0.0), ("htx", 0.0), ("htx", 10.0)]
+    ledger = read(out, "health", "spread")
+    stopped = ledger.filter(pl.col("event") == "stopped")["detail"].item()
+    n_spreads = read(out, "spreads", "spread").height
+    assert stopped == f"produced opportunities=4 spreads={n_spreads} health=1"
+    assert "table=opportunities events=4 rows=4" in ledger["detail"].to_list()
