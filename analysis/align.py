@@ -25,13 +25,21 @@ DEFAULT_STALE_CAP_MS: Final = 250.0
 MS: Final = 1_000_000
 
 
-def venue_quotes(tob: pl.LazyFrame, venue: str) -> pl.LazyFrame:
-    """Two-sided quotes of one venue: ts (ns), ts_ex (ns, nullable), bid/ask price and size."""
+def venue_quotes(tob: pl.LazyFrame, venue: str, offset_ns: int | None = None) -> pl.LazyFrame:
+    """Two-sided quotes of one venue: ts (ns), ts_ex (ns, nullable), bid/ask price and size.
+
+    ``ts`` is the receipt time ``ts_local``; with ``offset_ns`` it is the clock-corrected
+    exchange time ``ts_exchange + offset_ns`` instead (rows without an exchange time dropped), for
+    the robustness run of spec §2.
+    """
+    clock = (pl.col("ts_local").cast(pl.Int64) if offset_ns is None
+             else pl.col("ts_exchange").cast(pl.Int64) + offset_ns)
     return (tob.filter(pl.col("exchange") == venue, pl.col("bid_px").is_not_null(),
                        pl.col("ask_px").is_not_null())
-            .select(pl.col("ts_local").cast(pl.Int64).alias("ts"),
+            .select(clock.alias("ts"),
                     pl.col("ts_exchange").cast(pl.Int64).alias("ts_ex"),
                     "bid_px", "bid_sz", "ask_px", "ask_sz")
+            .drop_nulls("ts")
             .sort("ts", maintain_order=True)
             .unique(subset="ts", keep="last", maintain_order=True)
             .set_sorted("ts"))

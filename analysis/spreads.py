@@ -99,6 +99,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--grid-ms", type=_floats, default=DEFAULT_GRIDS_MS,
                    help="lead-lag grid steps in ms (default 10,100)")
     p.add_argument("--no-leadlag", action="store_true", help="skip the lead-lag estimators")
+    p.add_argument("--clock", choices=("local", "exchange"), default="local",
+                   help="timeline: receipt time ts_local (default) or exchange time "
+                        "ts_exchange + the venue's clock offset (robustness run)")
+    p.add_argument("--clock-offset-ms", action="append", default=[], metavar="VENUE=MS",
+                   help="clock offset of a venue for --clock exchange (local minus venue "
+                        "clock, e.g. measured NTP-style against its REST time; default 0)")
     return p
 
 
@@ -148,6 +154,20 @@ def markdown(df: pl.DataFrame, digits: int = 3) -> str:
     return "\n".join([head, sep, *rows])
 
 
+def clock_offsets(items: Sequence[str]) -> dict[str, float]:
+    """``["htx=3.5"]`` -> ``{"htx": 3.5}`` (ms)."""
+    out = {}
+    for item in items:
+        venue, sep, text = item.partition("=")
+        try:
+            out[venue.strip()] = float(text)
+        except ValueError:
+            sep = ""
+        if not sep or not venue.strip():
+            raise UsageProblem(f"--clock-offset-ms {item!r}: expected VENUE=MS, e.g. htx=3.5")
+    return out
+
+
 def fee_table(args: argparse.Namespace) -> dict[str, VenueFee]:
     try:
         return resolve_fees(args.fees, parse_fee_overrides(args.taker_fee_bps))
@@ -176,7 +196,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     smax = dict(caps.select("exchange", "smax").iter_rows())
     info = {ex: VenueInfo(ex, rows, first, last, int(smax[ex]), lat_map.get(ex))
             for ex, rows, first, last in span.iter_rows() if rows > 0}
-    quotes = {v: venue_quotes(tob, v) for v in present}
+    if args.clock == "exchange":
+        have_ex = dict(lat_q.select("exchange", "min_ms").iter_rows())
+        missing = [v for v in present if have_ex.get(v) is None]
+        if missing:
+            raise MissingData(f"no exchange timestamps for {', '.join(missing)}: --clock "
+                              "exchange needs them")
+        offsets = clock_offsets(args.clock_offset_ms)
+        quotes = {v: venue_quotes(tob, v, int(offsets.get(v, 0.0) * MS)) for v in present}
+    else:
+        quotes = {v: venue_quotes(tob, v) for v in present}
     brk = {v: breaks(args.data, v, args.symbol, start=args.start, end=args.end) for v in present}
     pairs = list(itertools.combinations(sorted(present), 2))
     rtt = int(args.order_rtt_ms * MS)
@@ -368,8 +397,12 @@ def write(res: dict[str, Any], args: argparse.Namespace) -> list[Path]:
 
 def write_summary(res: dict[str, Any], args: argparse.Namespace) -> Path:
     fees: dict[str, VenueFee] = res["fees"]
+    clock = ("receipt time ts_local" if args.clock == "local" else
+             "exchange time ts_exchange + clock offset "
+             f"({', '.join(args.clock_offset_ms) or 'all offsets 0'})")
     lines = [f"# {args.symbol}: cross-venue spreads", "",
-             f"Venues: {', '.join(res['venues'])}. Data: {args.data}.", "", "## Taker fees", ""]
+             f"Venues: {', '.join(res['venues'])}. Data: {args.data}. Timeline: {clock}.", "",
+             "## Taker fees", ""]
     lines += [f"* {fees[v].describe()}" if v in fees else f"* {v}: no fee known (gross edges "
               "only)" for v in res["venues"]]
     pair_cols = ["venue_a", "venue_b", "gross_ab_mean_bps", "gross_ab_max_bps",
