@@ -1,0 +1,76 @@
+"""The four-venue arbitrage recording (issue command), against four loopback fakes speaking
+each venue's real protocol: one ``tob`` table in which every venue's BTC-USDT sizes are in BTC,
+whether the venue quotes base coin (Bybit, Bitget) or contracts (HTX x 0.001, Gate x 0.0001)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import trio
+
+from core.run import async_main
+from core.testing.fake_servers import serve_http, serve_ws
+from tests.fakes.bitget import FakeBitget
+from tests.fakes.bybit import FakeBybit
+from tests.fakes.gateio import FakeContract, GateFuturesFake
+from tests.fakes.htx import FakeHtx
+from tests.session.test_bitget_e2e import CONTRACTS as BITGET_CONTRACTS
+from tests.session.test_bitget_e2e import CONTRACTS_PATH as BITGET_PATH
+from tests.session.test_bitget_e2e import btc_script as bitget_btc
+from tests.session.test_cli_bybit import INSTRUMENTS as BYBIT_INSTRUMENTS
+from tests.session.test_cli_bybit import btc_script as bybit_btc
+from tests.session.test_gateio_e2e import CONTRACTS as GATE_PATH
+from tests.session.test_gateio_e2e import contracts as gate_contracts
+from tests.session.test_htx_e2e import CONTRACT_INFO as HTX_PATH
+from tests.session.test_htx_e2e import contract_info as htx_contracts
+from tests.session.test_spread_e2e import htx_script
+
+CEILING_S = 40
+
+
+async def test_four_venue_command_writes_one_tob_table_in_btc(tmp_path: Path) -> None:
+    fakes = {
+        "bybit": FakeBybit(scripts=[bybit_btc()]),
+        "htx": FakeHtx(htx_script(), listed={"BTC-USDT"}),
+        "bitget": FakeBitget(books={"BTCUSDT": bitget_btc()}, push_interval_s=0.02),
+        "gateio": GateFuturesFake({"BTC_USDT": FakeContract(bid=63700.0, tick=0.1)}),
+    }
+    out = tmp_path / "data"
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            argv = ["--plugins", "bybit,htx,bitget,gateio", "--symbols", "BTC-USDT",
+                    "--channels", "tob,l2,trades", "--out", str(out), "--duration", "3",
+                    "--no-live"]
+            for venue, fake in fakes.items():
+                url = await nursery.start(serve_ws, fake.handler)
+                argv += ["--endpoint", f"{venue}={url}"]
+            rest = await nursery.start(serve_http, {
+                "/v5/market/instruments-info?category=linear&limit=1000": BYBIT_INSTRUMENTS,
+                HTX_PATH: htx_contracts(), BITGET_PATH: BITGET_CONTRACTS,
+                GATE_PATH: gate_contracts()})
+            for venue in fakes:
+                argv += ["--endpoint", f"{venue}.rest={rest}"]
+            code = await async_main(argv, handle_signals=False)
+            nursery.cancel_scope.cancel()
+    assert code == 0
+
+    tob = pl.scan_parquet(out / "tob" / "**" / "*.parquet", hive_partitioning=True).collect()
+    assert set(tob["exchange"].unique()) == {"bybit", "htx", "bitget", "gateio"}
+    assert set(tob["symbol"].unique()) == {"BTC-USDT"}
+    first = {ex: rows.sort("ts_local").select("bid_sz", "ask_sz").row(0)
+             for (ex,), rows in tob.group_by(["exchange"])}
+    assert first == {
+        "bybit": (1.0, 2.0),  # base coin on the wire
+        "bitget": (1.0, 0.01),  # base coin on the wire
+        "htx": (0.8, 0.5),  # 800 and 500 contracts of 0.001 BTC
+        "gateio": (0.12, 0.03),  # 1200 and 300 contracts of 0.0001 BTC
+    }
+    # every venue's book was valid, nothing went wrong on the wire
+    health = pl.scan_parquet(out / "health" / "**" / "*.parquet", hive_partitioning=True)
+    bad = health.filter(pl.col("event").is_in(["gap", "decode_error", "plugin_error",
+                                               "subscribe_error", "checksum_mismatch"]))
+    assert bad.collect().height == 0
+    # the live spread analyzer ran over the four venues' quotes: 4 x 3 ordered pairs
+    spreads = pl.read_parquet(out / "spreads" / "**" / "*.parquet")
+    assert spreads.select("buy_exchange", "sell_exchange").unique().height == 12
