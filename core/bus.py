@@ -29,6 +29,18 @@ import trio
 from core.schema import Event, Health, HealthKind
 
 DEFAULT_LOSSLESS_BUFFER_BATCHES = 20_000
+STATS_EVERY_MASK = 63  # lossless buffer statistics are sampled every 64 offers
+
+
+_TAGS: dict[type, str] = {}
+
+
+def _tag(event_type: type[Event]) -> str:
+    """The event kind (msgspec tag), cached per class: the lookup is on the hot path."""
+    tag = _TAGS.get(event_type)
+    if tag is None:
+        tag = _TAGS[event_type] = str(event_type.__struct_config__.tag)
+    return tag
 
 
 class Policy(enum.Enum):
@@ -60,7 +72,7 @@ class Subscription:
     policy: Policy
 
     def wants(self, event: Event) -> bool:
-        return self.kinds is None or event.__struct_config__.tag in self.kinds
+        return self.kinds is None or _tag(type(event)) in self.kinds
 
     def offer(self, batch: Sequence[Event]) -> None:
         raise NotImplementedError
@@ -91,11 +103,11 @@ class LosslessSubscription(Subscription):
         self.stats.buffer_size = buffer_batches
         self._unreported_drops = 0
         self._drop_exchanges: set[str] = set()
-        self._last_ts = 0
+        self._offers = 0
 
     def offer(self, batch: Sequence[Event]) -> None:
         if self.kinds is not None:
-            batch = [e for e in batch if e.__struct_config__.tag in self.kinds]
+            batch = [e for e in batch if _tag(type(e)) in self.kinds]
         if not batch:
             return
         if self._unreported_drops:
@@ -103,6 +115,7 @@ class LosslessSubscription(Subscription):
         try:
             self._send.send_nowait(batch)
         except trio.WouldBlock:
+            self.stats.buffer_used = self.stats.buffer_peak = self.stats.buffer_size
             self.stats.dropped_events += len(batch)
             self.stats.dropped_batches += 1
             self._unreported_drops += len(batch)
@@ -116,6 +129,11 @@ class LosslessSubscription(Subscription):
         except trio.ClosedResourceError:
             return
         self.stats.delivered_events += len(batch)
+        self._offers += 1
+        if self._offers & STATS_EVERY_MASK == 0:  # statistics() allocates: sample it
+            self._sample()
+
+    def _sample(self) -> None:
         used = self._send.statistics().current_buffer_used
         self.stats.buffer_used = used
         if used > self.stats.buffer_peak:
@@ -136,7 +154,7 @@ class LosslessSubscription(Subscription):
     async def offer_wait(self, batch: Sequence[Event]) -> None:
         """Like :meth:`offer`, but wait for room instead of dropping (replay only)."""
         if self.kinds is not None:
-            batch = [e for e in batch if e.__struct_config__.tag in self.kinds]
+            batch = [e for e in batch if _tag(type(e)) in self.kinds]
         if batch:
             await self._send.send(batch)
             self.stats.delivered_events += len(batch)
@@ -175,9 +193,10 @@ class ConflatingSubscription(Subscription):
         latest = self._latest
         n = 0
         for e in batch:
-            if self.kinds is not None and e.__struct_config__.tag not in self.kinds:
+            tag = _tag(type(e))
+            if self.kinds is not None and tag not in self.kinds:
                 continue
-            key = (e.__struct_config__.tag, e.exchange, getattr(e, "symbol", None))
+            key = (tag, e.exchange, getattr(e, "symbol", None))
             if key in latest:
                 del latest[key]
                 self.stats.overwritten_events += 1
@@ -240,7 +259,7 @@ class Bus:
     def _count(self, batch: Sequence[Event]) -> None:
         counts = self.published
         for e in batch:
-            key = (e.exchange, e.__struct_config__.tag)
+            key = (e.exchange, _tag(type(e)))
             counts[key] = counts.get(key, 0) + 1
 
     async def publish_wait(self, batch: Sequence[Event]) -> None:
@@ -261,4 +280,7 @@ class Bus:
             sub.close()
 
     def stats(self) -> list[SubscriptionStats]:
+        for s in self.subscriptions:
+            if isinstance(s, LosslessSubscription):
+                s._sample()
         return [s.stats for s in self.subscriptions]
