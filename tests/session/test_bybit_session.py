@@ -154,3 +154,28 @@ async def test_plugin_exception_is_recorded_and_the_connector_restarts() -> None
     [err] = health_events(events, "plugin_error")
     assert "KeyError" in err.detail and "boom" in err.detail
     assert stats.plugin_errors == 1 and fake.connections == 2
+
+
+async def test_a_consumer_that_never_reads_cannot_stall_the_reader() -> None:
+    """A writer stuck forever: the reader still takes every frame off the socket (so the venue
+    keeps us), the loss is counted, and the other consumer receives everything."""
+    n = 300
+    msgs = [book_msg("BTCUSDT", "snapshot", [["100", "1"]], [["101", "1"]], 1, 1000)]
+    msgs += [book_msg("BTCUSDT", "delta", [["100", str(2 + i % 5)]], [], i + 2, 1000 + i)
+             for i in range(n - 1)]
+    fake = FakeBybit(scripts=[{"orderbook.50.BTCUSDT": msgs}], push_interval_s=0.0)
+    bus = Bus()
+    stuck = bus.subscribe("stuck-writer", buffer_batches=4)  # never read
+    healthy = bus.subscribe("healthy", ["l2"], buffer_batches=10_000)
+    proto = FastBybit(ProtocolConfig(symbols=("BTC-USDT",), channels=("l2",)))
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(serve_ws, fake.handler)
+            session = Session(proto, bus, url=url)
+            nursery.start_soon(session.run)
+            got = await collect_until(healthy, lambda ev: len(ev) >= n)
+            nursery.cancel_scope.cancel()
+    assert len(got) == n and session.stats.reconnects == 0
+    assert session.stats.messages >= n + 1  # every frame was read (plus the ack)
+    assert stuck.stats.dropped_events >= n - 4
+    assert stuck.stats.buffer_used == 4  # bounded: it never grew past its size
