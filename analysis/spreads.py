@@ -329,7 +329,7 @@ def draw_pair(df: pl.DataFrame, a: str, b: str, ratio_ab: float | None,
                           "tab:red", "tab:blue", f"{symbol}: bid of {b} and ask of {a}")
     plots.draw_ratio(ax3, t, df["ratio_ab_lo"], df["ratio_ab_hi"],
                      ratio_ab if ratio_ab is not None else float("nan"),
-                     f"{a} ask / {b} bid", f"{symbol}: ask/bid ratio, buy {a} sell {b}")
+                     f"{a} ask / {b} bid", f"{symbol}: ask/bid ratios (below 1: a crossing)")
     ax3.fill_between(t, df["ratio_ba_lo"], df["ratio_ba_hi"], step="post", color="tab:green",
                      alpha=0.45, lw=0.6, label=f"{b} ask / {a} bid (mean "
                      f"{ratio_ba if ratio_ba is not None else float('nan'):.6f})")
