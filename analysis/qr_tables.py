@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -47,7 +48,7 @@ TS = pl.Datetime("ns", "UTC")
 
 @dataclass
 class QRTables:
-    aes: dict[str, object]
+    aes: dict[str, Any]
     events: pl.DataFrame
     intervals: pl.DataFrame
     exposure: pl.DataFrame
@@ -57,7 +58,7 @@ class QRTables:
     pref_changes: pl.DataFrame
     book_short: pl.DataFrame
     hlr: pl.DataFrame
-    diagnostics: dict[str, object] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 def level_of(col: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.int64]:
@@ -89,15 +90,15 @@ def events_frame(res: ReplayResult, lot: float) -> pl.DataFrame:
 
 
 def aes_stats(events: pl.DataFrame, k: int, injected: dict[int, float] | None = None,
-              lot: float = 1.0) -> dict[str, object]:
+              lot: float = 1.0) -> dict[str, Any]:
     """AES per limit (lots), with the diagnostics of §3.6; ``injected`` overrides the means."""
-    out: dict[str, object] = {"unit": "lots", "lot": lot, "injected": injected is not None,
+    out: dict[str, Any] = {"unit": "lots", "lot": lot, "injected": injected is not None,
                               "limits": {}}
-    limits: dict[str, object] = {}
+    limits: dict[str, dict[str, Any]] = {}
     for lim in range(1, k + 1):
         e = events.filter(pl.col("limit") == lim)
         sizes = e["size_lots"].to_numpy().astype(np.float64)
-        entry: dict[str, object] = {"events": int(sizes.size)}
+        entry: dict[str, Any] = {"events": int(sizes.size)}
         if sizes.size:
             entry["mean"] = float(sizes.mean())
             entry["median"] = float(np.median(sizes))
@@ -112,29 +113,26 @@ def aes_stats(events: pl.DataFrame, k: int, injected: dict[int, float] | None = 
             entry["by_side"] = side_stats
             sb, sa = side_stats["bid"], side_stats["ask"]
             if sb["se"] is not None and sa["se"] is not None:
-                diff = abs(float(sb["mean"]) - float(sa["mean"]))  # type: ignore[arg-type]
-                se = math.hypot(float(sb["se"]), float(sa["se"]))  # type: ignore[arg-type]
+                diff = abs(float(sb["mean"]) - float(sa["mean"]))
+                se = math.hypot(float(sb["se"]), float(sa["se"]))
                 entry["side_asymmetry"] = bool(se > 0 and diff > 3 * se)
         if injected is not None and lim in injected:
             entry["mean"] = float(injected[lim])
         limits[str(lim)] = entry
-    means = [float(v["mean"]) for v in limits.values()  # type: ignore[index]
-             if isinstance(v, dict) and "mean" in v]
+    means = [float(v["mean"]) for v in limits.values() if "mean" in v]
     fallback = float(np.mean(means)) if means else 1.0
     for v in limits.values():
-        if isinstance(v, dict) and "mean" not in v:
+        if "mean" not in v:
             v["mean"] = fallback
             v["fallback"] = True
-        if isinstance(v, dict):
-            v["mean_base_units"] = float(v["mean"]) * lot
+        v["mean_base_units"] = float(v["mean"]) * lot
     out["limits"] = limits
     return out
 
 
-def aes_vector(aes: dict[str, object], k: int) -> npt.NDArray[np.float64]:
+def aes_vector(aes: dict[str, Any], k: int) -> npt.NDArray[np.float64]:
     """AES per column −K..−1, 1..K."""
     lim = aes["limits"]
-    assert isinstance(lim, dict)
     per = [float(lim[str(j)]["mean"]) for j in range(1, k + 1)]
     return np.array([per[-i - 1] for i in range(-k, 0)] + per, dtype=np.float64)
 
@@ -250,10 +248,10 @@ def intensities(exposure: pl.DataFrame, exposure_h: pl.DataFrame, events: pl.Dat
 
 
 def invariant_frame(table: pl.DataFrame, exposure: pl.DataFrame, sampled: pl.DataFrame,
-                    k: int) -> tuple[pl.DataFrame, dict[str, object]]:
+                    k: int) -> tuple[pl.DataFrame, dict[str, Any]]:
     pooled = table.filter(pl.col("side") == "pooled")
     frames = []
-    diag: dict[str, object] = {}
+    diag: dict[str, Any] = {}
     for lim in range(1, k + 1):
         pi_hat, outside = invariant(pooled, lim)
         occ = exposure.filter(pl.col("limit") == lim).group_by("n").agg(pl.col("T").sum())
@@ -371,12 +369,12 @@ def book_short_frame(res: ReplayResult, raw: npt.NDArray[np.int64],
 
 
 def diagnostics(res: ReplayResult, raw: npt.NDArray[np.int64], events: pl.DataFrame,
-                live_s: float) -> dict[str, object]:
+                live_s: float) -> dict[str, Any]:
     """Spread, empty best queues, event rates, counts and trade-match diagnostics."""
     w = interval_weights(res).astype(np.float64)
     total = w.sum()
     spread = res.msg_spread
-    out: dict[str, object] = {"counts": res.counts, "live_seconds": live_s}
+    out: dict[str, Any] = {"counts": res.counts, "live_seconds": live_s}
     if total > 0:
         vals, inv = np.unique(spread[w > 0], return_inverse=True)
         dist = np.bincount(inv, weights=w[w > 0]) / total
@@ -435,8 +433,7 @@ def build(res: ReplayResult, *, lot: float, tick: float, aes_injected: dict[int,
     diag["invariant"] = inv_diag
     diag["pref"] = {**mean_reversion(changes["direction"].to_numpy()), **realized_vol(res),
                     "triggers": dict(changes.group_by("trigger").len().iter_rows())}
-    diag["aes_base_units"] = {lim: v["mean_base_units"]  # type: ignore[index]
-                              for lim, v in aes["limits"].items()}  # type: ignore[union-attr]
+    diag["aes_base_units"] = {lim: v["mean_base_units"] for lim, v in aes["limits"].items()}
     n_sym = table.filter((pl.col("side") == "pooled") & (pl.col("symmetry_p") < 0.001)
                          & ~pl.col("sparse")).height
     diag["symmetry_cells_p_below_0.001"] = n_sym

@@ -27,6 +27,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +79,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_l2(data: Path, exchange: str, symbol: str, start: object, end: object
-            ) -> pl.LazyFrame:
-    return (scan(data, "l2", exchanges=[exchange], symbol=symbol, start=start, end=end)  # type: ignore[arg-type]
+def load_l2(data: Path, exchange: str, symbol: str, start: datetime | None,
+            end: datetime | None) -> pl.LazyFrame:
+    return (scan(data, "l2", exchanges=[exchange], symbol=symbol, start=start, end=end)
             .with_row_index("_row")
             .sort("ts_local", "msg_id", "_row")
             .select(pl.col("ts_local").cast(pl.Int64).alias("order"),
@@ -89,11 +90,11 @@ def load_l2(data: Path, exchange: str, symbol: str, start: object, end: object
                     "is_snapshot"))
 
 
-def load_trades(data: Path, exchange: str, symbol: str, start: object, end: object
-                ) -> pl.LazyFrame | None:
+def load_trades(data: Path, exchange: str, symbol: str, start: datetime | None,
+                end: datetime | None) -> pl.LazyFrame | None:
     if exchange not in venues(data, "trades"):
         return None
-    return (scan(data, "trades", exchanges=[exchange], symbol=symbol, start=start, end=end)  # type: ignore[arg-type]
+    return (scan(data, "trades", exchanges=[exchange], symbol=symbol, start=start, end=end)
             .select(pl.col("ts_local").cast(pl.Int64).alias("order"),
                     pl.col("ts_exchange").cast(pl.Int64).alias("ts_ex"),
                     "price", "size", (pl.col("side") == "buy").alias("maker_is_ask")))
@@ -139,7 +140,7 @@ def run(args: argparse.Namespace) -> QRTables:
                         match_pre_ms=args.match_pre_ms, match_post_ms=args.match_post_ms)
     tables.diagnostics.update({"exchange": args.exchange, "symbol": args.symbol})
     tables.aes.update({"exchange": args.exchange, "symbol": args.symbol})
-    if tables.diagnostics["counts"]["events"] == 0:  # type: ignore[index]
+    if tables.diagnostics["counts"]["events"] == 0:
         raise MissingData(f"no queue events for {args.exchange} {args.symbol}: the book was "
                           "never live with a reference price (see the health table)")
     return tables
@@ -273,7 +274,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     write(tables, args.out, args.k)
     d = tables.diagnostics
     counts = d["counts"]
-    assert isinstance(counts, dict)
     print(f"{args.exchange} {args.symbol}: {counts['events']} events, "
           f"{counts['pref_changes']} p_ref changes, live {float(d['live_seconds']) / 3600:.2f} h, "
           f"tick {d['tick']}, lot {d['lot']}, clock {d['clock']} -> {args.out}")
