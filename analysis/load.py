@@ -21,29 +21,13 @@ from typing import Final
 
 import polars as pl
 
+from core.writers.tables import SCHEMAS as WRITER_SCHEMAS
+
 TS: Final = pl.Datetime("ns", "UTC")
 
+# The recorder's four tables, exactly as the writer defines them (single source of truth).
 SCHEMAS: Final[dict[str, dict[str, pl.DataType]]] = {
-    "tob": {
-        "ts_local": TS, "ts_exchange": TS, "exchange": pl.String(), "symbol": pl.String(),
-        "bid_px": pl.Float64(), "bid_sz": pl.Float64(), "ask_px": pl.Float64(),
-        "ask_sz": pl.Float64(), "seq": pl.Int64(),
-    },
-    "l2": {
-        "ts_local": TS, "ts_exchange": TS, "exchange": pl.String(), "symbol": pl.String(),
-        "side": pl.String(), "price": pl.Float64(), "size": pl.Float64(),
-        "is_snapshot": pl.Boolean(), "seq": pl.Int64(), "msg_id": pl.Int64(),
-    },
-    "trades": {
-        "ts_local": TS, "ts_exchange": TS, "exchange": pl.String(), "symbol": pl.String(),
-        "price": pl.Float64(), "size": pl.Float64(), "side": pl.String(),
-        "trade_id": pl.String(),
-    },
-    "health": {
-        "ts_local": TS, "exchange": pl.String(), "symbol": pl.String(), "event": pl.String(),
-        "detail": pl.String(),
-    },
-}
+    table: WRITER_SCHEMAS[table] for table in ("tob", "l2", "trades", "health")}
 
 # Health events after which a venue's book (and its last quote) is no longer trusted until the
 # next snapshot: the feed lost data or the connection.
