@@ -32,6 +32,7 @@ from typing import ClassVar
 
 import msgspec
 
+from core.book import BookKeeper
 from core.codec import FrameError, inflate
 from core.schema import Event, Health, HealthKind
 
@@ -82,6 +83,8 @@ class ExchangeProtocol:
     max_message_bytes: ClassVar[int] = 4 * 1024 * 1024
     #: no frame at all for this long (pongs included) means the socket is dead
     silence_timeout_s: ClassVar[float] = 30.0
+    #: the client's app-level ping period (None: the venue needs none); see :meth:`ping_frame`
+    ping_interval_s: ClassVar[float | None] = None
     #: send protocol-level websocket pings this often (None: the venue's app-level ping suffices)
     ws_ping_interval_s: ClassVar[float | None] = None
     #: extra HTTP headers for the websocket handshake
@@ -99,6 +102,9 @@ class ExchangeProtocol:
         self._urgent: list[str] = []
         self.decode_errors: dict[str, int] = {}
         self.now_ns = 0  # time of the last call, for events created deep inside handlers
+        #: the plugin's books; their snapshot deadlines and disconnects are handled here
+        self.keepers: list[BookKeeper] = []
+        self._next_ping_ns: int | None = None
 
     # -- symbols ----------------------------------------------------------------------------
 
@@ -139,6 +145,8 @@ class ExchangeProtocol:
         self._outbox.clear()
         self._urgent.clear()
         self._outbox.extend(self.subscribe(now_ns))
+        if self.ping_interval_s:
+            self._next_ping_ns = now_ns + int(self.ping_interval_s * S_NS)
         return []
 
     def receive(self, frame: str | bytes, recv_ns: int) -> list[Event]:
@@ -166,16 +174,29 @@ class ExchangeProtocol:
         return out
 
     def next_deadline(self) -> int | None:
-        """When :meth:`on_deadline` next wants to run (ns, same clock as ``recv_ns``)."""
-        return None
+        """When :meth:`on_deadline` next wants to run (ns, same clock as ``recv_ns``): the next
+        app-level ping or the earliest overdue snapshot of any keeper."""
+        due = [k.next_deadline() for k in self.keepers]
+        due.append(self._next_ping_ns)
+        times = [t for t in due if t is not None]
+        return min(times) if times else None
 
     def on_deadline(self, now_ns: int) -> list[Event]:
+        """Send the app-level ping when due; report snapshots that are overdue (their keepers
+        queue resyncs, which the plugin drains with ``take_resyncs``)."""
         self.now_ns = now_ns
-        return []
+        if self._next_ping_ns is not None and now_ns >= self._next_ping_ns:
+            self.send(self.ping_frame(now_ns))
+            assert self.ping_interval_s is not None
+            self._next_ping_ns = now_ns + int(self.ping_interval_s * S_NS)
+        return [e for keeper in self.keepers for e in keeper.overdue(now_ns)]
 
     def connection_lost(self, now_ns: int) -> list[Event]:
         """The connection is gone; books must resync from the next connection's snapshots."""
         self.now_ns = now_ns
+        for keeper in self.keepers:
+            keeper.connection_lost()
+        self._next_ping_ns = None
         return []
 
     # -- to implement ------------------------------------------------------------------------
@@ -186,6 +207,10 @@ class ExchangeProtocol:
 
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
         """Decode one (inflated) message and return normalized events."""
+        raise NotImplementedError
+
+    def ping_frame(self, now_ns: int) -> str:
+        """The venue's app-level ping frame (called every ``ping_interval_s`` when it is set)."""
         raise NotImplementedError
 
     # -- helpers for subclasses -----------------------------------------------------------------

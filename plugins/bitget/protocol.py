@@ -68,6 +68,7 @@ class BitgetProtocol(ExchangeProtocol):
     default_url = "wss://ws.bitget.com/v2/ws/public"
     default_rest_url = "https://api.bitget.com"
     silence_timeout_s = 45.0  # a text ping every 30 s is always answered on a live socket
+    ping_interval_s = PING_INTERVAL_S
     # The venue allows 10 client messages per second per connection, pings included; pace below.
     max_sends_per_s = 8.0
     requires_instruments = False  # USDT-FUTURES sizes are base coin already (contract size 1)
@@ -77,6 +78,7 @@ class BitgetProtocol(ExchangeProtocol):
         super().__init__(config)
         self.tob = BookKeeper(self.name, publish_tob=True, publish_l2=False)
         self.l2 = BookKeeper(self.name, publish_tob=False, publish_l2=True, keep_text=True)
+        self.keepers = [self.tob, self.l2]
         # (Bitget channel, instId) -> canonical symbol
         self.routes: dict[tuple[str, str], str] = {}
         # every (Bitget channel, canonical symbol) to subscribe, in request order
@@ -93,7 +95,6 @@ class BitgetProtocol(ExchangeProtocol):
         self._trades = msgspec.json.Decoder(list[TradeData])
         self._failed: set[tuple[str, str]] = set()
         self._recent: dict[str, _RecentIds] = {}
-        self._next_ping_ns: int | None = None
 
     # -- symbols and instruments -----------------------------------------------------------------
 
@@ -139,27 +140,13 @@ class BitgetProtocol(ExchangeProtocol):
             keeper = self._keeper(wire)
             if keeper is not None:
                 keeper.expect_snapshot(sym, now_ns)
-        self._next_ping_ns = now_ns + int(PING_INTERVAL_S * S_NS)
         return self._requests("subscribe", args)
 
-    def connection_lost(self, now_ns: int) -> list[Event]:
-        super().connection_lost(now_ns)
-        self.tob.connection_lost()
-        self.l2.connection_lost()
-        self._next_ping_ns = None
-        return []
-
-    def next_deadline(self) -> int | None:
-        due = [t for t in (self._next_ping_ns, self.tob.next_deadline(), self.l2.next_deadline())
-               if t is not None]
-        return min(due) if due else None
+    def ping_frame(self, now_ns: int) -> str:
+        return "ping"  # text, not JSON
 
     def on_deadline(self, now_ns: int) -> list[Event]:
-        super().on_deadline(now_ns)
-        if self._next_ping_ns is not None and now_ns >= self._next_ping_ns:
-            self.send("ping")
-            self._next_ping_ns = now_ns + int(PING_INTERVAL_S * S_NS)
-        events = self.tob.overdue(now_ns) + self.l2.overdue(now_ns)
+        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
         self._resync(now_ns)
         return events
 

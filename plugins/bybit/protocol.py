@@ -56,6 +56,7 @@ class BybitProtocol(ExchangeProtocol):
         self.l2_depth = depth
         self.tob = BookKeeper(self.name, publish_tob=True, publish_l2=False)
         self.l2 = BookKeeper(self.name, publish_tob=False, publish_l2=True)
+        self.keepers = [self.tob, self.l2]
         # topic -> (what, canonical symbol)
         self.topics: dict[str, tuple[str, str]] = {}
         self.topics_of: dict[str, list[str]] = {}
@@ -78,7 +79,6 @@ class BybitProtocol(ExchangeProtocol):
         self._req_n = 0
         self._pending: dict[str, str] = {}  # req_id -> symbol
         self._failed: set[str] = set()
-        self._next_ping_ns: int | None = None
 
     # -- symbols and instruments -----------------------------------------------------------------
 
@@ -115,28 +115,14 @@ class BybitProtocol(ExchangeProtocol):
                 continue
             frames.append(self._request("subscribe", sym, self.topics_of[sym]))
             self._expect(sym, now_ns)
-        self._next_ping_ns = now_ns + int(self.ping_interval_s * S_NS)
         return frames
 
-    def connection_lost(self, now_ns: int) -> list[Event]:
-        super().connection_lost(now_ns)
-        self.tob.connection_lost()
-        self.l2.connection_lost()
-        self._next_ping_ns = None
-        return []
-
-    def next_deadline(self) -> int | None:
-        due = [t for t in (self._next_ping_ns, self.tob.next_deadline(), self.l2.next_deadline())
-               if t is not None]
-        return min(due) if due else None
+    def ping_frame(self, now_ns: int) -> str:
+        self._req_n += 1
+        return _encode({"req_id": f"ping-{self._req_n}", "op": "ping"})
 
     def on_deadline(self, now_ns: int) -> list[Event]:
-        super().on_deadline(now_ns)
-        if self._next_ping_ns is not None and now_ns >= self._next_ping_ns:
-            self._req_n += 1
-            self.send(_encode({"req_id": f"ping-{self._req_n}", "op": "ping"}))
-            self._next_ping_ns = now_ns + int(self.ping_interval_s * S_NS)
-        events = self.tob.overdue(now_ns) + self.l2.overdue(now_ns)
+        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
         self._resync(now_ns)
         return events
 

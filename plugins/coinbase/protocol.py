@@ -93,6 +93,7 @@ class CoinbaseProtocol(ExchangeProtocol):
         self.want_book = bool(chans & {"tob", "l2"})
         self.want_trades = "trades" in chans
         self.book = BookKeeper(self.name, publish_tob="tob" in chans, publish_l2="l2" in chans)
+        self.keepers = [self.book]
         # product id on the wire -> canonical symbol. Public channels serve a "-USDC" product's
         # data under its "-USD" alias, so that name routes to the "-USDC" symbol when the "-USD"
         # one is not configured itself.
@@ -181,19 +182,14 @@ class CoinbaseProtocol(ExchangeProtocol):
         return frames
 
     def connection_lost(self, now_ns: int) -> list[Event]:
-        super().connection_lost(now_ns)
-        self.book.connection_lost()
+        super().connection_lost(now_ns)  # books untrusted until the next snapshots
         self._next_seq = None
         self._acked = {}
         self._pending = []
         return []
 
-    def next_deadline(self) -> int | None:
-        return self.book.next_deadline()
-
     def on_deadline(self, now_ns: int) -> list[Event]:
-        super().on_deadline(now_ns)
-        events = self.book.overdue(now_ns)
+        events = super().on_deadline(now_ns)  # overdue snapshots
         self._resync(now_ns)
         return events
 

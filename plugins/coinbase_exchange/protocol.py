@@ -67,6 +67,7 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
         self.want_book = "l2" in chans or tob_from_book
         self.want_trades = "trades" in chans
         self.book = BookKeeper(self.name, publish_tob=tob_from_book, publish_l2="l2" in chans)
+        self.keepers = [self.book]
         self.route: dict[str, str] = {self.to_native(s): s for s in config.symbols}
         self.sub_channels: list[str] = ["heartbeat"]
         if self.want_book:
@@ -143,8 +144,7 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
         return frames
 
     def connection_lost(self, now_ns: int) -> list[Event]:
-        super().connection_lost(now_ns)
-        self.book.connection_lost()
+        super().connection_lost(now_ns)  # books untrusted until the next snapshots
         self._reset_connection()
         return []
 
@@ -153,12 +153,8 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
         self._pending = []
         self._last_tob = {}
 
-    def next_deadline(self) -> int | None:
-        return self.book.next_deadline()
-
     def on_deadline(self, now_ns: int) -> list[Event]:
-        super().on_deadline(now_ns)
-        events = self.book.overdue(now_ns)
+        events = super().on_deadline(now_ns)  # overdue snapshots
         self._resync(now_ns)
         return events
 

@@ -125,6 +125,7 @@ class GateioProtocol(ExchangeProtocol):
     default_url = "wss://fx-ws.gateio.ws/v4/ws/usdt"
     default_rest_url = "https://api.gateio.ws"
     silence_timeout_s = 40.0  # pings every 15 s are always answered on a live socket
+    ping_interval_s = PING_INTERVAL_S
     requires_instruments = True
     description = "Gate.io USDT futures v4 (futures.book_ticker, futures.obu, futures.trades)"
     #: handshake headers this venue wants: without ``X-Gate-Size-Decimal: 1`` Gate truncates
@@ -140,6 +141,7 @@ class GateioProtocol(ExchangeProtocol):
         self.l2_depth = depth
         self.tob = BookKeeper(self.name, publish_tob=True, publish_l2=False)
         self.l2 = BookKeeper(self.name, publish_tob=False, publish_l2=True)
+        self.keepers = [self.tob, self.l2]
         # The keeper whose snapshot deadline proves that a subscribed contract exists: obu always
         # starts with a full push; book_ticker pushes only on change (a quiet book stays silent).
         self._deadline_keeper: BookKeeper | None = (
@@ -169,7 +171,6 @@ class GateioProtocol(ExchangeProtocol):
         self._pending: dict[int, _Request] = {}
         self._failed: set[tuple[str, str]] = set()  # (symbol, what)
         self._unlisted_reported = False
-        self._next_ping_ns: int | None = None
 
     # -- symbols and instruments -----------------------------------------------------------------
 
@@ -223,28 +224,18 @@ class GateioProtocol(ExchangeProtocol):
                 frames.append(self._request(now_ns, channel, "subscribe", sym, what))
         for sym in self.native:
             self._expect(sym, now_ns)
-        self._next_ping_ns = now_ns + int(PING_INTERVAL_S * S_NS)
         return frames
 
     def connection_lost(self, now_ns: int) -> list[Event]:
-        super().connection_lost(now_ns)
-        self.tob.connection_lost()
-        self.l2.connection_lost()
+        super().connection_lost(now_ns)  # books untrusted, ping schedule stopped
         self._pending.clear()
-        self._next_ping_ns = None
         return []
 
-    def next_deadline(self) -> int | None:
-        due = [t for t in (self._next_ping_ns, self.tob.next_deadline(), self.l2.next_deadline())
-               if t is not None]
-        return min(due) if due else None
+    def ping_frame(self, now_ns: int) -> str:
+        return _encode({"time": now_ns // S_NS, "channel": PING})
 
     def on_deadline(self, now_ns: int) -> list[Event]:
-        super().on_deadline(now_ns)
-        if self._next_ping_ns is not None and now_ns >= self._next_ping_ns:
-            self.send(_encode({"time": now_ns // S_NS, "channel": PING}))
-            self._next_ping_ns = now_ns + int(PING_INTERVAL_S * S_NS)
-        events = self.tob.overdue(now_ns) + self.l2.overdue(now_ns)
+        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
         self._resync(now_ns)
         return events
 

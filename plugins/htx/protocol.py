@@ -139,6 +139,7 @@ class HtxProtocol(ExchangeProtocol):
         self.book = BookKeeper(self.name, publish_tob=book_tob,
                                publish_l2="l2" in config.channels)
         self.bbo = BookKeeper(self.name, publish_tob=True, publish_l2=False)
+        self.keepers = [self.book, self.bbo]
         self.topics: dict[str, Topic] = {}
         self.topics_of: dict[str, list[Topic]] = {}
         self.scale: dict[str, SizeScale] = {}
@@ -224,19 +225,12 @@ class HtxProtocol(ExchangeProtocol):
         return frames
 
     def connection_lost(self, now_ns: int) -> list[Event]:
-        super().connection_lost(now_ns)
-        self.book.connection_lost()
-        self.bbo.connection_lost()
+        super().connection_lost(now_ns)  # books untrusted until the next snapshots
         self._pending.clear()
         return []
 
-    def next_deadline(self) -> int | None:
-        due = [t for t in (self.book.next_deadline(), self.bbo.next_deadline()) if t is not None]
-        return min(due) if due else None
-
     def on_deadline(self, now_ns: int) -> list[Event]:
-        super().on_deadline(now_ns)
-        events = self.book.overdue(now_ns) + self.bbo.overdue(now_ns)
+        events = super().on_deadline(now_ns)  # overdue snapshots
         self._resync(now_ns)
         return events
 
