@@ -146,7 +146,11 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, ConnectionClosed) and exc.reason is not None:
         r = exc.reason
         return f"closed by peer: code={r.code} {r.name} {r.reason or ''}".rstrip()
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and not isinstance(cause, trio.Cancelled):
+        text += f" (caused by {describe(cause)})"
+    return text
 
 
 class Session:

@@ -203,8 +203,8 @@ def publish_produced(bus: Bus, clock: Clock, now: int | None = None) -> None:
         counts[table] = counts.get(table, 0) + n
     for exchange, counts in sorted(per_venue.items()):
         counts["health"] = counts.get("health", 0) + 1  # this row
-        own = ("tob", "l2", "trades") if any(t in counts for t in ("tob", "l2", "trades")) \
-            else ()
+        analyzer = any(t not in TABLES for t in counts)  # e.g. the spread analyzer's rows
+        own = () if analyzer else ("tob", "l2", "trades")
         tables = [*own, *sorted(t for t in counts if t not in TABLES), "health"]
         detail = " ".join(f"{t}={counts.get(t, 0)}" for t in tables)
         bus.publish([Health(exchange=exchange, ts_local=now, symbol=None,
