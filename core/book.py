@@ -191,6 +191,10 @@ class BookKeeper:
     snapshot_timeout_max_s: float = 300.0
     states: dict[str, SymbolState] = field(default_factory=dict)
     _resync: list[str] = field(default_factory=list)
+    # the earliest snapshot deadline, recomputed only after a deadline changed: the session asks
+    # for it after every frame, so it must not cost a walk over every symbol
+    _due: int | None = None
+    _due_dirty: bool = False
 
     def state(self, symbol: str) -> SymbolState:
         st = self.states.get(symbol)
@@ -231,7 +235,9 @@ class BookKeeper:
         events: list[Event] = []
         was_live = st.live
         st.seq = seq
-        st.snapshot_due_ns = None
+        if st.snapshot_due_ns is not None:
+            st.snapshot_due_ns = None
+            self._due_dirty = True
         st.snapshot_wait_s = self.snapshot_timeout_s
         if checksum is not None and not checksum(st.book):
             self._invalidate(st, symbol, HealthKind.CHECKSUM_MISMATCH, f"snapshot seq={seq}",
@@ -311,6 +317,7 @@ class BookKeeper:
             if not st.invalid_reason and st.ever_live:
                 st.invalid_reason = "disconnect"
         self._resync.clear()
+        self._due, self._due_dirty = None, False
 
     def take_resyncs(self) -> list[str]:
         """Symbols that need a fresh snapshot (drained by the plugin into resubscribe frames)."""
@@ -323,23 +330,41 @@ class BookKeeper:
         """A subscription (or resubscription) for ``symbol`` was just sent."""
         st = self.state(symbol)
         st.snapshot_due_ns = now_ns + int(st.snapshot_wait_s * S_NS)
+        self._due_dirty = True
+
+    def forget(self, symbol: str) -> None:
+        """Stop waiting for ``symbol``'s snapshot (the venue rejected its subscription)."""
+        st = self.states.get(symbol)
+        if st is not None and st.snapshot_due_ns is not None:
+            st.snapshot_due_ns = None
+            self._due_dirty = True
 
     def next_deadline(self) -> int | None:
-        due = [st.snapshot_due_ns for st in self.states.values() if st.snapshot_due_ns is not None]
-        return min(due) if due else None
+        if self._due_dirty:
+            due = [st.snapshot_due_ns for st in self.states.values()
+                   if st.snapshot_due_ns is not None]
+            self._due = min(due) if due else None
+            self._due_dirty = False
+        return self._due
 
     def overdue(self, now_ns: int) -> list[Event]:
         """Report symbols whose snapshot is late and queue a retry with a doubled wait."""
         events: list[Event] = []
         for symbol, st in self.states.items():
-            if st.snapshot_due_ns is not None and now_ns >= st.snapshot_due_ns and not st.live:
-                events.append(self._health(
-                    symbol, HealthKind.NO_SNAPSHOT,
-                    f"no snapshot within {st.snapshot_wait_s:g} s; retrying", now_ns))
+            if st.snapshot_due_ns is None or now_ns < st.snapshot_due_ns:
+                continue
+            if st.live:  # the book is valid: nothing is overdue, and the deadline must not linger
                 st.snapshot_due_ns = None
-                st.snapshot_wait_s = min(st.snapshot_wait_s * 2, self.snapshot_timeout_max_s)
-                if symbol not in self._resync:
-                    self._resync.append(symbol)
+                self._due_dirty = True
+                continue
+            events.append(self._health(
+                symbol, HealthKind.NO_SNAPSHOT,
+                f"no snapshot within {st.snapshot_wait_s:g} s; retrying", now_ns))
+            st.snapshot_due_ns = None
+            self._due_dirty = True
+            st.snapshot_wait_s = min(st.snapshot_wait_s * 2, self.snapshot_timeout_max_s)
+            if symbol not in self._resync:
+                self._resync.append(symbol)
         return events
 
     # -- internals ---------------------------------------------------------------------------

@@ -258,7 +258,7 @@ class BitgetProtocol(ExchangeProtocol):
             self._failed.add((arg.channel, sym))
             keeper = self._keeper(arg.channel)
             if keeper is not None:
-                keeper.state(sym).snapshot_due_ns = None
+                keeper.forget(sym)
         return self.health(HealthKind.SUBSCRIBE_ERROR, detail, sym)
 
     # -- helpers ------------------------------------------------------------------------------

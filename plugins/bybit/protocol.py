@@ -177,7 +177,7 @@ class BybitProtocol(ExchangeProtocol):
         if sym is not None:
             self._failed.add(sym)
             for keeper in (self.tob, self.l2):
-                keeper.state(sym).snapshot_due_ns = None
+                keeper.forget(sym)
         return [self.health(HealthKind.SUBSCRIBE_ERROR, detail, sym)]
 
     # -- helpers ------------------------------------------------------------------------------

@@ -357,7 +357,7 @@ class CoinbaseProtocol(ExchangeProtocol):
         if len(req.symbols) == 1:
             sym = req.symbols[0]
             self.failed[sym] = message
-            self.book.state(sym).snapshot_due_ns = None
+            self.book.forget(sym)
             events.append(self.health(HealthKind.SUBSCRIBE_ERROR, f"{req.channel}: {message}",
                                       sym))
             return

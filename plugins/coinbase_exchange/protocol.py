@@ -266,7 +266,7 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
         if sym in self._pending:
             self._pending.remove(sym)
         self.failed[sym] = text
-        self.book.state(sym).snapshot_due_ns = None
+        self.book.forget(sym)
         events.append(self.health(HealthKind.SUBSCRIBE_ERROR, text, sym))
 
     # -- helpers ----------------------------------------------------------------------------------

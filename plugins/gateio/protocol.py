@@ -351,7 +351,7 @@ class GateioProtocol(ExchangeProtocol):
         self._failed.add((req.symbol, req.what))
         keeper = {"tob": self.tob, "l2": self.l2}.get(req.what)
         if keeper is not None and keeper is self._deadline_keeper:
-            keeper.state(req.symbol).snapshot_due_ns = None
+            keeper.forget(req.symbol)
         return [self.health(HealthKind.SUBSCRIBE_ERROR, detail, req.symbol)]
 
     # -- helpers ------------------------------------------------------------------------------

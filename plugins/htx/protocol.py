@@ -315,7 +315,7 @@ class HtxProtocol(ExchangeProtocol):
         self._failed.add(topic.name)
         keeper = self._keeper(topic)
         if keeper is not None:
-            keeper.state(topic.symbol).snapshot_due_ns = None
+            keeper.forget(topic.symbol)
         return [self.health(HealthKind.SUBSCRIBE_ERROR, f"{topic.name} rejected: {reason}",
                             topic.symbol)]
 

@@ -132,3 +132,22 @@ def test_msg_ids_increase_per_symbol() -> None:
     a2 = keeper.delta("A", [(1.0, 2.0)], [], ts_local=1, ts_exchange=None, seq=2, prev_seq=1)
     ids = [e.msg_id for e in a + b + a2 if isinstance(e, BookUpdate)]
     assert ids == [1, 1, 2]
+
+
+def test_snapshot_deadlines_are_cached_and_follow_every_change() -> None:
+    keeper = BookKeeper("x", snapshot_timeout_s=10)
+    assert keeper.next_deadline() is None
+    keeper.expect_snapshot("A", 100)
+    keeper.expect_snapshot("B", 50)
+    assert keeper.next_deadline() == 50 + 10 * 10**9
+    keeper.snapshot("B", [(1.0, 1.0)], [(2.0, 1.0)], ts_local=60, ts_exchange=None, seq=1)
+    assert keeper.next_deadline() == 100 + 10 * 10**9  # B's snapshot came
+    keeper.forget("A")  # A's subscription was rejected
+    assert keeper.next_deadline() is None
+    keeper.expect_snapshot("A", 200)
+    [late] = keeper.overdue(200 + 10 * 10**9)
+    assert late.event == "no_snapshot" and keeper.take_resyncs() == ["A"]
+    assert keeper.next_deadline() is None
+    keeper.expect_snapshot("B", 300)  # a live book with a stale deadline must not linger
+    assert keeper.overdue(300 + 10 * 10**9) == []
+    assert keeper.next_deadline() is None
