@@ -24,9 +24,10 @@ from pathlib import Path
 
 import polars as pl
 
-BREAKS = frozenset({"gap", "checksum_mismatch", "crossed"})
-VENUE_BREAKS = frozenset({"disconnected", "plugin_error", "stopped", "dropped"})
-TRUSTS = frozenset({"snapshot", "resynced"})
+from core.schema import SYMBOL_BREAKS, TRUST_EVENTS, VENUE_BREAKS
+
+BREAKS = SYMBOL_BREAKS
+TRUSTS = TRUST_EVENTS
 NS = 1_000_000_000
 
 

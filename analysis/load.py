@@ -21,6 +21,7 @@ from typing import Final
 
 import polars as pl
 
+from core.schema import SYMBOL_BREAKS, VENUE_BREAKS, HealthKind
 from core.writers.tables import SCHEMAS as WRITER_SCHEMAS
 
 TS: Final = pl.Datetime("ns", "UTC")
@@ -30,11 +31,9 @@ SCHEMAS: Final[dict[str, dict[str, pl.DataType]]] = {
     table: WRITER_SCHEMAS[table] for table in ("tob", "l2", "trades", "health")}
 
 # Health events after which a venue's book (and its last quote) is no longer trusted until the
-# next snapshot: the feed lost data or the connection.
-BREAK_EVENTS: Final = frozenset({
-    "disconnected", "reconnecting", "gap", "checksum_mismatch", "crossed", "dropped", "stale",
-    "decode_error", "plugin_error",
-})
+# next snapshot: the recorder's trust rule (core.schema), plus a malformed frame, which the
+# analyses treat conservatively as possibly lost data.
+BREAK_EVENTS: Final = SYMBOL_BREAKS | VENUE_BREAKS | {HealthKind.DECODE_ERROR}
 
 
 class MissingData(Exception):

@@ -46,7 +46,7 @@ import trio
 
 from analysis.fees import parse_fee_overrides, resolve_fees, taker_rates
 from core.bus import Bus, Policy, Subscription
-from core.schema import Event, Health, HealthKind, TopOfBook
+from core.schema import SYMBOL_BREAKS, VENUE_BREAKS, Event, Health, HealthKind, TopOfBook
 from core.supervisor import Consumer
 from core.writers.tables import TS, register_table
 
@@ -63,11 +63,8 @@ OPPORTUNITIES_TABLE: Final = "opportunities"
 MAX_PENDING_ROWS: Final = 100_000
 #: health events after which a venue's last quote is no longer maintained (its book is invalid or
 #: its connection is new); the next top of book from that venue makes the leg usable again
-INVALIDATING: Final = frozenset({
-    HealthKind.CONNECTED, HealthKind.DISCONNECTED, HealthKind.GAP,
-    HealthKind.CROSSED, HealthKind.CHECKSUM_MISMATCH, HealthKind.NO_SNAPSHOT, HealthKind.STALE,
-    HealthKind.PLUGIN_ERROR,
-})
+INVALIDATING: Final = SYMBOL_BREAKS | VENUE_BREAKS | {HealthKind.CONNECTED,
+                                                     HealthKind.NO_SNAPSHOT}
 
 
 # -- the two tables ----------------------------------------------------------------------------

@@ -22,11 +22,8 @@ from core.book import OrderBook
 from core.bus import Policy, Subscription
 from core.protocol import Instrument
 from core.refprice import RefPriceTracker, ShortBook
-from core.schema import BookUpdate, Event, Health
+from core.schema import SYMBOL_BREAKS, VENUE_BREAKS, BookUpdate, Event, Health
 from core.supervisor import Consumer
-
-SYMBOL_BREAKS = frozenset({"gap", "checksum_mismatch", "crossed"})
-VENUE_BREAKS = frozenset({"disconnected", "plugin_error", "dropped"})
 
 
 class LiveBooks:

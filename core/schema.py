@@ -96,7 +96,6 @@ class HealthKind:
     RESYNCED: Final = "resynced"
     CROSSED: Final = "crossed"
     CHECKSUM_MISMATCH: Final = "checksum_mismatch"
-    STALE: Final = "stale"
     NO_SNAPSHOT: Final = "no_snapshot"
     DECODE_ERROR: Final = "decode_error"
     VENUE_ERROR: Final = "venue_error"
@@ -106,6 +105,14 @@ class HealthKind:
     STOPPED: Final = "stopped"
     ROWS_WRITTEN: Final = "rows_written"
 
+
+# The trust rule (docs/data.md): a symbol's book is trusted from a TRUST_EVENTS row until a
+# SYMBOL_BREAKS row for that symbol or a VENUE_BREAKS row for its venue.
+TRUST_EVENTS: Final = frozenset({HealthKind.SNAPSHOT, HealthKind.RESYNCED})
+SYMBOL_BREAKS: Final = frozenset({HealthKind.GAP, HealthKind.CHECKSUM_MISMATCH,
+                                  HealthKind.CROSSED})
+VENUE_BREAKS: Final = frozenset({HealthKind.DISCONNECTED, HealthKind.PLUGIN_ERROR,
+                                 HealthKind.DROPPED, HealthKind.STOPPED})
 
 # Names of the channels a user can ask a plugin for, and the table each one fills.
 CHANNELS: Final = ("tob", "l2", "trades")

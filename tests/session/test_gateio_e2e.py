@@ -111,7 +111,7 @@ async def test_cli_records_gateio_to_parquet(tmp_path: Path) -> None:
         ("subscribed", "futures.obu ob.BTC_USDT.50"),
         ("subscribed", "futures.trades BTC_USDT"),
     ]
-    for kind in ("gap", "decode_error", "subscribe_error", "no_snapshot", "reconnecting",
+    for kind in ("gap", "decode_error", "subscribe_error", "no_snapshot",
                  "venue_error"):
         assert kind not in health["event"].to_list()
     assert health.filter(pl.col("event") == "disconnected")["detail"].to_list() == ["stopped"]
