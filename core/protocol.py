@@ -176,10 +176,12 @@ class ExchangeProtocol:
     def next_deadline(self) -> int | None:
         """When :meth:`on_deadline` next wants to run (ns, same clock as ``recv_ns``): the next
         app-level ping or the earliest overdue snapshot of any keeper."""
-        due = [k.next_deadline() for k in self.keepers]
-        due.append(self._next_ping_ns)
-        times = [t for t in due if t is not None]
-        return min(times) if times else None
+        best = self._next_ping_ns  # called after every frame: no allocation
+        for keeper in self.keepers:
+            t = keeper.next_deadline()
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def on_deadline(self, now_ns: int) -> list[Event]:
         """Send the app-level ping when due; report snapshots that are overdue (their keepers
