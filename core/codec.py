@@ -5,31 +5,48 @@ No I/O, no clocks, no trio. Everything here is called on the hot path, so it sta
 
 from __future__ import annotations
 
-import gzip
 import zlib
 from datetime import datetime
 
 MS_NS = 1_000_000
 S_NS = 1_000_000_000
+#: the most a compressed frame may inflate to unless the venue says otherwise
+DEFAULT_MAX_INFLATED_BYTES = 16 * 1024 * 1024
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": -zlib.MAX_WBITS}
 
 
 class FrameError(ValueError):
     """A frame could not be turned into text (bad compression, bad encoding)."""
 
 
-def inflate(frame: bytes, compression: str | None) -> bytes:
-    """Return the decompressed payload of a binary frame.
+def inflate(frame: bytes, compression: str | None,
+            max_bytes: int = DEFAULT_MAX_INFLATED_BYTES) -> bytes:
+    """Return the decompressed payload of a binary frame, never more than ``max_bytes``.
 
-    ``compression`` is ``"gzip"``, ``"deflate"`` (raw deflate, as OKX sends) or ``None``.
+    ``compression`` is ``"gzip"`` (one gzip member, as HTX sends), ``"deflate"`` (raw deflate,
+    as OKX sends) or ``None``. A frame that would inflate past ``max_bytes`` (a decompression
+    bomb), is truncated, or carries trailing bytes raises :class:`FrameError`; at most
+    ``max_bytes`` are ever allocated. zlib is used directly: it is cheaper per frame than the
+    ``gzip`` module and lets the output be bounded.
     """
+    if compression is None:
+        return frame
+    wbits = _WBITS.get(compression)
+    if wbits is None:
+        raise FrameError(f"unknown compression {compression!r}")
+    d = zlib.decompressobj(wbits)
     try:
-        if compression == "gzip":
-            return gzip.decompress(frame)
-        if compression == "deflate":
-            return zlib.decompress(frame, -zlib.MAX_WBITS)
-    except (OSError, zlib.error, EOFError) as exc:
+        out = d.decompress(frame, max_bytes)
+    except zlib.error as exc:
         raise FrameError(f"cannot inflate {compression} frame: {exc}") from exc
-    return frame
+    if d.unconsumed_tail:
+        raise FrameError(f"{compression} frame of {len(frame)} bytes inflates past the "
+                         f"limit of {max_bytes} bytes")
+    if not d.eof:
+        raise FrameError(f"truncated {compression} frame ({len(frame)} bytes)")
+    if d.unused_data:
+        raise FrameError(f"{len(d.unused_data)} bytes after the end of the {compression} data")
+    return out
 
 
 def ms_to_ns(ms: int | float | str | None) -> int | None:

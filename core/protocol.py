@@ -33,7 +33,7 @@ from typing import ClassVar
 import msgspec
 
 from core.book import BookKeeper
-from core.codec import FrameError, inflate
+from core.codec import DEFAULT_MAX_INFLATED_BYTES, FrameError, inflate
 from core.schema import Event, Health, HealthKind
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,8 @@ class ExchangeProtocol:
     compression: ClassVar[str | None] = None
     #: the largest websocket message the session accepts for this venue
     max_message_bytes: ClassVar[int] = 4 * 1024 * 1024
+    #: the most one compressed frame may inflate to; past it the frame is a ``decode_error``
+    max_inflated_bytes: ClassVar[int] = DEFAULT_MAX_INFLATED_BYTES
     #: no frame at all for this long (pongs included) means the socket is dead
     silence_timeout_s: ClassVar[float] = 30.0
     #: the client's app-level ping period (None: the venue needs none); see :meth:`ping_frame`
@@ -155,7 +157,7 @@ class ExchangeProtocol:
         payload: str | bytes = frame
         if isinstance(frame, bytes) and self.compression is not None:
             try:
-                payload = inflate(frame, self.compression)
+                payload = inflate(frame, self.compression, self.max_inflated_bytes)
             except FrameError as exc:
                 return [self.decode_error("inflate", frame, exc, recv_ns)]
         try:

@@ -21,6 +21,23 @@ def test_inflate_gzip_and_raw_deflate() -> None:
         inflate(b"not gzip", "gzip")
 
 
+def test_inflate_is_bounded_and_strict() -> None:
+    bomb = gzip.compress(b"\0" * 50_000_000)
+    assert len(bomb) < 100_000
+    with pytest.raises(FrameError, match="past the limit of 1000000 bytes"):
+        inflate(bomb, "gzip", max_bytes=1_000_000)
+    member = gzip.compress(b'{"ping":1}')
+    assert inflate(member, "gzip", max_bytes=10) == b'{"ping":1}'  # exactly at the limit
+    with pytest.raises(FrameError, match="past the limit"):
+        inflate(member, "gzip", max_bytes=9)
+    with pytest.raises(FrameError, match="truncated"):
+        inflate(member[:-6], "gzip")
+    with pytest.raises(FrameError, match="after the end"):
+        inflate(member + b"xx", "gzip")
+    with pytest.raises(FrameError, match="unknown compression"):
+        inflate(member, "brotli")
+
+
 def test_iso_timestamps_keep_nanoseconds() -> None:
     assert iso_to_ns("2026-08-09T21:05:48.483587501Z") == 1786309548_483587501
     assert iso_to_ns("2021-04-17T16:43:37.075687Z") == 1618677817_075687000
