@@ -25,9 +25,8 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from core.codec import S_NS
 from core.schema import BookUpdate, Event, Health, HealthKind, Level, TopOfBook
-
-S_NS = 1_000_000_000
 
 
 class OrderBook:
@@ -319,6 +318,10 @@ class BookKeeper:
         self._resync.clear()
         self._due, self._due_dirty = None, False
 
+    def wants_resync(self) -> bool:
+        """True when :meth:`take_resyncs` has symbols to hand out (no allocation)."""
+        return bool(self._resync)
+
     def take_resyncs(self) -> list[str]:
         """Symbols that need a fresh snapshot (drained by the plugin into resubscribe frames)."""
         out, self._resync = self._resync, []
@@ -388,7 +391,11 @@ class BookKeeper:
                  asks: Sequence[Level], ts_local: int, ts_exchange: int | None,
                  seq: int | None, events: list[Event]) -> None:
         if self.publish_l2 and (is_snapshot or bids or asks):
-            st.msg_id += 1
+            # Unique and increasing per (venue, symbol) across reconnects, connector restarts
+            # and runs writing into the same dataset: the receive time, raised by one where a
+            # message arrives in the same nanosecond as the previous one (docs/data.md).
+            msg_id = st.msg_id + 1
+            st.msg_id = msg_id if msg_id > ts_local else ts_local
             events.append(BookUpdate(
                 exchange=self.exchange, ts_local=ts_local, symbol=symbol, ts_exchange=ts_exchange,
                 seq=seq, msg_id=st.msg_id, is_snapshot=is_snapshot, bids=tuple(bids),

@@ -14,11 +14,17 @@ socket, the timers, reconnects and backoff; it drives a protocol object through 
     events = proto.connection_lost(now_ns)      # every book untrusted until the next snapshot
 
 Subclasses set the class attributes and implement :meth:`subscribe` and :meth:`handle`.
-:meth:`receive` is the template around ``handle``: it inflates compressed frames, turns decode
-failures into counted ``decode_error`` health events (logged once per kind with a sample), and
-never lets a malformed frame escape as an exception. An exception raised by plugin code for any
-other reason is a plugin bug: it propagates, and the supervisor records it and restarts the
-connector.
+:meth:`receive` is the template around ``handle``: it inflates compressed frames (bounded by
+``max_inflated_bytes``) and turns *any* exception raised while the plugin handles a frame
+(malformed JSON, a wrong type, a value outside its range, a bug tripped by odd input) into that
+frame's counted ``decode_error`` health event, logged once per kind with a sample. The frame is
+dropped; if the plugin had announced it as a book frame (:meth:`book_frame`), that symbol's book
+is invalidated (a ``gap`` row) and resynced, because an update it never applied may be missing
+from it. Exceptions from the other calls (``on_deadline``, ``connection_made``, ...) are plugin
+bugs: they propagate, and the supervisor records them and restarts the connector.
+
+After every frame and every deadline the base class drains the keepers' resync requests into
+:meth:`resync`, so a plugin cannot forget to act on a gap.
 
 Rules for plugins: no trio, no sockets, no clock reads (time only arrives as arguments), no
 logging of whole payloads on the hot path.
@@ -33,12 +39,11 @@ from typing import ClassVar
 import msgspec
 
 from core.book import BookKeeper
-from core.codec import DEFAULT_MAX_INFLATED_BYTES, FrameError, inflate
+from core.codec import DEFAULT_MAX_INFLATED_BYTES, S_NS, FrameError, inflate
 from core.schema import Event, Health, HealthKind
 
 log = logging.getLogger(__name__)
 
-S_NS = 1_000_000_000
 MAX_SAMPLE_CHARS = 300
 
 
@@ -107,6 +112,8 @@ class ExchangeProtocol:
         #: the plugin's books; their snapshot deadlines and disconnects are handled here
         self.keepers: list[BookKeeper] = []
         self._next_ping_ns: int | None = None
+        #: the book the frame being handled updates, if the plugin said so (see book_frame)
+        self._frame_book: tuple[BookKeeper, str] | None = None
 
     # -- symbols ----------------------------------------------------------------------------
 
@@ -154,6 +161,7 @@ class ExchangeProtocol:
     def receive(self, frame: str | bytes, recv_ns: int) -> list[Event]:
         """One websocket message in, normalized events out (replies go to the outbox)."""
         self.now_ns = recv_ns
+        self._frame_book = None
         payload: str | bytes = frame
         if isinstance(frame, bytes) and self.compression is not None:
             try:
@@ -161,9 +169,28 @@ class ExchangeProtocol:
             except FrameError as exc:
                 return [self.decode_error("inflate", frame, exc, recv_ns)]
         try:
-            return self.handle(payload, recv_ns)
-        except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-            return [self.decode_error(type(exc).__name__, payload, exc, recv_ns)]
+            events = self.handle(payload, recv_ns)
+        # Whatever handling one frame raises is that frame's fault, not the connection's: the
+        # frame becomes a decode_error and the connector keeps running.
+        except Exception as exc:
+            events = self._reject(payload, exc, recv_ns)
+        self._drain_resyncs(recv_ns)
+        return events
+
+    def _reject(self, payload: str | bytes, exc: Exception, recv_ns: int) -> list[Event]:
+        kind = type(exc).__name__
+        events: list[Event] = [self.decode_error(kind, payload, exc, recv_ns)]
+        if self._frame_book is not None:
+            keeper, symbol = self._frame_book
+            self._frame_book = None
+            events += keeper.invalidate(symbol, HealthKind.GAP,
+                                        f"book frame dropped ({kind}); resyncing", recv_ns)
+        return events
+
+    def _drain_resyncs(self, now_ns: int) -> None:
+        for keeper in self.keepers:
+            if keeper.wants_resync():
+                self.resync(keeper, keeper.take_resyncs(), now_ns)
 
     def frames_to_send(self) -> list[str]:
         """Queued frames, sent in order and paced to ``max_sends_per_s``."""
@@ -193,7 +220,9 @@ class ExchangeProtocol:
             self.send(self.ping_frame(now_ns))
             assert self.ping_interval_s is not None
             self._next_ping_ns = now_ns + int(self.ping_interval_s * S_NS)
-        return [e for keeper in self.keepers for e in keeper.overdue(now_ns)]
+        events = [e for keeper in self.keepers for e in keeper.overdue(now_ns)]
+        self._drain_resyncs(now_ns)
+        return events
 
     def connection_lost(self, now_ns: int) -> list[Event]:
         """The connection is gone; books must resync from the next connection's snapshots."""
@@ -217,7 +246,21 @@ class ExchangeProtocol:
         """The venue's app-level ping frame (called every ``ping_interval_s`` when it is set)."""
         raise NotImplementedError
 
+    def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
+        """Get fresh snapshots of ``symbols`` in ``keeper`` (for example unsubscribe and
+        subscribe their book topics) and call ``keeper.expect_snapshot`` for each one that was
+        requested again. Called by the base class after every frame and deadline whenever a
+        keeper invalidated a book or found a snapshot overdue; required of every plugin that
+        keeps books."""
+        raise NotImplementedError
+
     # -- helpers for subclasses -----------------------------------------------------------------
+
+    def book_frame(self, keeper: BookKeeper, symbol: str) -> None:
+        """Announce that the frame being handled updates ``symbol``'s book in ``keeper``: if
+        handling it fails, that book is invalidated and resynced. Call it as soon as the frame's
+        symbol is known, before its levels are decoded."""
+        self._frame_book = (keeper, symbol)
 
     def send(self, frame: str, *, urgent: bool = False) -> None:
         """Queue a text frame for the session to send. ``urgent`` frames (pong replies) skip

@@ -13,11 +13,11 @@ import ast
 import inspect
 import sys
 
+from core.codec import S_NS
 from core.protocol import ExchangeProtocol, ProtocolConfig
 from core.schema import CHANNELS, Event, Health
 
 T0 = 1_700_000_000_000_000_000
-S_NS = 1_000_000_000
 
 GARBAGE: tuple[str | bytes, ...] = (
     "", "{", "[]", "null", "42", '"text"', "{}", '{"data": 1}', '{"topic": 5}',
@@ -40,6 +40,9 @@ def check_protocol(proto_cls: type[ExchangeProtocol], config: ProtocolConfig) ->
     check_pure_module(proto_cls)
 
     proto = proto_cls(config)
+    if proto.keepers:
+        assert proto_cls.resync is not ExchangeProtocol.resync, \
+            f"{proto_cls.name}: keeps books but does not implement resync()"
     proto.connection_made(T0)
     frames = proto.frames_to_send()
     assert frames, f"{proto_cls.name}: a new connection must queue subscribe frames"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import msgspec
 
+from core.codec import Seq
+
 
 class Arg(msgspec.Struct):
     """A channel argument: ``{"instType":"USDT-FUTURES","channel":"books","instId":"BTCUSDT"}``."""
@@ -39,8 +41,8 @@ class BookData(msgspec.Struct):
     bids: list[tuple[str, str]]
     ts: str | int  # ms; a string as documented, a number accepted
     checksum: int = 0
-    seq: int | None = None
-    pseq: int | None = None
+    seq: Seq | None = None
+    pseq: Seq | None = None
 
 
 class TradeData(msgspec.Struct):

@@ -33,7 +33,7 @@ from typing import Final
 import msgspec
 
 from core.book import BookKeeper, OrderBook
-from core.codec import MS_NS
+from core.codec import BadValue, check_price, check_size, levels_from_text, ms_to_ns
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
 from core.symbols import split_concatenated
@@ -54,7 +54,6 @@ MAX_REQUEST_BYTES: Final = 4096
 # snapshot deadline.
 PERMANENT_ERROR_CODES: Final = frozenset({"30001", "30016"})
 RECENT_TRADE_IDS: Final = 4096
-S_NS: Final = 1_000_000_000
 
 # user channel -> Bitget channel
 WIRE_CHANNEL: Final = {"tob": "books1", "l2": "books", "trades": "trade"}
@@ -145,11 +144,6 @@ class BitgetProtocol(ExchangeProtocol):
     def ping_frame(self, now_ns: int) -> str:
         return "ping"  # text, not JSON
 
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
-        self._resync(now_ns)
-        return events
-
     # -- frames -------------------------------------------------------------------------------
 
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
@@ -172,11 +166,10 @@ class BitgetProtocol(ExchangeProtocol):
         if env.action not in ("snapshot", "update"):
             raise msgspec.ValidationError(f"unknown action {env.action!r}")
         if arg.channel == "books":
-            events = self._on_books(sym, env, recv_ns)
-        else:
-            events = self._on_books1(sym, env, recv_ns)
-        self._resync(recv_ns)
-        return events
+            self.book_frame(self.l2, sym)
+            return self._on_books(sym, env, recv_ns)
+        self.book_frame(self.tob, sym)
+        return self._on_books1(sym, env, recv_ns)
 
     def _on_books(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
         events: list[Event] = []
@@ -207,8 +200,8 @@ class BitgetProtocol(ExchangeProtocol):
         if not entries:
             raise msgspec.ValidationError("book push with empty `data`")
         scale = self.contract_size(sym)
-        return [(d, _levels(d.bids, scale), _levels(d.asks, scale), _ms_to_ns(d.ts))
-                for d in entries]
+        return [(d, levels_from_text(d.bids, scale), levels_from_text(d.asks, scale),
+                  _ms_to_ns(d.ts)) for d in entries]
 
     def _on_trades(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
         entries = self._trades.decode(env.data)
@@ -219,10 +212,10 @@ class BitgetProtocol(ExchangeProtocol):
             if side not in ("buy", "sell"):
                 raise msgspec.ValidationError(f"trade side {t.side!r}")
             try:
-                rows.append((_ms_to_ns(t.ts), float(t.price), float(t.size) * scale, side,
-                             t.tradeId))
+                rows.append((_ms_to_ns(t.ts), check_price(float(t.price)),
+                             check_size(float(t.size) * scale), side, t.tradeId))
             except ValueError as exc:
-                raise msgspec.ValidationError(f"bad trade {t.tradeId!r}: {exc}") from exc
+                raise BadValue(f"bad trade {t.tradeId!r}: {exc}") from exc
         rows.sort(key=lambda r: r[0])
         recent = self._recent.get(sym)
         if recent is None:
@@ -294,15 +287,15 @@ class BitgetProtocol(ExchangeProtocol):
             frames.append((head + b",".join(batch) + tail).decode())
         return frames
 
-    def _resync(self, now_ns: int) -> None:
-        """Turn the keepers' resync requests into unsubscribe + subscribe of those book args."""
+    def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
+        """Unsubscribe + subscribe the book arguments of ``symbols``, batched."""
+        wire = "books1" if keeper is self.tob else "books"
         args: list[dict[str, str]] = []
-        for keeper, wire in ((self.tob, "books1"), (self.l2, "books")):
-            for sym in keeper.take_resyncs():
-                if (wire, sym) in self._failed:
-                    continue
-                args.append(self._arg(wire, sym))
-                keeper.expect_snapshot(sym, now_ns)
+        for sym in symbols:
+            if (wire, sym) in self._failed:
+                continue
+            args.append(self._arg(wire, sym))
+            keeper.expect_snapshot(sym, now_ns)
         if args:
             for frame in self._requests("unsubscribe", args):
                 self.send(frame)
@@ -330,20 +323,11 @@ class _RecentIds:
         return True
 
 
-def _levels(levels: Sequence[tuple[str, str]], scale: float) -> list[Level]:
-    try:
-        if scale == 1.0:
-            return [(float(p), float(s)) for p, s in levels]
-        return [(float(p), float(s) * scale) for p, s in levels]
-    except ValueError as exc:
-        raise msgspec.ValidationError(f"bad price level: {exc}") from exc
-
-
 def _ms_to_ns(ms: str | int) -> int:
-    try:
-        return int(ms) * MS_NS
-    except ValueError as exc:
-        raise msgspec.ValidationError(f"bad millisecond timestamp {ms!r}") from exc
+    ns = ms_to_ns(ms)
+    if ns is None:
+        raise BadValue("empty millisecond timestamp")
+    return ns
 
 
 def _checksum_of(expected: int) -> Callable[[OrderBook], bool]:

@@ -1,11 +1,15 @@
 """Bybit v5 public websocket wire messages (msgspec Structs listing only the fields we use).
 
-Prices and sizes stay strings as sent; the protocol converts them once.
+Prices and sizes are decimal strings on the wire; the protocol decodes the book and trade payloads
+with ``strict=False`` decoders, so msgspec turns them into checked floats (:mod:`core.codec`
+types) in one pass.
 """
 
 from __future__ import annotations
 
 import msgspec
+
+from core.codec import Price, Seq, Size, TsMs, WireLevel
 
 
 class Envelope(msgspec.Struct):
@@ -13,8 +17,8 @@ class Envelope(msgspec.Struct):
 
     topic: str | None = None
     type: str | None = None
-    ts: int | None = None
-    cts: int | None = None
+    ts: TsMs | None = None
+    cts: TsMs | None = None
     data: msgspec.Raw = msgspec.Raw(b"")  # empty when absent
     op: str | None = None
     success: bool | None = None
@@ -24,23 +28,23 @@ class Envelope(msgspec.Struct):
 
 
 class BookData(msgspec.Struct):
-    """``orderbook.{depth}.{symbol}`` payload; ``b``/``a`` are ``[price, size]`` strings."""
+    """``orderbook.{depth}.{symbol}`` payload; ``b``/``a`` are ``[price, size]`` levels."""
 
     s: str
-    b: list[tuple[str, str]]
-    a: list[tuple[str, str]]
-    u: int
-    seq: int | None = None
+    b: list[WireLevel]
+    a: list[WireLevel]
+    u: Seq
+    seq: Seq | None = None
 
 
 class TradeData(msgspec.Struct):
     """One ``publicTrade`` entry: ``T`` trade time ms, ``S`` taker side, ``v`` size, ``p`` price."""
 
-    T: int
+    T: TsMs
     s: str
     S: str
-    v: str
-    p: str
+    v: Size
+    p: Price
     i: str
 
 

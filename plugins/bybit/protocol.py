@@ -20,7 +20,7 @@ from __future__ import annotations
 import msgspec
 
 from core.book import BookKeeper
-from core.codec import MS_NS, levels_from_text
+from core.codec import MS_NS
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Trade
 from core.symbols import split_concatenated
@@ -28,7 +28,7 @@ from plugins.bybit.messages import BookData, Envelope, InstrumentsReply, TradeDa
 
 PING_INTERVAL_S = 20.0
 L2_DEPTHS = ("50", "200", "1000")
-S_NS = 1_000_000_000
+TAKER_SIDES = {"Buy": "buy", "Sell": "sell"}
 
 _encoder = msgspec.json.Encoder()
 
@@ -74,8 +74,8 @@ class BybitProtocol(ExchangeProtocol):
                 self.topics[wanted[-1]] = ("trades", sym)
             self.topics_of[sym] = wanted
         self._env = msgspec.json.Decoder(Envelope)
-        self._book = msgspec.json.Decoder(BookData)
-        self._trades = msgspec.json.Decoder(list[TradeData])
+        self._book = msgspec.json.Decoder(BookData, strict=False)
+        self._trades = msgspec.json.Decoder(list[TradeData], strict=False)
         self._req_n = 0
         self._pending: dict[str, str] = {}  # req_id -> symbol
         self._failed: set[str] = set()
@@ -121,11 +121,6 @@ class BybitProtocol(ExchangeProtocol):
         self._req_n += 1
         return _encode({"req_id": f"ping-{self._req_n}", "op": "ping"})
 
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
-        self._resync(now_ns)
-        return events
-
     # -- frames -------------------------------------------------------------------------------
 
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
@@ -137,29 +132,26 @@ class BybitProtocol(ExchangeProtocol):
             what, sym = route
             if what == "trades":
                 return self._on_trades(sym, env, recv_ns)
-            events = self._on_book(self.tob if what == "tob" else self.l2, sym, env, recv_ns)
-            self._resync(recv_ns)
-            return events
+            return self._on_book(self.tob if what == "tob" else self.l2, sym, env, recv_ns)
         if env.op is not None:
             return self._on_op(env)
         return [self.health(HealthKind.VENUE_ERROR, f"unrecognised frame: {payload[:200]!r}")]
 
     def _on_book(self, keeper: BookKeeper, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
+        self.book_frame(keeper, sym)
         data = self._book.decode(env.data)
         ts_ms = env.cts if env.cts is not None else env.ts
         ts_exchange = ts_ms * MS_NS if ts_ms is not None else None
-        bids = levels_from_text(data.b)
-        asks = levels_from_text(data.a)
         if env.type == "snapshot" or data.u == 1:
-            return keeper.snapshot(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange,
-                                   seq=data.u)
-        return keeper.delta(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange,
+            return keeper.snapshot(sym, data.b, data.a, ts_local=recv_ns,
+                                   ts_exchange=ts_exchange, seq=data.u)
+        return keeper.delta(sym, data.b, data.a, ts_local=recv_ns, ts_exchange=ts_exchange,
                             seq=data.u, prev_seq=data.u - 1)
 
     def _on_trades(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
         return [
             Trade(exchange=self.name, ts_local=recv_ns, symbol=sym, ts_exchange=t.T * MS_NS,
-                  price=float(t.p), size=float(t.v), side=t.S.lower(), trade_id=t.i)
+                  price=t.p, size=t.v, side=_taker_side(t.S), trade_id=t.i)
             for t in self._trades.decode(env.data)
         ]
 
@@ -194,13 +186,20 @@ class BybitProtocol(ExchangeProtocol):
         if "l2" in self.config.channels:
             self.l2.expect_snapshot(sym, now_ns)
 
-    def _resync(self, now_ns: int) -> None:
-        """Turn the keepers' resync requests into unsubscribe + subscribe of that book topic."""
-        for keeper, depth in ((self.tob, "1"), (self.l2, self.l2_depth)):
-            for sym in keeper.take_resyncs():
-                if sym in self._failed:
-                    continue
-                topic = [f"orderbook.{depth}.{self.to_native(sym)}"]
-                self.send(self._request("unsubscribe", sym, topic))
-                self.send(self._request("subscribe", sym, topic))
-                keeper.expect_snapshot(sym, now_ns)
+    def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
+        """Unsubscribe + subscribe the book topic of each symbol, alone."""
+        depth = "1" if keeper is self.tob else self.l2_depth
+        for sym in symbols:
+            if sym in self._failed:
+                continue
+            topic = [f"orderbook.{depth}.{self.to_native(sym)}"]
+            self.send(self._request("unsubscribe", sym, topic))
+            self.send(self._request("subscribe", sym, topic))
+            keeper.expect_snapshot(sym, now_ns)
+
+
+def _taker_side(side: str) -> str:
+    taker = TAKER_SIDES.get(side)
+    if taker is None:
+        raise ValueError(f"trade side {side!r} is neither Buy nor Sell")
+    return taker

@@ -18,13 +18,15 @@ from typing import Literal
 
 import msgspec
 
+from core.codec import Price, Seq, Size
+
 
 class Envelope(msgspec.Struct):
     """Any frame. ``events`` is empty for error frames."""
 
     channel: str | None = None
     timestamp: str | None = None
-    sequence_num: int | None = None
+    sequence_num: Seq | None = None
     events: msgspec.Raw = msgspec.Raw(b"")
     type: str | None = None
     message: str | None = None
@@ -35,8 +37,8 @@ class L2Level(msgspec.Struct, gc=False):
 
     side: Literal["bid", "offer"]
     event_time: str
-    price_level: float
-    new_quantity: float
+    price_level: Price
+    new_quantity: Size
 
 
 class L2Event(msgspec.Struct):
@@ -52,8 +54,8 @@ class MarketTrade(msgspec.Struct, gc=False):
 
     product_id: str
     trade_id: str
-    price: float
-    size: float
+    price: Price
+    size: Size
     time: str
     side: Literal["BUY", "SELL"]
 

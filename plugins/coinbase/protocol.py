@@ -188,11 +188,6 @@ class CoinbaseProtocol(ExchangeProtocol):
         self._pending = []
         return []
 
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # overdue snapshots
-        self._resync(now_ns)
-        return events
-
     # -- frames -----------------------------------------------------------------------------------
 
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
@@ -217,7 +212,6 @@ class CoinbaseProtocol(ExchangeProtocol):
                 self._unknown.add(key)
                 events.append(self.health(HealthKind.VENUE_ERROR,
                                           f"unexpected frame: {payload[:200]!r}"))
-        self._resync(recv_ns)
         return events
 
     def _check_sequence(self, seq: int, recv_ns: int, events: list[Event]) -> None:
@@ -382,15 +376,15 @@ class CoinbaseProtocol(ExchangeProtocol):
         return _encode({"type": op, "product_ids": [self.to_native(s) for s in symbols],
                         "channel": channel}).decode()
 
-    def _resync(self, now_ns: int) -> None:
-        """Turn the keeper's resync requests into one level2 unsubscribe + subscribe."""
-        symbols = tuple(s for s in self.book.take_resyncs() if s not in self.failed)
-        if not symbols:
+    def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
+        """One level2 unsubscribe + subscribe for every symbol that needs a snapshot."""
+        wanted = tuple(s for s in symbols if s not in self.failed)
+        if not wanted:
             return
-        self.send(self._request("unsubscribe", "level2", symbols))
-        self.send(self._request("subscribe", "level2", symbols))
-        for sym in symbols:
-            self.book.expect_snapshot(sym, now_ns)
+        self.send(self._request("unsubscribe", "level2", wanted))
+        self.send(self._request("subscribe", "level2", wanted))
+        for sym in wanted:
+            keeper.expect_snapshot(sym, now_ns)
 
 
 def parse_time(text: str | None) -> int | None:

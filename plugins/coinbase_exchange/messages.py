@@ -17,6 +17,8 @@ from typing import Literal
 
 import msgspec
 
+from core.codec import Price, Seq, Size, WireLevel
+
 
 class ChannelSub(msgspec.Struct):
     """One entry of a ``subscriptions`` frame."""
@@ -32,24 +34,31 @@ class Message(msgspec.Struct, gc=False):
     product_id: str | None = None
     time: str | None = None
     # snapshot: [price, size]; l2update: [side ("buy"|"sell"), price, new absolute size]
-    bids: list[tuple[float, float]] | None = None
-    asks: list[tuple[float, float]] | None = None
-    changes: list[tuple[Literal["buy", "sell"], float, float]] | None = None
+    bids: list[WireLevel] | None = None
+    asks: list[WireLevel] | None = None
+    changes: list[tuple[Literal["buy", "sell"], Price, Size]] | None = None
     # match / last_match (side: the maker's), ticker, heartbeat
-    trade_id: int | None = None
-    sequence: int | None = None
-    price: float | None = None
-    size: float | None = None
+    trade_id: Seq | None = None
+    sequence: Seq | None = None
+    price: Price | None = None
+    size: Size | None = None
     side: str | None = None
-    best_bid: float | None = None
-    best_bid_size: float | None = None
-    best_ask: float | None = None
-    best_ask_size: float | None = None
-    last_trade_id: int | None = None
+    best_bid: Price | None = None
+    best_bid_size: Size | None = None
+    best_ask: Price | None = None
+    best_ask_size: Size | None = None
+    last_trade_id: Seq | None = None
     # subscriptions / error
     channels: list[ChannelSub] | None = None
     message: str | None = None
     reason: str | None = None
+
+
+class Head(msgspec.Struct):
+    """Just the type and product of a frame, read when the whole frame does not decode."""
+
+    type: str = ""
+    product_id: str | None = None
 
 
 class Product(msgspec.Struct):

@@ -31,7 +31,7 @@ from core.book import BookKeeper
 from core.codec import iso_to_ns
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, TopOfBook, Trade
-from plugins.coinbase_exchange.messages import PRODUCTS, Message
+from plugins.coinbase_exchange.messages import PRODUCTS, Head, Message
 
 MIB = 1024 * 1024
 TRADE_GAP = "trade_gap"
@@ -153,19 +153,20 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
         self._pending = []
         self._last_tob = {}
 
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # overdue snapshots
-        self._resync(now_ns)
-        return events
-
     # -- frames -----------------------------------------------------------------------------------
 
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
-        msg = self._decoder.decode(payload)
+        try:
+            msg = self._decoder.decode(payload)
+        except msgspec.ValidationError:
+            self._announce(payload)
+            raise
         kind = msg.type
         events: list[Event] = []
         if kind == "l2update":
             sym = self._symbol(msg, events)
+            if sym is not None:
+                self.book_frame(self.book, sym)
             if sym is not None and msg.changes:
                 bids: list[Level] = []
                 asks: list[Level] = []
@@ -194,8 +195,17 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
             self._unknown.add(kind)
             events.append(self.health(HealthKind.VENUE_ERROR,
                                       f"unexpected frame type {kind!r}: {payload[:200]!r}"))
-        self._resync(recv_ns)
         return events
+
+    def _announce(self, payload: str | bytes) -> None:
+        """A frame that does not decode: if it was a book frame, find its symbol to resync."""
+        try:
+            head = _head.decode(payload)
+        except msgspec.DecodeError:
+            return
+        sym = self.route.get(head.product_id or "")
+        if sym is not None and head.type in ("l2update", "snapshot"):
+            self.book_frame(self.book, sym)
 
     def _on_match(self, msg: Message, recv_ns: int, events: list[Event]) -> None:
         if msg.trade_id is None or msg.price is None or msg.size is None:
@@ -284,14 +294,17 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
         return _encode({"type": op, "product_ids": [self.to_native(sym)],
                         "channels": channels}).decode()
 
-    def _resync(self, now_ns: int) -> None:
-        """Unsubscribe and resubscribe ``level2_batch`` of each book the keeper wants resynced."""
-        for sym in self.book.take_resyncs():
+    def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
+        """Unsubscribe and resubscribe ``level2_batch`` of each book that needs a snapshot."""
+        for sym in symbols:
             if sym in self.failed:
                 continue
             self.send(self._frame("unsubscribe", sym, ["level2_batch"]))
             self.send(self._frame("subscribe", sym, ["level2_batch"]))
-            self.book.expect_snapshot(sym, now_ns)
+            keeper.expect_snapshot(sym, now_ns)
+
+
+_head = msgspec.json.Decoder(Head)
 
 
 def parse_time(text: str | None) -> int | None:

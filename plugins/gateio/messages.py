@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
+from core.codec import Finite, Price, Seq, Size, TsMs, TsS, WireLevel
+
 
 class Error(msgspec.Struct):
     """The ``error`` object of a rejected request."""
@@ -30,7 +32,7 @@ class Envelope(msgspec.Struct):
     channel: str = ""
     event: str = ""
     time: int | None = None
-    time_ms: int | None = None
+    time_ms: int | None = None  # 0 in some replies: checked where it is used as a time
     id: int | None = None
     payload: list[str] | None = None
     error: Error | None = None
@@ -41,6 +43,12 @@ class Status(msgspec.Struct):
     """The ``result`` of a request reply: ``{"status": "success"}``."""
 
     status: str = ""
+
+
+class StreamName(msgspec.Struct):
+    """Just the stream or contract name of a push, read when the full payload does not decode."""
+
+    s: str = ""
 
 
 class System(msgspec.Struct):
@@ -57,12 +65,12 @@ class BookTicker(msgspec.Struct):
     """
 
     s: str
-    u: int
+    u: Seq
     b: str = ""
-    B: float = 0.0
+    B: Size = 0.0
     a: str = ""
-    A: float = 0.0
-    t: int | None = None
+    A: Size = 0.0
+    t: TsMs | None = None
 
 
 class ObuData(msgspec.Struct):
@@ -73,28 +81,28 @@ class ObuData(msgspec.Struct):
     """
 
     s: str
-    u: int
-    U: int | None = None
+    u: Seq
+    U: Seq | None = None
     full: bool = False
-    t: int | None = None
-    b: list[tuple[float, float]] = []
-    a: list[tuple[float, float]] = []
+    t: TsMs | None = None
+    b: list[WireLevel] = []
+    a: list[WireLevel] = []
 
 
 class PriceSize(msgspec.Struct):
     """One ``{"p": price, "s": size}`` level of the REST book and ``futures.order_book_update``."""
 
-    p: float
-    s: float
+    p: Price
+    s: Size
 
 
 class OrderBookUpdate(msgspec.Struct):
     """``futures.order_book_update`` result: a delta covering ids ``U..u`` of contract ``s``."""
 
     s: str
-    U: int
-    u: int
-    t: int | None = None
+    U: Seq
+    u: Seq
+    t: TsMs | None = None
     b: list[PriceSize] = []
     a: list[PriceSize] = []
 
@@ -102,7 +110,7 @@ class OrderBookUpdate(msgspec.Struct):
 class RestOrderBook(msgspec.Struct):
     """``GET /api/v4/futures/{settle}/order_book?contract=X&with_id=true`` body."""
 
-    id: int
+    id: Seq
     asks: list[PriceSize]
     bids: list[PriceSize]
     current: float | None = None
@@ -114,10 +122,10 @@ class TradeData(msgspec.Struct):
 
     id: int | str
     contract: str
-    size: float
-    price: float
-    create_time: int | None = None
-    create_time_ms: int | None = None
+    size: Finite
+    price: Price
+    create_time: TsS | None = None
+    create_time_ms: TsMs | None = None
     is_internal: bool = False
 
 

@@ -42,7 +42,7 @@ from typing import ClassVar, Final
 import msgspec
 
 from core.book import BookKeeper, OrderBook
-from core.codec import MS_NS
+from core.codec import MS_NS, S_NS, Price, ms_to_ns
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
 from plugins.gateio.messages import (
@@ -54,11 +54,11 @@ from plugins.gateio.messages import (
     PriceSize,
     RestOrderBook,
     Status,
+    StreamName,
     System,
     TradeData,
 )
 
-S_NS = 1_000_000_000
 PING_INTERVAL_S = 15.0
 L2_DEPTHS = ("50", "400")
 
@@ -234,11 +234,6 @@ class GateioProtocol(ExchangeProtocol):
     def ping_frame(self, now_ns: int) -> str:
         return _encode({"time": now_ns // S_NS, "channel": PING})
 
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
-        self._resync(now_ns)
-        return events
-
     # -- frames -------------------------------------------------------------------------------
 
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
@@ -246,13 +241,9 @@ class GateioProtocol(ExchangeProtocol):
         event = env.event
         if event == "update" or event == "all":
             if env.channel == OBU:
-                events = self._on_obu(env, recv_ns)
-                self._resync(recv_ns)
-                return events
+                return self._on_obu(env, recv_ns)
             if env.channel == BOOK_TICKER:
-                events = self._on_ticker(env, recv_ns)
-                self._resync(recv_ns)
-                return events
+                return self._on_ticker(env, recv_ns)
             if env.channel == TRADES:
                 return self._on_trades(env, recv_ns)
             if env.channel == SYSTEM:
@@ -269,13 +260,17 @@ class GateioProtocol(ExchangeProtocol):
         return [self.health(HealthKind.VENUE_ERROR, f"unrecognised frame: {payload[:200]!r}")]
 
     def _on_obu(self, env: Envelope, recv_ns: int) -> list[Event]:
-        data = self._obu.decode(env.result)
+        try:
+            data = self._obu.decode(env.result)
+        except msgspec.ValidationError:
+            self._announce(self.l2, self.by_stream, env.result)
+            raise
         sym = self.by_stream.get(data.s)
         if sym is None:
             return [self.health(HealthKind.VENUE_ERROR, f"push for unsubscribed stream {data.s!r}")]
+        self.book_frame(self.l2, sym)
         scale = self.scale[sym]
-        ts_ms = data.t if data.t is not None else env.time_ms
-        ts_exchange = ts_ms * MS_NS if ts_ms else None
+        ts_exchange = _exchange_time(data.t, env.time_ms)
         bids = scale.levels(data.b)
         asks = scale.levels(data.a)
         if data.full:
@@ -290,16 +285,29 @@ class GateioProtocol(ExchangeProtocol):
                              seq=data.u, prev_seq=data.U - 1)
 
     def _on_ticker(self, env: Envelope, recv_ns: int) -> list[Event]:
-        data = self._ticker.decode(env.result)
+        try:
+            data = self._ticker.decode(env.result)
+        except msgspec.ValidationError:
+            self._announce(self.tob, self.by_contract, env.result)
+            raise
         sym = self.by_contract.get(data.s)
         if sym is None:
             return [self.health(HealthKind.VENUE_ERROR, f"book_ticker for unsubscribed {data.s!r}")]
+        self.book_frame(self.tob, sym)
         scale = self.scale[sym]
         bids = [(_price(data.b), scale(data.B))] if data.b else []
         asks = [(_price(data.a), scale(data.A))] if data.a else []
-        ts_ms = data.t if data.t is not None else env.time_ms
         return self.tob.snapshot(sym, bids, asks, ts_local=recv_ns,
-                                 ts_exchange=ts_ms * MS_NS if ts_ms else None, seq=data.u)
+                                 ts_exchange=_exchange_time(data.t, env.time_ms), seq=data.u)
+
+    def _announce(self, keeper: BookKeeper, names: dict[str, str], result: msgspec.Raw) -> None:
+        """A book push that does not decode: find its symbol, so that its book is resynced."""
+        try:
+            sym = names.get(_stream_name.decode(result).s)
+        except msgspec.DecodeError:
+            return
+        if sym is not None:
+            self.book_frame(keeper, sym)
 
     def _on_trades(self, env: Envelope, recv_ns: int) -> list[Event]:
         events: list[Event] = []
@@ -383,21 +391,31 @@ class GateioProtocol(ExchangeProtocol):
         if (sym, what) not in self._failed:
             keeper.expect_snapshot(sym, now_ns)
 
-    def _resync(self, now_ns: int) -> None:
-        """Turn the keepers' resync requests into unsubscribe + subscribe of one symbol's stream."""
-        for keeper, what, channel in ((self.tob, "tob", BOOK_TICKER), (self.l2, "l2", OBU)):
-            for sym in keeper.take_resyncs():
-                if (sym, what) in self._failed:
-                    continue
-                self.send(self._request(now_ns, channel, "unsubscribe", sym, what))
-                self.send(self._request(now_ns, channel, "subscribe", sym, what))
-                if keeper is self._deadline_keeper:
-                    keeper.expect_snapshot(sym, now_ns)
+    def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
+        """Unsubscribe + subscribe one symbol's book_ticker or obu stream, alone."""
+        what, channel = ("tob", BOOK_TICKER) if keeper is self.tob else ("l2", OBU)
+        for sym in symbols:
+            if (sym, what) in self._failed:
+                continue
+            self.send(self._request(now_ns, channel, "unsubscribe", sym, what))
+            self.send(self._request(now_ns, channel, "subscribe", sym, what))
+            if keeper is self._deadline_keeper:
+                keeper.expect_snapshot(sym, now_ns)
+
+
+_stream_name = msgspec.json.Decoder(StreamName)
 
 
 def _price(text: str) -> float:
-    """A decimal string to float; anything else is a ``ValidationError`` (a malformed frame)."""
-    return msgspec.convert(text, float, strict=False)
+    """A decimal string to a checked price; anything else is a ``ValidationError``."""
+    return msgspec.convert(text, Price, strict=False)
+
+
+def _exchange_time(t: int | None, time_ms: int | None) -> int | None:
+    """The push's engine time ``t``, else the envelope's ``time_ms`` (0 means none), in ns."""
+    if t is not None:
+        return t * MS_NS  # checked by its TsMs type
+    return ms_to_ns(time_ms) if time_ms else None
 
 
 def _has(raw: msgspec.Raw) -> bool:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
-# ``[price, size]``; sizes are contracts on the wire.
-WireLevel = tuple[float, float]
+from core.codec import Price, Seq, Size, TsMs
+from core.codec import WireLevel as WireLevel  # ``[price, contracts]``, checked
 
 
 class Envelope(msgspec.Struct):
@@ -43,21 +43,21 @@ class DepthTick(msgspec.Struct):
     the push time in seconds. A side may be ``null`` in an incremental snapshot of a thin book.
     """
 
-    version: int
-    ts: int
+    version: Seq
+    ts: TsMs
     bids: list[WireLevel] | None = None
     asks: list[WireLevel] | None = None
     event: str | None = None
-    mrid: int | None = None
+    mrid: Seq | None = None
 
 
 class BboTick(msgspec.Struct):
     """``bbo`` payload: best bid and ask as ``[price, contracts]``; a side may be missing."""
 
-    ts: int
-    version: int | None = None
-    bid: WireLevel | None = None
-    ask: WireLevel | None = None
+    ts: TsMs
+    version: Seq | None = None
+    bid: tuple[Price, Size] | None = None
+    ask: tuple[Price, Size] | None = None
 
 
 class TradeItem(msgspec.Struct):
@@ -65,9 +65,9 @@ class TradeItem(msgspec.Struct):
     ``direction`` the taker's side."""
 
     id: int
-    ts: int
-    price: float
-    amount: float
+    ts: TsMs
+    price: Price
+    amount: Size
     direction: str
     quantity: float | None = None
 
@@ -75,7 +75,7 @@ class TradeItem(msgspec.Struct):
 class TradeTick(msgspec.Struct):
     """``trade.detail`` payload."""
 
-    ts: int
+    ts: TsMs
     data: list[TradeItem]
 
 

@@ -229,11 +229,6 @@ class HtxProtocol(ExchangeProtocol):
         self._pending.clear()
         return []
 
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # overdue snapshots
-        self._resync(now_ns)
-        return events
-
     # -- frames -------------------------------------------------------------------------------
 
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
@@ -256,15 +251,13 @@ class HtxProtocol(ExchangeProtocol):
         if topic.kind == "trades":
             return self._on_trades(topic.symbol, env.tick, recv_ns)
         if topic.kind == "bbo":
-            events = self._on_bbo(topic.symbol, env.tick, recv_ns)
-        else:
-            events = self._on_depth(topic, env.tick, recv_ns)
-        self._resync(recv_ns)
-        return events
+            return self._on_bbo(topic.symbol, env.tick, recv_ns)
+        return self._on_depth(topic, env.tick, recv_ns)
 
     def _on_depth(self, topic: Topic, raw: msgspec.Raw, recv_ns: int) -> list[Event]:
-        tick = _depth.decode(raw)
         sym = topic.symbol
+        self.book_frame(self.book, sym)
+        tick = _depth.decode(raw)
         scale = self.scale[sym]
         bids = scale.levels(tick.bids)
         asks = scale.levels(tick.asks)
@@ -281,6 +274,7 @@ class HtxProtocol(ExchangeProtocol):
         raise msgspec.ValidationError(f"unknown depth event {tick.event!r} on {topic.name}")
 
     def _on_bbo(self, sym: str, raw: msgspec.Raw, recv_ns: int) -> list[Event]:
+        self.book_frame(self.bbo, sym)
         tick = _bbo.decode(raw)
         scale = self.scale[sym]
         bids = scale.levels([tick.bid] if tick.bid is not None and tick.bid[1] > 0 else None)
@@ -293,7 +287,7 @@ class HtxProtocol(ExchangeProtocol):
         scale = self.scale[sym]
         return [
             Trade(exchange=self.name, ts_local=recv_ns, symbol=sym, ts_exchange=t.ts * MS_NS,
-                  price=t.price, size=scale.size(t.amount), side=t.direction.lower(),
+                  price=t.price, size=scale.size(t.amount), side=_taker_side(t.direction),
                   trade_id=str(t.id))
             for t in tick.data
         ]
@@ -350,16 +344,23 @@ class HtxProtocol(ExchangeProtocol):
         frame["id"] = req_id
         return _encode(frame).decode()
 
-    def _resync(self, now_ns: int) -> None:
-        """Turn the keepers' resync requests into ``unsub`` + ``sub`` of that symbol's topic."""
-        for keeper, kind in ((self.book, "book"), (self.bbo, "bbo")):
-            for sym in keeper.take_resyncs():
-                topic = next((t for t in self.topics_of.get(sym, ()) if t.kind == kind), None)
-                if topic is None or topic.name in self._failed:
-                    continue
-                self.send(self._request("unsub", topic))
-                self.send(self._request("sub", topic))
-                keeper.expect_snapshot(sym, now_ns)
+    def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
+        """``unsub`` + ``sub`` of each symbol's book (or bbo) topic, alone."""
+        kind = "book" if keeper is self.book else "bbo"
+        for sym in symbols:
+            topic = next((t for t in self.topics_of.get(sym, ()) if t.kind == kind), None)
+            if topic is None or topic.name in self._failed:
+                continue
+            self.send(self._request("unsub", topic))
+            self.send(self._request("sub", topic))
+            keeper.expect_snapshot(sym, now_ns)
+
+
+def _taker_side(direction: str) -> str:
+    side = direction.lower()
+    if side not in ("buy", "sell"):
+        raise ValueError(f"trade direction {direction!r} is neither buy nor sell")
+    return side
 
 
 def _option(config: ProtocolConfig, key: str, default: str, allowed: Sequence[str]) -> str:

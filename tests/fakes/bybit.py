@@ -16,21 +16,32 @@ import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest
 
 Message = dict[str, Any]
+#: scripted times below this are milliseconds after it (2026-08-09T21:26:58Z); real venue times
+#: are never that small, and decoders reject them
+EPOCH_MS = 1_786_310_818_000
+
+
+def at(ms: int) -> int:
+    """A scripted time in ms since the Unix epoch: ``ms`` itself, or ``EPOCH_MS + ms``."""
+    return ms if ms >= EPOCH_MS else EPOCH_MS + ms
 
 
 def book_msg(symbol: str, kind: str, bids: list[list[str]], asks: list[list[str]], u: int,
              ts_ms: int, depth: int = 50, seq: int = 0) -> Message:
-    """An ``orderbook.{depth}.{symbol}`` push exactly as Bybit sends it (``cts`` top-level)."""
-    return {"topic": f"orderbook.{depth}.{symbol}", "type": kind, "ts": ts_ms,
+    """An ``orderbook.{depth}.{symbol}`` push exactly as Bybit sends it (``cts`` top-level);
+    ``ts_ms`` goes through :func:`at`."""
+    return {"topic": f"orderbook.{depth}.{symbol}", "type": kind, "ts": at(ts_ms),
             "data": {"s": symbol, "b": bids, "a": asks, "u": u, "seq": seq or u * 10},
-            "cts": ts_ms - 1}
+            "cts": at(ts_ms) - 1}
 
 
 def trade_msg(symbol: str, trades: list[tuple[int, str, str, str, str]], ts_ms: int) -> Message:
-    """A ``publicTrade.{symbol}`` push; each trade is (T ms, side Buy/Sell, size, price, id)."""
-    return {"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": ts_ms,
-            "data": [{"T": t, "s": symbol, "S": side, "v": v, "p": p, "L": "PlusTick", "i": i,
-                      "BT": False, "seq": 1} for t, side, v, p, i in trades]}
+    """A ``publicTrade.{symbol}`` push; each trade is (T ms, side Buy/Sell, size, price, id);
+    times go through :func:`at`."""
+    return {"topic": f"publicTrade.{symbol}", "type": "snapshot", "ts": at(ts_ms),
+            "data": [{"T": at(t), "s": symbol, "S": side, "v": v, "p": p,
+                      "L": "PlusTick", "i": i, "BT": False, "seq": 1}
+                     for t, side, v, p, i in trades]}
 
 
 @dataclass

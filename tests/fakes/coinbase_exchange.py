@@ -62,7 +62,7 @@ def match_frame(product: str, trade_id: int, price: str, size: str, maker_side: 
 
 
 def ticker_frame(product: str, sequence: int, best: tuple[str, str, str, str], time: str | None,
-                 price: str = "0", trade_id: int | None = None) -> str:
+                 price: str = "13.22", trade_id: int | None = None) -> str:
     bid, bid_size, ask, ask_size = best
     obj: dict[str, object] = {
         "type": "ticker", "sequence": sequence, "product_id": product, "price": price,

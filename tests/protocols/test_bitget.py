@@ -27,6 +27,7 @@ from plugins.bitget.protocol import MAX_REQUEST_BYTES, BitgetProtocol
 S = 1_000_000_000
 MS = 1_000_000
 T0 = 1_700_000_000 * S
+EPOCH_MS = 1_700_000_000_000  # small ts_ms values in the helpers below count from here
 BIG_SEQ = 2**53 + 12_345  # not representable as a float
 CAPTURE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "bitget" / "BITGET.jsonl.gz"
 
@@ -75,6 +76,8 @@ def arg(channel: str, inst: str) -> dict[str, str]:
 
 def books(action: str, inst: str, bids: Wire, asks: Wire, *, seq: int, pseq: int,
           ts_ms: int, checksum: int | None = None, channel: str = "books") -> str:
+    if ts_ms < EPOCH_MS:
+        ts_ms += EPOCH_MS
     entry: dict[str, object] = {"asks": [list(x) for x in asks], "bids": [list(x) for x in bids],
                                 "ts": str(ts_ms), "seq": seq, "pseq": pseq}
     if checksum is not None:
@@ -84,8 +87,8 @@ def books(action: str, inst: str, bids: Wire, asks: Wire, *, seq: int, pseq: int
 
 
 def trades(action: str, inst: str, rows: list[tuple[int, str, str, str, str]]) -> str:
-    data = [{"ts": str(ts), "price": px, "size": sz, "side": side, "tradeId": tid}
-            for ts, px, sz, side, tid in rows]
+    data = [{"ts": str(ts if ts >= EPOCH_MS else EPOCH_MS + ts), "price": px, "size": sz,
+             "side": side, "tradeId": tid} for ts, px, sz, side, tid in rows]
     return json.dumps({"action": action, "arg": arg("trade", inst), "data": data,
                        "ts": rows[0][0] + 3 if rows else 0})
 
@@ -272,7 +275,7 @@ def test_snapshot_and_updates_with_checksums() -> None:
     assert health(ev) == [("BTC-USDT", HealthKind.SNAPSHOT)]
     [snap] = of(ev, BookUpdate)
     assert snap == BookUpdate(exchange="bitget", ts_local=T0 + 1, symbol="BTC-USDT",
-                              ts_exchange=1_700_000_000_100 * MS, seq=BIG_SEQ, msg_id=1,
+                              ts_exchange=1_700_000_000_100 * MS, seq=BIG_SEQ, msg_id=T0 + 1,
                               is_snapshot=True, bids=levels(SNAP_BIDS), asks=levels(SNAP_ASKS))
     assert of(ev, TopOfBook) == []  # tob comes from books1 only
 
@@ -284,7 +287,7 @@ def test_snapshot_and_updates_with_checksums() -> None:
     ev = p.receive(books("update", "BTCUSDT", u1_bids, u1_asks, seq=BIG_SEQ + 7, pseq=BIG_SEQ,
                          ts_ms=1_700_000_000_200, checksum=ref.checksum()), T0 + 10)
     assert ev == [BookUpdate(exchange="bitget", ts_local=T0 + 10, symbol="BTC-USDT",
-                             ts_exchange=1_700_000_000_200 * MS, seq=BIG_SEQ + 7, msg_id=2,
+                             ts_exchange=1_700_000_000_200 * MS, seq=BIG_SEQ + 7, msg_id=T0 + 10,
                              is_snapshot=False,
                              bids=((27000.5, 9.9), (26990.1, 0.0), (26950.0, 2.0)),
                              asks=((27001.0, 0.0), (27003.05, 0.5)))]
@@ -301,7 +304,7 @@ def test_snapshot_and_updates_with_checksums() -> None:
                          ts_ms=1_700_000_000_300, checksum=ref.checksum()), T0 + 11)
     assert health(ev) == []
     assert [(u.seq, u.msg_id, u.asks) for u in of(ev, BookUpdate)] == [
-        (BIG_SEQ + 9, 3, ((27002.2, 0.003),))]
+        (BIG_SEQ + 9, T0 + 11, ((27002.2, 0.003),))]
     assert book.ask_text is not None
     assert book.ask_text[27002.2] == ("27002.20", "0.0030")
 
@@ -350,7 +353,9 @@ def test_sequence_gap_resyncs_that_symbol_only() -> None:
     ev = live_btc(p, ref_btc, seq=200)
     assert health(ev) == [("BTC-USDT", HealthKind.RESYNCED)]
     assert "after gap; 1 updates skipped" in ev[0].detail
-    assert [(x.seq, x.is_snapshot, x.msg_id) for x in of(ev, BookUpdate)] == [(200, True, 2)]
+    # msg_id keeps increasing across the resync, even for a frame received at the same time
+    assert [(x.seq, x.is_snapshot, x.msg_id) for x in of(ev, BookUpdate)] == [
+        (200, True, T0 + 2)]
 
 
 def test_checksum_mismatch_resyncs_that_symbol_only() -> None:
@@ -518,26 +523,28 @@ def test_numeric_timestamps_are_accepted() -> None:
 # -- malformed frames ----------------------------------------------------------------------------
 
 
+BOOKS_ARG = json.dumps(arg("books", "BTCUSDT"))
+TRADE_ARG = json.dumps(arg("trade", "BTCUSDT"))
+TS = '"1700000000000"'
+
+
 @pytest.mark.parametrize("frame", [
     "{not json",
     "[1,2,3]",
     '{"hello":"world"}',
-    '{"action":"update","arg":' + json.dumps(arg("books", "BTCUSDT")) + "}",
-    '{"action":"snapshot","arg":' + json.dumps(arg("books", "BTCUSDT")) + ',"data":[]}',
-    '{"action":"snapshot","arg":' + json.dumps(arg("books", "BTCUSDT"))
-    + ',"data":[{"asks":[["1"]],"bids":[],"ts":"1","seq":1,"pseq":0}]}',
-    '{"action":"snapshot","arg":' + json.dumps(arg("books", "BTCUSDT"))
-    + ',"data":[{"asks":[["x","1"]],"bids":[],"ts":"1","seq":1,"pseq":0}]}',
-    '{"action":"snapshot","arg":' + json.dumps(arg("books", "BTCUSDT"))
-    + ',"data":[{"asks":[],"bids":[],"ts":"soon","seq":1,"pseq":0}]}',
-    '{"action":"snapshot","arg":' + json.dumps(arg("books", "BTCUSDT"))
-    + ',"data":[{"asks":[],"bids":[],"ts":"1","seq":"1","pseq":0}]}',
-    '{"action":"weird","arg":' + json.dumps(arg("books", "BTCUSDT"))
-    + ',"data":[{"asks":[],"bids":[],"ts":"1","seq":1,"pseq":0}]}',
-    '{"action":"update","arg":' + json.dumps(arg("trade", "BTCUSDT"))
-    + ',"data":[{"ts":"1","price":"1","size":"1","side":"up","tradeId":"7"}]}',
-    '{"action":"update","arg":' + json.dumps(arg("trade", "BTCUSDT"))
-    + ',"data":[{"ts":"1","price":"1","side":"buy","tradeId":"7"}]}',
+    '{"action":"update","arg":' + BOOKS_ARG + "}",
+    '{"action":"weird","arg":' + BOOKS_ARG
+    + ',"data":[{"asks":[],"bids":[],"ts":' + TS + ',"seq":1,"pseq":0}]}',
+    '{"action":"update","arg":' + TRADE_ARG
+    + ',"data":[{"ts":' + TS + ',"price":"1","size":"1","side":"up","tradeId":"7"}]}',
+    '{"action":"update","arg":' + TRADE_ARG
+    + ',"data":[{"ts":' + TS + ',"price":"1","side":"buy","tradeId":"7"}]}',
+    '{"action":"update","arg":' + TRADE_ARG
+    + ',"data":[{"ts":' + TS + ',"price":"nan","size":"1","side":"buy","tradeId":"7"}]}',
+    '{"action":"update","arg":' + TRADE_ARG
+    + ',"data":[{"ts":' + TS + ',"price":"1","size":"-2","side":"buy","tradeId":"7"}]}',
+    '{"action":"update","arg":' + TRADE_ARG
+    + ',"data":[{"ts":"1000000000000000","price":"1","size":"2","side":"buy","tradeId":"7"}]}',
     b"\xff\xfe",
 ])
 def test_malformed_frames_are_decode_errors(frame: str | bytes) -> None:
@@ -547,23 +554,45 @@ def test_malformed_frames_are_decode_errors(frame: str | bytes) -> None:
     assert sum(p.decode_errors.values()) == 1
 
 
-def test_malformed_entry_leaves_the_book_untouched() -> None:
+@pytest.mark.parametrize("entry", [
+    "",  # empty data
+    '{"asks":[["1"]],"bids":[],"ts":' + TS + ',"seq":1,"pseq":0}',
+    '{"asks":[["x","1"]],"bids":[],"ts":' + TS + ',"seq":1,"pseq":0}',
+    '{"asks":[["","1"]],"bids":[],"ts":' + TS + ',"seq":1,"pseq":0}',
+    '{"asks":[["nan","1"]],"bids":[],"ts":' + TS + ',"seq":1,"pseq":0}',
+    '{"asks":[["1","inf"]],"bids":[],"ts":' + TS + ',"seq":1,"pseq":0}',
+    '{"asks":[["1","-3"]],"bids":[],"ts":' + TS + ',"seq":1,"pseq":0}',
+    '{"asks":[],"bids":[],"ts":"soon","seq":1,"pseq":0}',
+    '{"asks":[],"bids":[],"ts":"1","seq":1,"pseq":0}',
+    '{"asks":[],"bids":[],"ts":' + TS + ',"seq":"1","pseq":0}',
+    '{"asks":[],"bids":[],"ts":' + TS + ',"seq":100000000000000000000,"pseq":0}',
+])
+def test_a_malformed_book_frame_resyncs_that_book(entry: str) -> None:
+    """Wrong shapes and values no row may hold (NaN, inf, negative size, empty price, a time
+    outside 2000..2100, a sequence beyond Int64): the frame is a decode_error and, as an update
+    may be missing, the book is resynced."""
+    p = proto(channels=("l2",))
+    live_btc(p, RefBook(), seq=10)
+    ev = p.receive('{"action":"update","arg":' + BOOKS_ARG + ',"data":[' + entry + "]}", T0 + 1)
+    assert health(ev) == [(None, HealthKind.DECODE_ERROR), ("BTC-USDT", HealthKind.GAP)]
+    assert not p.l2.is_live("BTC-USDT")
+    assert sent(p) == [{"op": "unsubscribe", "args": [arg("books", "BTCUSDT")]},
+                       {"op": "subscribe", "args": [arg("books", "BTCUSDT")]}]
+
+
+def test_a_malformed_entry_drops_the_whole_frame() -> None:
     p = proto(channels=("l2",))
     ref = RefBook()
     live_btc(p, ref, seq=10)
     u: Wire = [("27000.50", "3")]
     ref.apply(u, [])
-    good = {"asks": [], "bids": [list(x) for x in u], "ts": "5", "seq": 11, "pseq": 10,
+    good = {"asks": [], "bids": [list(x) for x in u], "ts": "1700000000005", "seq": 11, "pseq": 10,
             "checksum": ref.checksum()}
     bad = {"asks": [], "bids": [["27000.50", "4"]], "ts": "later", "seq": 12, "pseq": 11}
     frame = json.dumps({"action": "update", "arg": arg("books", "BTCUSDT"), "data": [good, bad]})
-    assert health(p.receive(frame, T0 + 5)) == [(None, HealthKind.DECODE_ERROR)]
-    assert p.l2.last_seq("BTC-USDT") == 10
-    assert p.l2.book("BTC-USDT").best_bid() == (27000.5, 1.0)
-    # The valid update alone still applies.
-    ev = p.receive(books("update", "BTCUSDT", u, [], seq=11, pseq=10, ts_ms=5,
-                         checksum=ref.checksum()), T0 + 6)
-    assert [(x.seq, x.bids) for x in of(ev, BookUpdate)] == [(11, ((27000.5, 3.0),))]
+    ev = p.receive(frame, T0 + 5)
+    assert health(ev) == [(None, HealthKind.DECODE_ERROR), ("BTC-USDT", HealthKind.GAP)]
+    assert of(ev, BookUpdate) == []  # not even the valid entry: the frame is one unit
 
 
 def test_unexpected_push_is_venue_error() -> None:

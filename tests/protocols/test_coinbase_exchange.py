@@ -31,8 +31,8 @@ from tests.fakes.coinbase_exchange import (
 
 T0 = 1_786_309_548_000_000_000
 S = 1_000_000_000
-BIDS = ladder(13.21, 2500, 0.01, down=True)
-ASKS = ladder(13.22, 2500, 0.01, down=False)
+BIDS = ladder(13.21, 1321, 0.01, down=True)  # down to 0.01: every price positive
+ASKS = ladder(13.22, 3679, 0.01, down=False)
 
 
 def make(symbols: tuple[str, ...] = ("ETC-USD",),
@@ -123,9 +123,9 @@ def test_snapshot_then_l2updates_exact_values() -> None:
     events = feed(proto, snapshot_frame("ETC-USD", BIDS, ASKS, "2026-08-09T21:05:48.1Z"))
     assert health(events) == [("ETC-USD", "snapshot", "levels=5000 seq=None")]
     (snap,) = of(events, BookUpdate)
-    assert (snap.is_snapshot, snap.seq, snap.msg_id) == (True, None, 1)
+    assert (snap.is_snapshot, snap.seq, snap.msg_id) == (True, None, T0 + S)
     assert snap.ts_exchange == 1_786_309_548_100_000_000
-    assert len(snap.bids) == len(snap.asks) == 2500
+    assert (len(snap.bids), len(snap.asks)) == (1321, 3679)
     assert snap.bids[:2] == ((13.21, 0.5), (13.2, 0.51)) and snap.asks[0] == (13.22, 0.5)
     assert of(events, TopOfBook) == []  # tob comes from the ticker by default
 
@@ -135,7 +135,7 @@ def test_snapshot_then_l2updates_exact_values() -> None:
                                                     ["sell", "13.30", "7"]], t))
     (upd,) = of(events, BookUpdate)
     assert upd.bids == ((13.215, 4.2),) and upd.asks == ((13.22, 0.0), (13.3, 7.0))
-    assert (upd.ts_exchange, upd.seq, upd.msg_id) == (iso_to_ns(t), None, 2)
+    assert (upd.ts_exchange, upd.seq) == (iso_to_ns(t), None) and upd.msg_id > snap.msg_id
     book = proto.book.book("ETC-USD")
     assert book.best_bid() == (13.215, 4.2) and book.best_ask() == (13.23, 0.51)
     assert book.asks[13.3] == 7.0
@@ -264,21 +264,38 @@ def test_a_lost_l2update_is_not_detectable() -> None:
 def test_malformed_frames_are_decode_errors() -> None:
     proto = live()
     for bad in ('{"type":', '{"product_id":"ETC-USD"}',
-                l2update_frame("ETC-USD", [["bid", "13.2", "1"]], iso()),
                 match_frame("ETC-USD", 9, "13.2", "1", "up", iso()),
-                '{"type":"match","product_id":"ETC-USD","trade_id":9,"side":"buy"}',
-                '{"type":"snapshot","product_id":"ETC-USD","bids":[["x","1"]],"asks":[]}'):
+                match_frame("ETC-USD", 9, "nan", "1", "buy", iso()),
+                match_frame("ETC-USD", 9, "13.2", "-1", "buy", iso()),
+                '{"type":"match","product_id":"ETC-USD","trade_id":9,"side":"buy"}'):
         events = feed(proto, bad)
         assert [h[1] for h in health(events)] == ["decode_error"], bad
     assert sum(proto.decode_errors.values()) == 6
     assert proto.book.is_live("ETC-USD")
-    # a malformed time: the frame is dropped before it changes anything
-    before = dict(proto.book.book("ETC-USD").bids)
-    events = feed(proto, l2update_frame("ETC-USD", [["buy", "13.21", "99"]], "noon"),
-                  match_frame("ETC-USD", 9, "13.2", "1", "sell", "noon"))
-    assert [h[1] for h in health(events)] == ["decode_error", "decode_error"]
-    assert proto.book.book("ETC-USD").bids == before
+    # a malformed time: the trade is dropped before it changes anything
+    events = feed(proto, match_frame("ETC-USD", 9, "13.2", "1", "sell", "noon"))
+    assert [h[1] for h in health(events)] == ["decode_error"]
     assert proto.last_trade_id == {}
+
+
+@pytest.mark.parametrize("bad", [
+    l2update_frame("ETC-USD", [["bid", "13.2", "1"]], iso()),
+    l2update_frame("ETC-USD", [["buy", "13.21", "99"]], "noon"),
+    l2update_frame("ETC-USD", [["buy", "13.21", "-1"]], iso()),
+    l2update_frame("ETC-USD", [["buy", "", "1"]], iso()),
+    '{"type":"snapshot","product_id":"ETC-USD","bids":[["x","1"]],"asks":[]}',
+    '{"type":"snapshot","product_id":"ETC-USD","bids":[["1","inf"]],"asks":[]}',
+])
+def test_a_malformed_book_frame_resyncs_the_book(bad: str) -> None:
+    """The legacy feed has no sequence numbers: a book frame that cannot be applied is a lost
+    update, so the book is resynced (level2_batch unsubscribe + subscribe)."""
+    proto = live()
+    events = feed(proto, bad)
+    assert [(h[0], h[1]) for h in health(events)] == [
+        (None, "decode_error"), ("ETC-USD", "gap")]
+    assert not proto.book.is_live("ETC-USD")
+    assert [(f["type"], f["channels"]) for f in map(json.loads, proto.frames_to_send())] == [
+        ("unsubscribe", ["level2_batch"]), ("subscribe", ["level2_batch"])]
 
 
 def test_unknown_types_and_products_are_reported_once() -> None:

@@ -311,7 +311,7 @@ def test_obu_snapshot_and_deltas_in_base_units() -> None:
     assert events[0].detail == "levels=4 seq=5000"
     assert events[1] == BookUpdate(
         exchange="gateio", ts_local=NOW + S, symbol="BTC-USDT",
-        ts_exchange=1_700_000_000_300_000_000, seq=5000, msg_id=1, is_snapshot=True,
+        ts_exchange=1_700_000_000_300_000_000, seq=5000, msg_id=NOW + S, is_snapshot=True,
         bids=((63700.1, 0.1), (63700.0, 0.25)), asks=((63700.2, 0.03), (63700.5, 0.12)))
 
     # Unsorted arrays, a removal (size 0); applied by price.
@@ -320,7 +320,7 @@ def test_obu_snapshot_and_deltas_in_base_units() -> None:
                  "a": [["63700.6", "50"], ["63700.2", "450"]]})
     assert proto.receive(delta, NOW + 2 * S) == [BookUpdate(
         exchange="gateio", ts_local=NOW + 2 * S, symbol="BTC-USDT",
-        ts_exchange=1_700_000_000_300_000_000, seq=5003, msg_id=2, is_snapshot=False,
+        ts_exchange=1_700_000_000_300_000_000, seq=5003, msg_id=NOW + 2 * S, is_snapshot=False,
         bids=((63699.9, 0.07), (63700.1, 0.0)), asks=((63700.6, 0.005), (63700.2, 0.045)))]
     book = proto.l2.book("BTC-USDT")
     assert book.top_bids(5) == [(63700.0, 0.25), (63699.9, 0.07)]
@@ -333,7 +333,8 @@ def test_obu_snapshot_and_deltas_in_base_units() -> None:
     # Fractional contract sizes arrive as strings.
     [upd] = proto.receive(obu({"s": "ob.BTC_USDT.50", "U": 5005, "u": 5006,
                                "a": [["63700.2", "0.5"]]}), NOW + 4 * S)
-    assert (upd.seq, upd.msg_id, upd.bids, upd.asks) == (5006, 3, (), ((63700.2, 0.00005),))
+    assert (upd.seq, upd.msg_id, upd.bids, upd.asks) == (5006, NOW + 4 * S, (),
+                                                         ((63700.2, 0.00005),))
     assert book.best_ask() == (63700.2, 0.00005)
     assert proto.decode_errors == {}
 
@@ -380,7 +381,7 @@ def test_obu_break_resyncs_that_symbol_only() -> None:
     events = proto.receive(btc_snapshot(u=6000), NOW + 6 * S)
     assert kinds(events) == [HealthKind.RESYNCED, "BookUpdate"]
     assert events[0].detail == "after gap; 1 updates skipped; seq=6000"
-    assert (events[1].is_snapshot, events[1].seq, events[1].msg_id) == (True, 6000, 3)
+    assert (events[1].is_snapshot, events[1].seq, events[1].msg_id) == (True, 6000, NOW + 6 * S)
     assert proto.l2.states["BTC-USDT"].snapshot_due_ns is None
 
 
@@ -483,15 +484,13 @@ def test_trades_signed_size_to_taker_side_in_base_units() -> None:
 
 @pytest.mark.parametrize(("frame", "kind"), [
     ("not json at all", "DecodeError"),
-    ('{"channel": "futures.obu", "event": "update", "result": {"s": "ob.BTC_USDT.50", '
-     '"u": 1, "b": "oops"}}', "ValidationError"),
-    ('{"channel": "futures.book_ticker", "event": "update", "result": {"s": "BTC_USDT", '
-     '"b": "1", "B": 1, "a": "2", "A": 1}}', "ValidationError"),
     ('{"channel": "futures.trades", "event": "update", "result": {"id": 1}}', "ValidationError"),
-    ('{"channel": "futures.obu", "event": "update", "result": {"full": true, '
-     '"s": "ob.BTC_USDT.50", "u": 1, "b": [["x", "1"]], "a": []}}', "ValidationError"),
-    ('{"channel": "futures.book_ticker", "event": "update", "result": {"s": "BTC_USDT", '
-     '"u": 1, "b": "1,5", "B": 1, "a": "2", "A": 1}}', "ValidationError"),
+    ('{"channel": "futures.trades", "event": "update", "result": [{"id": 1, "contract": '
+     '"BTC_USDT", "size": "NaN", "price": "1", "create_time_ms": 1700000000000}]}',
+     "ValidationError"),
+    ('{"channel": "futures.trades", "event": "update", "result": [{"id": 1, "contract": '
+     '"BTC_USDT", "size": 1, "price": "1", "create_time_ms": 1000000000000000}]}',
+     "ValidationError"),
     ('{"channel": 5, "event": "update"}', "ValidationError"),
     (b"\xff\xfe{", "DecodeError"),
 ])
@@ -501,6 +500,28 @@ def test_malformed_frames_are_decode_errors(frame: str | bytes, kind: str) -> No
     assert ev.event == HealthKind.DECODE_ERROR
     assert ev.detail.startswith(f"{kind} #1: ")
     assert proto.decode_errors == {kind: 1}
+
+
+@pytest.mark.parametrize(("channel", "result"), [
+    ("futures.obu", '{"s": "ob.BTC_USDT.50", "u": 1, "b": "oops"}'),
+    ("futures.obu", '{"full": true, "s": "ob.BTC_USDT.50", "u": 1, "b": [["x", "1"]], "a": []}'),
+    ("futures.obu", '{"s": "ob.BTC_USDT.50", "U": 2, "u": 3, "b": [["1", "-1"]], "a": []}'),
+    ("futures.obu", '{"s": "ob.BTC_USDT.50", "U": 2, "u": 3, "b": [["inf", "1"]], "a": []}'),
+    ("futures.obu", '{"s": "ob.BTC_USDT.50", "U": 2, "u": 100000000000000000000}'),
+    ("futures.book_ticker", '{"s": "BTC_USDT", "b": "1", "B": 1, "a": "2", "A": 1}'),
+    ("futures.book_ticker", '{"s": "BTC_USDT", "u": 1, "b": "1,5", "B": 1, "a": "2", "A": 1}'),
+    ("futures.book_ticker", '{"s": "BTC_USDT", "u": 1, "b": "1", "B": -1, "a": "2", "A": 1}'),
+])
+def test_a_malformed_book_push_resyncs_that_book(channel: str, result: str) -> None:
+    """A book push that does not decode, or holds a value no row may: decode_error, and that
+    symbol's book (found from the push's stream name) is resynced."""
+    proto = make()
+    sent(proto)
+    frame = f'{{"channel": "{channel}", "event": "update", "result": {result}}}'
+    events = proto.receive(frame, NOW)
+    assert [(e.event, e.symbol) for e in events] == [
+        (HealthKind.DECODE_ERROR, None), (HealthKind.GAP, "BTC-USDT")]
+    assert [f["event"] for f in sent(proto)] == ["unsubscribe", "subscribe"]
 
 
 def test_unknown_frames_are_venue_errors() -> None:

@@ -226,7 +226,7 @@ def test_high_freq_snapshot_then_updates() -> None:
     assert health(events) == [(HealthKind.SNAPSHOT, BTC)]
     [book] = of(events, BookUpdate)
     assert book == BookUpdate(exchange="htx", ts_local=T0 + 10, symbol=BTC,
-                              ts_exchange=1_790_134_831_871 * MS, seq=1000, msg_id=1,
+                              ts_exchange=1_790_134_831_871 * MS, seq=1000, msg_id=T0 + 10,
                               is_snapshot=True, bids=((86853.4, 0.229), (86848.5, 0.012)),
                               asks=((86853.5, 0.007), (86860.0, 1.5)))
     [tob] = of(events, TopOfBook)
@@ -238,7 +238,7 @@ def test_high_freq_snapshot_then_updates() -> None:
     events = proto.receive(depth(BTC_BOOK, "update", 1001, [[86853.45, 2], [86848.5, 0]], [],
                                  ts=1_790_134_831_901), T0 + 20)
     [book] = of(events, BookUpdate)
-    assert (book.is_snapshot, book.seq, book.msg_id) == (False, 1001, 2)
+    assert (book.is_snapshot, book.seq, book.msg_id) == (False, 1001, T0 + 20)
     assert book.bids == ((86853.45, 0.002), (86848.5, 0.0))
     assert book.asks == ()
     [tob] = of(events, TopOfBook)
@@ -298,7 +298,8 @@ def test_snapshot_with_a_null_side() -> None:
     proto = make(channels=("tob",))
     sent(proto)
     frame = gz({"ch": BTC_BOOK, "ts": 1, "tick": {"asks": [[9.9252, 1569]], "bids": None,
-                                                  "event": "snapshot", "version": 7, "ts": 1,
+                                                  "event": "snapshot", "version": 7,
+                                                  "ts": 1_700_000_000_000,
                                                   "mrid": 2, "id": 2, "ch": BTC_BOOK}})
     [_, tob] = proto.receive(frame, T0)
     assert (tob.bid_px, tob.bid_sz, tob.ask_px, tob.ask_sz) == (None, None, 9.9252, 1.569)
@@ -409,16 +410,16 @@ def test_trade_detail() -> None:
     (b"\x1f\x8b\x08\x00garbage", "inflate"),
     (gzip.compress(b"not json {"), "DecodeError"),
     (gz({"ch": BTC_BOOK, "ts": 1}), "ValidationError"),
-    (gz({"ch": BTC_BOOK, "ts": 1, "tick": {"event": "update", "version": 11, "ts": 1,
-                                           "bids": [[100.0]], "asks": []}}), "ValidationError"),
-    (gz({"ch": BTC_BOOK, "ts": 1, "tick": {"event": "update", "version": "x", "ts": 1}}),
-     "ValidationError"),
+    (gz({"ch": "market.BTC-USDT.trade.detail", "ts": 1, "tick": {
+        "ts": 1_700_000_000_000, "data": [{"id": 1, "ts": 10**15, "price": 1.0, "amount": 1,
+                                           "direction": "buy"}]}}), "ValidationError"),
     (gz({"ch": "market.BTC-USDT.trade.detail", "ts": 1, "tick": {"ts": 1, "data": [{}]}}),
      "ValidationError"),
     (gz({"ping": "soon"}), "ValidationError"),
     (gz([1, 2, 3]), "ValidationError"),
 ])
 def test_malformed_frames_become_decode_errors(frame: bytes, kind: str) -> None:
+    """Frames that are not book data: counted, dropped, and the book is left alone."""
     proto = make()
     sent(proto)
     live(proto)
@@ -428,6 +429,35 @@ def test_malformed_frames_become_decode_errors(frame: bytes, kind: str) -> None:
     assert proto.decode_errors == {kind: 1}
     assert proto.book.is_live(BTC)  # the book is unaffected
     assert proto.frames_to_send() == []
+
+
+TS = 1_700_000_000_000
+
+
+@pytest.mark.parametrize("tick", [
+    {"event": "update", "version": 11, "ts": TS, "bids": [[100.0]], "asks": []},
+    {"event": "update", "version": "x", "ts": TS},
+    {"event": "update", "version": 11, "ts": TS, "bids": [[100.0, -3]], "asks": []},
+    {"event": "update", "version": 11, "ts": TS, "bids": [[0.0, 3]], "asks": []},
+    {"event": "update", "version": 11, "ts": TS, "bids": [[1e300, 3e300]], "asks": []},
+    {"event": "update", "version": 10**20, "ts": TS, "bids": [], "asks": []},
+    {"event": "update", "version": 11, "ts": 10**15, "bids": [], "asks": []},
+    {"event": "snapshot", "version": 11, "ts": -1, "bids": [], "asks": []},
+])
+def test_a_book_frame_that_does_not_decode_resyncs_that_book(tick: dict[str, Any]) -> None:
+    """A book frame with a wrong shape or a value no row may hold (negative or non-finite size,
+    zero price, sequence beyond Int64, time outside 2000..2100) is dropped as a decode_error;
+    an update may now be missing from the book, so it is resynced (a gap, then unsub + sub)."""
+    proto = make()
+    sent(proto)
+    live(proto)
+    # 1e300 stands for a number past the float range on the wire (JSON text 1e400)
+    text = json.dumps({"ch": BTC_BOOK, "ts": TS, "tick": tick}).replace("1e+300", "1e400")
+    events = proto.receive(gzip.compress(text.encode()), T0 + 99)
+    assert health(events) == [(HealthKind.DECODE_ERROR, None), (HealthKind.GAP, BTC)]
+    assert "ValidationError" in events[1].detail
+    assert not proto.book.is_live(BTC)
+    assert [next(iter(f)) for f in sent(proto)] == ["unsub", "sub"]
 
 
 def test_unknown_channel_is_a_venue_error() -> None:

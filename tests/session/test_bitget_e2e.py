@@ -16,6 +16,7 @@ import trio
 from core.run import async_main
 from core.testing.fake_servers import serve_http, serve_ws
 from tests.fakes.bitget import BookScript, FakeBitget, TradeRow, Wire, book_states
+from tests.tables import msg_rank
 
 CEILING_S = 60
 CONTRACTS_PATH = "/api/v2/mix/market/contracts?productType=USDT-FUTURES"
@@ -143,7 +144,8 @@ async def test_cli_records_bitget_with_checksum_resync(tmp_path: Path) -> None:
     want_eth = [(s, p, z, True, 9000, 1) for s, p, z in l2_rows(script.bids, script.asks)]
     for i, (ub, ua) in enumerate(script.updates):
         want_eth += [(s, p, z, False, 9001 + i, 2 + i) for s, p, z in l2_rows(ub, ua)]
-    assert eth.select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == want_eth
+    assert msg_rank(eth).select("side", "price", "size", "is_snapshot", "seq",
+                                "msg_id").rows() == want_eth
     assert eth.group_by("msg_id", maintain_order=True).agg(pl.col("ts_exchange").first())[
         "ts_exchange"].to_list() == [ms(TS0 + 5 + 10 * i) for i in range(4)]
 
@@ -153,9 +155,9 @@ async def test_cli_records_bitget_with_checksum_resync(tmp_path: Path) -> None:
     for i, (ub, ua) in enumerate(script.updates[:3]):
         want_btc += [(s, p, z, False, BTC_SEQ0 + 2 * (i + 1), 2 + i)
                      for s, p, z in l2_rows(ub, ua)]
-    rows = btc.select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows()
+    rows = msg_rank(btc).select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows()
     assert rows[:len(want_btc)] == want_btc
-    resync = btc.filter(pl.col("msg_id") == 5)
+    resync = msg_rank(btc).filter(pl.col("msg_id") == 5)
     assert resync["is_snapshot"].unique().to_list() == [True]
     resync_seq = resync["seq"].unique().item()
     assert resync_seq > BTC_SEQ0 + 6

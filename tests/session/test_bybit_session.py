@@ -11,6 +11,7 @@ from functools import partial
 
 import trio
 
+from core.book import BookKeeper
 from core.bus import Bus, Subscription
 from core.clock import WallClock
 from core.protocol import ProtocolConfig
@@ -19,6 +20,7 @@ from core.schema import BookUpdate, Event, Health
 from core.session import Backoff, Session, VenueStats, connect_websocket
 from core.supervisor import VenuePlan, run_connector
 from core.testing.fake_servers import serve_ws
+from plugins.bybit.messages import Envelope
 from plugins.bybit.protocol import BybitProtocol
 from tests.fakes.bybit import ConnectionPlan, FakeBybit, book_msg
 
@@ -123,34 +125,65 @@ async def test_pongs_keep_a_quiet_socket_alive() -> None:
 
 
 class ExplodingBybit(FastBybit):
-    """Plugin code with a bug on its first data frame."""
+    """Plugin code with a bug tripped by its first book frame."""
 
     exploded = 0
 
-    def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
-        if b"orderbook" in (payload if isinstance(payload, bytes) else payload.encode()) \
-                and ExplodingBybit.exploded == 0:
+    def _on_book(self, keeper: BookKeeper, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
+        if ExplodingBybit.exploded == 0:
             ExplodingBybit.exploded += 1
+            self.book_frame(keeper, sym)
             raise KeyError("boom")
-        return super().handle(payload, recv_ns)
+        return super()._on_book(keeper, sym, env, recv_ns)
 
 
-async def test_plugin_exception_is_recorded_and_the_connector_restarts() -> None:
-    fake = FakeBybit(scripts=[script("100")])
+class BrokenOnConnect(FastBybit):
+    """Plugin code with a bug outside frame handling, on the first connection only."""
+
+    broke = 0
+
+    def connection_made(self, now_ns: int) -> list[Event]:
+        if BrokenOnConnect.broke == 0:
+            BrokenOnConnect.broke += 1
+            raise KeyError("boom")
+        return super().connection_made(now_ns)
+
+
+async def run_plugin(proto: type[FastBybit], fake: FakeBybit, n_updates: int,
+                     stats: VenueStats) -> list[Event]:
     bus = Bus()
     sub = bus.subscribe("test", buffer_batches=1000)
     config = ProtocolConfig(symbols=("BTC-USDT",), channels=("l2",))
-    stats = VenueStats("bybit")
     with trio.fail_after(CEILING_S):
         async with trio.open_nursery() as nursery:
             url = await nursery.start(serve_ws, fake.handler)
-            plan = VenuePlan(proto=ExplodingBybit, url=url, config=config)
+            plan = VenuePlan(proto=proto, url=url, config=config)
             nursery.start_soon(partial(run_connector, plan, bus, stats, clock=WallClock(),
                                        recorder=NullRecorder(), connect=connect_websocket,
                                        backoff=Backoff(initial_s=0.05)))
             events = await collect_until(
-                sub, lambda ev: len([e for e in ev if isinstance(e, BookUpdate)]) >= 3)
+                sub, lambda ev: len([e for e in ev if isinstance(e, BookUpdate)]) >= n_updates)
             nursery.cancel_scope.cancel()
+    return events
+
+
+async def test_an_exception_while_handling_a_frame_is_that_frames_decode_error() -> None:
+    """The frame is dropped and counted, its book resynced; the connection is kept."""
+    fake = FakeBybit(scripts=[script("100")])
+    stats = VenueStats("bybit")
+    events = await run_plugin(ExplodingBybit, fake, 3, stats)
+    [err] = health_events(events, "decode_error")
+    assert "KeyError" in err.detail and "boom" in err.detail
+    gap = health_events(events, "gap")[0]  # (the fake may replay its script twice: more gaps)
+    assert gap.symbol == "BTC-USDT" and "KeyError" in gap.detail
+    assert health_events(events, "plugin_error") == []
+    assert stats.plugin_errors == 0 and fake.connections == 1
+
+
+async def test_a_plugin_bug_outside_frames_is_recorded_and_the_connector_restarts() -> None:
+    fake = FakeBybit(scripts=[script("100")])
+    stats = VenueStats("bybit")
+    events = await run_plugin(BrokenOnConnect, fake, 3, stats)
     [err] = health_events(events, "plugin_error")
     assert "KeyError" in err.detail and "boom" in err.detail
     assert stats.plugin_errors == 1 and fake.connections == 2

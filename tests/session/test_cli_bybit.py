@@ -17,6 +17,7 @@ import trio
 from core.run import async_main
 from core.testing.fake_servers import serve_http, serve_ws
 from tests.fakes.bybit import FakeBybit, book_msg, trade_msg
+from tests.tables import msg_rank
 
 CEILING_S = 30
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +89,7 @@ async def test_cli_records_all_tables_value_by_value(tmp_path: Path) -> None:
     l2 = read(out, "l2")
     assert l2.columns == ["ts_local", "ts_exchange", "exchange", "symbol", "side", "price",
                           "size", "is_snapshot", "seq", "msg_id"]
-    assert l2.select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == [
+    assert msg_rank(l2).select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == [
         ("bid", 100.0, 1.0, True, 10, 1), ("bid", 99.0, 2.0, True, 10, 1),
         ("ask", 101.0, 2.0, True, 10, 1), ("ask", 102.0, 3.0, True, 10, 1),
         ("bid", 99.0, 0.0, False, 11, 2), ("ask", 101.5, 1.0, False, 11, 2),

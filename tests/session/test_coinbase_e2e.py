@@ -20,6 +20,7 @@ from core.run import async_main
 from core.testing.fake_servers import serve_http, serve_ws
 from tests.fakes.coinbase import BASE_TIME, FakeAdvancedTrade, Step, iso
 from tests.fakes.coinbase_exchange import FakeExchange, XStep
+from tests.tables import msg_rank
 
 PRODUCTS = "/api/v3/brokerage/market/products"
 CEILING_S = 30.0
@@ -98,7 +99,8 @@ async def test_cli_records_coinbase_to_parquet(tmp_path: Path) -> None:
     # then the steps at 5, 6, 7.
     date, l2 = read(out, "l2")
     assert date == l2["ts_local"][0].strftime("%Y-%m-%d")
-    assert l2.select("symbol", "side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == [
+    assert msg_rank(l2).select("symbol", "side", "price", "size", "is_snapshot", "seq",
+                              "msg_id").rows() == [
         ("ETC-USD", "bid", 13.21, 10.5, True, 1, 1),
         ("ETC-USD", "bid", 13.20, 4.0, True, 1, 1),
         ("ETC-USD", "bid", 13.18, 0.25, True, 1, 1),
@@ -177,7 +179,7 @@ async def test_cli_records_coinbase_exchange_to_parquet(tmp_path: Path) -> None:
          "channels": ["heartbeat", "level2_batch", "ticker", "matches"]}]
 
     _, l2 = read(out, "l2", "coinbase-exchange")
-    assert l2.select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == [
+    assert msg_rank(l2).select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == [
         ("bid", 13.21, 10.5, True, None, 1),
         ("bid", 13.20, 4.0, True, None, 1),
         ("ask", 13.22, 3.1, True, None, 1),

@@ -54,7 +54,9 @@ async def test_kill_9_leaves_only_complete_readable_files(tmp_path: Path) -> Non
         rows += pl.read_parquet(f).height
     assert rows > 100
     l2 = pl.concat([pl.read_parquet(f) for f in files if "/l2/" in str(f)])
-    assert l2["msg_id"].is_sorted() and l2["msg_id"].n_unique() == l2["msg_id"].max()
+    per_msg = l2.group_by("msg_id", maintain_order=True).agg(pl.col("ts_local").first())
+    assert per_msg["msg_id"].is_sorted() and per_msg["msg_id"].is_unique().all()
+    assert (per_msg["msg_id"] >= per_msg["ts_local"].dt.epoch("ns")).all()  # time-seeded
     raw = sorted((out / "raw").rglob("*.jsonl.gz"))
     assert raw and sum(1 for f in raw for _ in read_raw(f)) > 100
 

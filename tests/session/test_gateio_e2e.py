@@ -15,6 +15,7 @@ import trio
 from core.run import async_main
 from core.testing.fake_servers import serve_http, serve_ws
 from tests.fakes.gateio import T0_MS, FakeContract, GateFuturesFake
+from tests.tables import msg_rank
 
 CONTRACTS = "/api/v4/futures/usdt/contracts"
 CEILING_S = 30.0
@@ -82,7 +83,7 @@ async def test_cli_records_gateio_to_parquet(tmp_path: Path) -> None:
     assert tob["ts_exchange"].to_list() == [at(T0_MS + 1001), at(T0_MS + 1002)]
 
     _, l2 = read(out, "l2")
-    assert l2.select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == [
+    assert msg_rank(l2).select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == [
         ("bid", 63700.0, 0.1, True, 1001, 1),
         ("bid", 63699.9, 0.2, True, 1001, 1),
         ("ask", 63700.1, 0.03, True, 1001, 1),

@@ -17,6 +17,7 @@ import trio
 from core.run import async_main
 from core.testing.fake_servers import serve_http, serve_ws
 from tests.fakes.htx import FakeHtx, depth_tick, trade_tick
+from tests.tables import msg_rank
 
 BOOK = "market.BTC-USDT.depth.size_20.high_freq"
 TRADES = "market.BTC-USDT.trade.detail"
@@ -100,7 +101,7 @@ async def test_cli_records_htx_to_parquet(tmp_path: Path) -> None:
         datetime.fromtimestamp((TS_MS + i) / 1000, tz=UTC) for i in range(3)]
 
     _, l2 = read(out, "l2")
-    assert l2.select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == [
+    assert msg_rank(l2).select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == [
         ("bid", 100.0, 0.005, True, 1000, 1),
         ("bid", 99.5, 0.002, True, 1000, 1),
         ("ask", 100.5, 0.003, True, 1000, 1),
