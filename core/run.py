@@ -27,15 +27,18 @@ from core.plugins import ExchangeRegistry, load_plugins
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.replay import ReplayError, replay
 from core.schema import CHANNELS
+from core.summary import EXIT_FAILED, EXIT_OK, EXIT_USAGE, outcome, summary_lines
 from core.supervisor import RunPlan, VenuePlan, record
 from core.symbols import is_canonical
-from core.writers.parquet import DEFAULT_FLUSH_INTERVAL_S, WriteFailed
+from core.writers.parquet import (
+    DEFAULT_FINAL_FLUSH_TIMEOUT_S,
+    DEFAULT_FLUSH_INTERVAL_S,
+    MIB,
+    WriteFailed,
+)
 
 log = logging.getLogger("bookwire")
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
+DEFAULT_BUFFER_MB = 256
 
 
 class UsageError(Exception):
@@ -69,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "~/.cache/bookwire)")
     p.add_argument("--flush-interval", type=float, default=DEFAULT_FLUSH_INTERVAL_S,
                    help=f"seconds between Parquet flushes (default: {DEFAULT_FLUSH_INTERVAL_S:g})")
+    p.add_argument("--buffer-mb", type=float, default=DEFAULT_BUFFER_MB, metavar="MB",
+                   help="memory bound of the writer's queue and of its own buffers, each, in "
+                        f"MiB; beyond it events are dropped and counted (default: "
+                        f"{DEFAULT_BUFFER_MB})")
+    p.add_argument("--final-flush-timeout", type=float, default=DEFAULT_FINAL_FLUSH_TIMEOUT_S,
+                   metavar="SECONDS",
+                   help="at the end, give up writing what is left after this long; it is "
+                        f"counted as lost (default: {DEFAULT_FINAL_FLUSH_TIMEOUT_S:g})")
     p.add_argument("--status-interval", type=float, default=10.0,
                    help="seconds between status lines on stderr (default: 10)")
     p.add_argument("--no-live", action="store_true",
@@ -175,6 +186,10 @@ def validate(args: argparse.Namespace, registry: ExchangeRegistry
                              f"(for example BTC-USDT)")
     if args.duration is not None and args.duration <= 0:
         raise UsageError("--duration must be a positive number of seconds")
+    if not args.buffer_mb > 0:
+        raise UsageError("--buffer-mb must be a positive number of MiB")
+    if not args.final_flush_timeout > 0:
+        raise UsageError("--final-flush-timeout must be a positive number of seconds")
     return plugins, channels, symbols
 
 
@@ -228,6 +243,9 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
                                 config=config, instruments_http=http))
     return RunPlan(venues=venues, out=args.out, duration_s=args.duration,
                    flush_interval_s=args.flush_interval, status_interval_s=args.status_interval,
+                   buffer_bytes=int(args.buffer_mb * MIB),
+                   writer_max_bytes=int(args.buffer_mb * MIB),
+                   final_flush_timeout_s=args.final_flush_timeout,
                    instruments=instruments, record_raw=args.record_raw,
                    consumers=[spreads.consumer()] if spreads is not None else [],
                    status_view=choose_status_view(args.no_live, spreads))
@@ -252,14 +270,12 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
         return EXIT_USAGE
     plan.handle_signals = handle_signals
     log.info("recording %s to %s", ", ".join(v.proto.name for v in plan.venues), plan.out)
-    failures: list[BaseException] = []
-    try:
-        await record(plan)
-    except* WriteFailed as group:
-        failures.extend(leaves(group))
-    for exc in failures:
+    result = await record(plan)
+    for exc in result.writer.failures[:1]:
         print(f"{parser.prog}: error: {exc}; stopped", file=sys.stderr)
-    return EXIT_FAILED if failures else EXIT_OK
+    for line in summary_lines(result):
+        print(line, file=sys.stderr)
+    return outcome(result).code
 
 
 async def run_replay(args: argparse.Namespace, registry: ExchangeRegistry, prog: str) -> int:
@@ -291,7 +307,11 @@ async def run_replay(args: argparse.Namespace, registry: ExchangeRegistry, prog:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return trio.run(async_main, argv)
+    try:
+        return trio.run(async_main, argv)
+    except KeyboardInterrupt:  # Ctrl-C before the recorder's own signal handling is up
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -101,6 +101,7 @@ class HealthKind:
     VENUE_ERROR: Final = "venue_error"
     PLUGIN_ERROR: Final = "plugin_error"
     DROPPED: Final = "dropped"
+    WRITE_FAILED: Final = "write_failed"
     STARTED: Final = "started"
     STOPPED: Final = "stopped"
     ROWS_WRITTEN: Final = "rows_written"

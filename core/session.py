@@ -121,22 +121,32 @@ class VenueStats:
     venue: str
     connected: bool = False
     conn_id: int = 0
+    #: time spent connected, closed connections only (see :meth:`connected_ns`)
+    connected_total_ns: int = 0
+    connected_since_ns: int | None = None
     messages: int = 0
     bytes: int = 0
     last_frame_ns: int | None = None
     reconnects: int = 0
     gaps: int = 0
+    resyncs: int = 0
     decode_errors: int = 0
     plugin_errors: int = 0
     last_disconnect: str = ""
 
-    def count(self, events: Sequence[Event]) -> None:
-        for e in events:
-            if isinstance(e, Health):
-                if e.event in (HealthKind.GAP, HealthKind.CHECKSUM_MISMATCH, HealthKind.CROSSED):
-                    self.gaps += 1
-                elif e.event == HealthKind.DECODE_ERROR:
-                    self.decode_errors += 1
+    def connected_ns(self, now_ns: int) -> int:
+        """Total time connected, the current connection included."""
+        since = self.connected_since_ns
+        return self.connected_total_ns + (now_ns - since if since is not None else 0)
+
+    def count_health(self, e: Health) -> None:
+        """Called by the bus for each health event this venue publishes (no extra walk)."""
+        if e.event in (HealthKind.GAP, HealthKind.CHECKSUM_MISMATCH, HealthKind.CROSSED):
+            self.gaps += 1
+        elif e.event == HealthKind.DECODE_ERROR:
+            self.decode_errors += 1
+        elif e.event == HealthKind.RESYNCED:
+            self.resyncs += 1
 
 
 def describe(exc: BaseException) -> str:
@@ -207,6 +217,7 @@ class Session:
             self.stats.conn_id += 1
             self.stats.connected = True
             now = self.clock.now_ns()
+            self.stats.connected_since_ns = now
             self._last_frame_trio = trio.current_time()
             self.recorder.opened(proto.name, self.stats.conn_id, self.url, now)
             self._publish([self._health(HealthKind.CONNECTED,
@@ -315,8 +326,7 @@ class Session:
 
     def _publish(self, events: Sequence[Event]) -> None:
         if events:
-            self.stats.count(events)
-            self.bus.publish(events)
+            self.bus.publish(events, self.stats.count_health)
 
     def _health(self, kind: str, detail: str, ts: int | None = None) -> Health:
         return Health(exchange=self.proto.name, ts_local=self.clock.now_ns() if ts is None else ts,
@@ -326,6 +336,9 @@ class Session:
         now = self.clock.now_ns()
         was_connected = self.stats.connected
         self.stats.connected = False
+        if self.stats.connected_since_ns is not None:
+            self.stats.connected_total_ns += now - self.stats.connected_since_ns
+            self.stats.connected_since_ns = None
         self.stats.last_disconnect = reason
         self._out = self._urgent = None
         # a failed attempt (never connected) is recorded with connection 0

@@ -3,11 +3,19 @@ status reporter, the duration timer and the signal watcher.
 
 Shutdown order (Ctrl-C, SIGTERM or the end of ``--duration``): cancel the feeds; publish a
 ``stopped`` health row per venue with the number of events it produced per table; close the bus;
-the writers drain what is buffered, flush, and return. Nothing is cut off mid-write.
+the writers drain what is buffered, flush (within the writer's final-flush bound), and return.
+Nothing is cut off mid-write. The signal watcher stays up until the writers are done: a second
+signal says what is still being written and how to abandon it; a third abandons the final flush
+(what is left is counted as lost); neither prints a traceback, and files on disk stay complete.
 
-An exception from plugin code is recorded (``plugin_error``), logged with its traceback, and the
-connector restarts with a fresh protocol object after a backoff, while the other venues keep
-running. Network failures never get this far: the session handles them.
+An exception from plugin code outside frame handling (a frame's own failure is a ``decode_error``)
+is recorded (``plugin_error``), logged with its traceback, and the connector restarts with a
+fresh protocol object after a backoff, while the other venues keep running. Network failures
+never get this far: the session handles them.
+
+:func:`record` returns a :class:`RunResult`: what each venue produced, what the writer wrote, what
+was dropped or abandoned, and the longest event-loop stall, for the end-of-run summary and the
+exit code.
 
 Must not: pass ``strict_exception_groups=False``, or leave a task without an owning nursery.
 """
@@ -16,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,15 +34,22 @@ from typing import Protocol
 
 import trio
 
-from core.bus import DEFAULT_LOSSLESS_BUFFER_BATCHES, Bus, Policy, Subscription
+from core.bus import DEFAULT_BUFFER_BYTES, Bus, Policy, Subscription
 from core.clock import Clock, WallClock
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.recording import NullRecorder, RawRecorder, Recorder
 from core.schema import Health, HealthKind
 from core.session import Backoff, Connect, Session, VenueStats, connect_websocket
 from core.status import DEFAULT_STATUS_INTERVAL_S, report_status
-from core.writers.parquet import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_FLUSH_ROWS, ParquetWriter
-from core.writers.tables import TABLES, table_of_tag
+from core.tables import RECORDER_TABLES, table_of_kind
+from core.writers.parquet import (
+    DEFAULT_FINAL_FLUSH_TIMEOUT_S,
+    DEFAULT_FLUSH_INTERVAL_S,
+    DEFAULT_FLUSH_ROWS,
+    DEFAULT_MAX_BYTES,
+    ParquetWriter,
+    WriteFailed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +84,7 @@ class Consumer:
     run: ConsumerRun
     kinds: frozenset[str] | None = None
     policy: Policy = Policy.LOSSLESS
-    buffer_batches: int = DEFAULT_LOSSLESS_BUFFER_BATCHES
+    buffer_bytes: int = DEFAULT_BUFFER_BYTES
     bind: Callable[[Bus], None] | None = None
     finish: Callable[[int], None] | None = None
 
@@ -85,7 +101,11 @@ class RunPlan:
     flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S
     flush_rows: int = DEFAULT_FLUSH_ROWS
     status_interval_s: float = DEFAULT_STATUS_INTERVAL_S
-    writer_buffer_batches: int = DEFAULT_LOSSLESS_BUFFER_BATCHES
+    #: the writer's bus subscription bound (``--buffer-mb``)
+    buffer_bytes: int = DEFAULT_BUFFER_BYTES
+    #: what the writer may hold in its own buffers before it stops taking events
+    writer_max_bytes: int = DEFAULT_MAX_BYTES
+    final_flush_timeout_s: float = DEFAULT_FINAL_FLUSH_TIMEOUT_S
     handle_signals: bool = True
     instruments: Mapping[str, Mapping[str, Instrument]] = field(default_factory=dict)
     consumers: list[Consumer] = field(default_factory=list)
@@ -117,12 +137,81 @@ async def run_connector(plan: VenuePlan, bus: Bus, stats: VenueStats, *, clock: 
         await trio.sleep(delay)
 
 
-async def watch_signals(cancel_scope: trio.CancelScope) -> None:
+class StallProbe(trio.abc.Instrument):
+    """The longest single task step: how long the event loop was kept from everything else."""
+
+    def __init__(self) -> None:
+        self.max_ns = 0
+        self.over_20ms = 0
+        self._started = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        self._started = time.perf_counter_ns()
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        took = time.perf_counter_ns() - self._started
+        if took > self.max_ns:
+            self.max_ns = took
+        if took > 20_000_000:
+            self.over_20ms += 1
+
+
+@dataclass
+class RunResult:
+    """What a run did, for the end-of-run summary and the exit code."""
+
+    venues: dict[str, VenueStats]
+    #: events each venue produced, per (venue, kind)
+    produced: dict[tuple[str, str], int]
+    writer: ParquetWriter
+    #: events lossless consumers lost to a full buffer (each also written as a ``dropped`` row)
+    dropped: int
+    dropped_by_venue: dict[str, int]
+    max_stall_ms: float
+    started_ns: int
+    ended_ns: int
+    #: the final flush was abandoned by a third signal
+    aborted: bool = False
+
+    def market_events(self, venue: str) -> int:
+        return sum(n for (ex, kind), n in self.produced.items()
+                   if ex == venue and kind in ("tob", "l2", "trade"))
+
+    def lost_events(self) -> int:
+        return self.dropped + self.writer.lost_events()
+
+
+@dataclass
+class Shutdown:
+    """How far the run's end has come; the signal watcher reads and advances it."""
+
+    feeds: trio.CancelScope
+    writer: ParquetWriter
+    signals: int = 0
+    aborted: bool = False
+
+
+async def watch_signals(shutdown: Shutdown) -> None:
+    """First SIGINT/SIGTERM: stop the feeds and flush. Second: say what is still being
+    written and how to abandon it. Third: abandon the final flush (counted as lost)."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            log.warning("received %s: flushing and stopping", signal.Signals(signum).name)
-            cancel_scope.cancel()
-            return
+            name = signal.Signals(signum).name
+            shutdown.signals += 1
+            if shutdown.signals == 1:
+                log.info("received %s: flushing and stopping", name)
+                shutdown.feeds.cancel()
+            elif shutdown.signals == 2:
+                events, buffers = shutdown.writer.pending()
+                log.warning(
+                    "received %s again: still writing %d events in %d buffers to %s; send it "
+                    "once more to abandon them (counted as lost, exit code 3). Files already on "
+                    "disk are complete whatever happens, kill -9 included.",
+                    name, events, buffers, shutdown.writer.out)
+            else:
+                log.warning("received %s a third time: abandoning the final flush", name)
+                shutdown.aborted = True
+                shutdown.writer.abort.cancel()
 
 
 async def stop_after(seconds: float, cancel_scope: trio.CancelScope) -> None:
@@ -133,52 +222,76 @@ async def stop_after(seconds: float, cancel_scope: trio.CancelScope) -> None:
 
 async def record(plan: RunPlan, *, clock: Clock | None = None,
                  connect: Connect = connect_websocket,
-                 backoff: Backoff | None = None) -> dict[str, VenueStats]:
-    """Run a recording until cancelled, signalled or out of time; return per-venue stats."""
+                 backoff: Backoff | None = None) -> RunResult:
+    """Run a recording until cancelled, signalled or out of time; return what it did."""
     clock = clock or WallClock()
     backoff = backoff or Backoff()
-    bus = Bus()
+    bus = Bus(table_of_kind=table_of_kind)
     writer = ParquetWriter(plan.out, flush_rows=plan.flush_rows,
-                           flush_interval_s=plan.flush_interval_s, clock=clock)
-    subscription = bus.subscribe("parquet", policy=Policy.LOSSLESS,
-                                 buffer_batches=plan.writer_buffer_batches)
+                           flush_interval_s=plan.flush_interval_s, clock=clock,
+                           max_bytes=plan.writer_max_bytes,
+                           final_flush_timeout_s=plan.final_flush_timeout_s)
+    subscription = bus.subscribe("parquet", policy=Policy.LOSSLESS, max_bytes=plan.buffer_bytes)
     stats = {v.proto.name: VenueStats(v.proto.name) for v in plan.venues}
     raw = RawRecorder(plan.out, writer.run_id) if plan.record_raw else None
     recorder: Recorder = raw if raw is not None else NullRecorder()
+    started_ns = clock.now_ns()
     if raw is not None:
         for v in plan.venues:
-            raw.meta(v.proto.name, clock.now_ns(), v.url, list(v.config.symbols),
+            raw.meta(v.proto.name, started_ns, v.url, list(v.config.symbols),
                      list(v.config.channels), dict(v.config.options))
             if v.instruments_http is not None:
                 raw.http(v.proto.name, *v.instruments_http)
-    async with trio.open_nursery() as outer:
-        await outer.start(writer.run, subscription)
+    probe = StallProbe()
+    shutdown = Shutdown(feeds=trio.CancelScope(), writer=writer)
+    trio.lowlevel.add_instrument(probe)
+    try:
+        async with trio.open_nursery() as outer:
+            if plan.handle_signals:
+                outer.start_soon(watch_signals, shutdown)
+            try:
+                await record_into(plan, bus, writer, subscription, stats, shutdown, raw,
+                                  recorder, clock=clock, connect=connect, backoff=backoff)
+            # A write failure stops the run; the writer keeps it (writer.failures) for the
+            # summary and the exit code.
+            except* WriteFailed:
+                pass
+            finally:
+                outer.cancel_scope.cancel()  # the writers are done: stop watching signals
+    finally:
+        trio.lowlevel.remove_instrument(probe)
+    return RunResult(venues=stats, produced=dict(bus.published), writer=writer,
+                     dropped=bus.dropped_events(), dropped_by_venue=bus.dropped_by_venue(),
+                     max_stall_ms=probe.max_ns / 1e6,
+                     started_ns=started_ns, ended_ns=writer.end_ns or clock.now_ns(),
+                     aborted=shutdown.aborted)
+
+
+async def record_into(plan: RunPlan, bus: Bus, writer: ParquetWriter, subscription: Subscription,
+                      stats: dict[str, VenueStats], shutdown: Shutdown, raw: RawRecorder | None,
+                      recorder: Recorder, *, clock: Clock, connect: Connect,
+                      backoff: Backoff) -> None:
+    """The writers and consumers, then the feeds; at the end, the ``stopped`` rows and the bus
+    closed so that the writers drain and return."""
+    async with trio.open_nursery() as sinks:
+        await sinks.start(writer.run, subscription)
         raw_scope = trio.CancelScope()
         if raw is not None:
-            async def run_raw(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+            async def run_raw(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                               ) -> None:
                 with raw_scope:
                     await raw.run(task_status=task_status)
-            await outer.start(run_raw)
+            await sinks.start(run_raw)
         for consumer in plan.consumers:
             sub = bus.subscribe(consumer.name, consumer.kinds, policy=consumer.policy,
-                                buffer_batches=consumer.buffer_batches)
+                                max_bytes=consumer.buffer_bytes)
             if consumer.bind is not None:
                 consumer.bind(bus)
-            await outer.start(consumer.run, sub)
+            await sinks.start(consumer.run, sub)
         try:
-            async with trio.open_nursery() as feeds:
-                for venue in plan.venues:
-                    feeds.start_soon(partial(run_connector, venue, bus,
-                                             stats[venue.proto.name], clock=clock,
-                                             recorder=recorder, connect=connect,
-                                             backoff=backoff))
-                feeds.start_soon(plan.status_view, list(stats.values()), bus, clock,
-                                 plan.status_interval_s)
-                if plan.handle_signals:
-                    feeds.start_soon(watch_signals, feeds.cancel_scope)
-                if plan.duration_s is not None:
-                    feeds.start_soon(stop_after, plan.duration_s, feeds.cancel_scope)
+            with shutdown.feeds:
+                await run_feeds(plan, bus, stats, shutdown.feeds, clock=clock,
+                                recorder=recorder, connect=connect, backoff=backoff)
         finally:
             end_ns = clock.now_ns()
             for consumer in plan.consumers:
@@ -190,7 +303,21 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
             writer.end_ns = end_ns
             publish_produced(bus, clock, end_ns)
             bus.close()
-    return stats
+
+
+async def run_feeds(plan: RunPlan, bus: Bus, stats: dict[str, VenueStats],
+                    feeds_scope: trio.CancelScope, *, clock: Clock, recorder: Recorder,
+                    connect: Connect, backoff: Backoff) -> None:
+    """One connector per venue, the status view and the duration timer, until cancelled."""
+    async with trio.open_nursery() as feeds:
+        for venue in plan.venues:
+            feeds.start_soon(partial(run_connector, venue, bus, stats[venue.proto.name],
+                                     clock=clock, recorder=recorder, connect=connect,
+                                     backoff=backoff))
+        feeds.start_soon(plan.status_view, list(stats.values()), bus, clock,
+                         plan.status_interval_s)
+        if plan.duration_s is not None:
+            feeds.start_soon(stop_after, plan.duration_s, feeds_scope)
 
 
 def publish_produced(bus: Bus, clock: Clock, now: int | None = None) -> None:
@@ -199,16 +326,17 @@ def publish_produced(bus: Bus, clock: Clock, now: int | None = None) -> None:
     per_venue: dict[str, dict[str, int]] = {}
     for (exchange, kind), n in bus.published.items():
         counts = per_venue.setdefault(exchange, {})
-        table = table_of_tag(kind)
+        table = table_of_kind(kind)
         counts[table] = counts.get(table, 0) + n
     for exchange, counts in sorted(per_venue.items()):
         counts["health"] = counts.get("health", 0) + 1  # this row
-        analyzer = any(t not in TABLES for t in counts)  # e.g. the spread analyzer's rows
+        analyzer = any(t not in RECORDER_TABLES for t in counts)  # e.g. the spread analyzer
         own = () if analyzer else ("tob", "l2", "trades")
-        tables = [*own, *sorted(t for t in counts if t not in TABLES), "health"]
+        tables = [*own, *sorted(t for t in counts if t not in RECORDER_TABLES), "health"]
         detail = " ".join(f"{t}={counts.get(t, 0)}" for t in tables)
         bus.publish([Health(exchange=exchange, ts_local=now, symbol=None,
                             event=HealthKind.STOPPED, detail=f"produced {detail}")])
 
 
-__all__ = ["Consumer", "RunPlan", "StatusView", "VenuePlan", "record", "run_connector"]
+__all__ = ["Consumer", "RunPlan", "RunResult", "StatusView", "VenuePlan", "record",
+           "run_connector"]
