@@ -100,7 +100,9 @@ class Subscription:
     def wants(self, event: Event) -> bool:
         return self.kinds is None or tag_of(type(event)) in self.kinds
 
-    def offer(self, batch: Sequence[Event], nbytes: int) -> None:
+    def offer(self, batch: Sequence[Event], nbytes: int, *, force: bool = False) -> None:
+        """Take ``batch`` (never awaits); ``force`` ignores the byte bound (the few rows that
+        close a run's ledger must not be lost to a full queue)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -138,7 +140,7 @@ class LosslessSubscription(Subscription):
         self._drops: dict[tuple[str, str], DropRecord] = {}
         self.dropped_by_venue: dict[str, int] = {}
 
-    def offer(self, batch: Sequence[Event], nbytes: int) -> None:
+    def offer(self, batch: Sequence[Event], nbytes: int, *, force: bool = False) -> None:
         if self._closed:
             return
         if self.kinds is not None:
@@ -151,7 +153,7 @@ class LosslessSubscription(Subscription):
             return
         # A batch larger than the whole buffer is still taken when nothing waits: a full-book
         # snapshot must not be lost to its own size.
-        if self._queue and self._bytes + nbytes > self.max_bytes:
+        if self._queue and self._bytes + nbytes > self.max_bytes and not force:
             self._drop(batch, report=True)
             return
         self._queue.append(batch)
@@ -245,7 +247,7 @@ class ConflatingSubscription(Subscription):
         self._wakeup = trio.Event()
         self._closed = False
 
-    def offer(self, batch: Sequence[Event], nbytes: int) -> None:
+    def offer(self, batch: Sequence[Event], nbytes: int, *, force: bool = False) -> None:
         if self._closed:
             return
         latest = self._latest
@@ -314,13 +316,16 @@ class Bus:
         self.subscriptions.append(sub)
         return sub
 
-    def publish(self, batch: Sequence[Event], on_health: HealthCounter | None = None) -> None:
-        """Hand one frame's events to every subscriber. Synchronous; never blocks."""
+    def publish(self, batch: Sequence[Event], on_health: HealthCounter | None = None, *,
+                force: bool = False) -> None:
+        """Hand one frame's events to every subscriber. Synchronous; never blocks. ``force``
+        is for the handful of rows that close a run's ledger (``stopped``): they are queued
+        even past the byte bound."""
         if not batch or self.closed:
             return
         nbytes = self._account(batch, on_health)
         for sub in self.subscriptions:
-            sub.offer(batch, nbytes)
+            sub.offer(batch, nbytes, force=force)
 
     def _account(self, batch: Sequence[Event], on_health: HealthCounter | None) -> int:
         """The one walk over a batch: counts per (venue, kind), health callbacks, bytes."""

@@ -149,7 +149,10 @@ class StallProbe(trio.abc.Instrument):
         self._started = time.perf_counter_ns()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if not self._started:  # added in the middle of a step
+            return
         took = time.perf_counter_ns() - self._started
+        self._started = 0
         if took > self.max_ns:
             self.max_ns = took
         if took > 20_000_000:
@@ -335,7 +338,7 @@ def publish_produced(bus: Bus, clock: Clock, now: int | None = None) -> None:
         tables = [*own, *sorted(t for t in counts if t not in RECORDER_TABLES), "health"]
         detail = " ".join(f"{t}={counts.get(t, 0)}" for t in tables)
         bus.publish([Health(exchange=exchange, ts_local=now, symbol=None,
-                            event=HealthKind.STOPPED, detail=f"produced {detail}")])
+                            event=HealthKind.STOPPED, detail=f"produced {detail}")], force=True)
 
 
 __all__ = ["Consumer", "RunPlan", "RunResult", "StatusView", "VenuePlan", "record",

@@ -195,7 +195,8 @@ class ParquetWriter:
             except RowRejected as exc:
                 self._reject(rkey, exc)
                 continue
-            if count:
+            if count and not (t is Health and e.event == HealthKind.DROPPED):
+                # (drop reports come from the bus itself, not from a venue: not counted)
                 received[rkey] = received.get(rkey, 0) + 1
                 buf.counted += 1
             if buf.rows >= flush_rows:
