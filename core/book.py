@@ -24,6 +24,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import neg
 
 from core.codec import S_NS
 from core.schema import BookUpdate, Event, Health, HealthKind, Level, TopOfBook
@@ -40,9 +41,9 @@ class OrderBook:
         # bids ascending (best = last); asks stored as negated prices ascending (best = last).
         self._bid_keys: list[float] = []
         self._ask_keys: list[float] = []
-        # Wire text of each level, kept only for venues that checksum it.
-        self.bid_text: dict[float, tuple[str, str]] | None = {} if keep_text else None
-        self.ask_text: dict[float, tuple[str, str]] | None = {} if keep_text else None
+        # Wire text of each level as "price:size", kept only for venues that checksum it.
+        self.bid_text: dict[float, str] | None = {} if keep_text else None
+        self.ask_text: dict[float, str] | None = {} if keep_text else None
 
     def clear(self) -> None:
         self.bids.clear()
@@ -60,26 +61,27 @@ class OrderBook:
         bid_text: Sequence[tuple[str, str]] | None = None,
         ask_text: Sequence[tuple[str, str]] | None = None,
     ) -> None:
-        """Replace the whole book (a snapshot). Zero-size levels in a snapshot are ignored."""
+        """Replace the whole book (a snapshot). Zero-size levels in a snapshot are ignored.
+        ``bid_text``/``ask_text`` are the same levels' wire text, in the same order."""
         self.clear()
+        if bid_text is not None and self.bid_text is not None and ask_text is not None \
+                and self.ask_text is not None:
+            self.bid_text.update((p, ":".join(t)) for (p, s), t in zip(bids, bid_text, strict=True)
+                                 if s > 0)
+            self.ask_text.update((p, ":".join(t)) for (p, s), t in zip(asks, ask_text, strict=True)
+                                 if s > 0)
         self.bids.update((p, s) for p, s in bids if s > 0)
         self.asks.update((p, s) for p, s in asks if s > 0)
         self._bid_keys = sorted(self.bids)
         self._ask_keys = sorted(-p for p in self.asks)
-        if bid_text is not None and self.bid_text is not None:
-            self.bid_text.update((float(t[0]), t) for t in bid_text if float(t[1]) > 0)
-        if ask_text is not None and self.ask_text is not None:
-            self.ask_text.update((float(t[0]), t) for t in ask_text if float(t[1]) > 0)
 
     def set_bid(self, price: float, size: float, text: tuple[str, str] | None = None) -> None:
-        _set(self.bids, self._bid_keys, price, price, size)
-        if self.bid_text is not None and text is not None:
-            _set_text(self.bid_text, price, size, text)
+        self.apply(((price, size),), (), None if text is None else (text,),
+                   None if text is None else ())
 
     def set_ask(self, price: float, size: float, text: tuple[str, str] | None = None) -> None:
-        _set(self.asks, self._ask_keys, price, -price, size)
-        if self.ask_text is not None and text is not None:
-            _set_text(self.ask_text, price, size, text)
+        self.apply((), ((price, size),), None if text is None else (),
+                   None if text is None else (text,))
 
     def apply(
         self,
@@ -88,19 +90,31 @@ class OrderBook:
         bid_text: Sequence[tuple[str, str]] | None = None,
         ask_text: Sequence[tuple[str, str]] | None = None,
     ) -> None:
-        """Apply absolute-size updates to both sides."""
-        if bid_text is None:
-            for p, s in bids:
-                _set(self.bids, self._bid_keys, p, p, s)
-        else:
-            for (p, s), t in zip(bids, bid_text, strict=True):
-                self.set_bid(p, s, t)
-        if ask_text is None:
-            for p, s in asks:
-                _set(self.asks, self._ask_keys, p, -p, s)
-        else:
-            for (p, s), t in zip(asks, ask_text, strict=True):
-                self.set_ask(p, s, t)
+        """Apply absolute-size updates to both sides (the hot path: loops kept inline)."""
+        sizes = self.bids
+        keys = self._bid_keys
+        for p, s in bids:
+            if s > 0:
+                if p not in sizes:
+                    insort(keys, p)
+                sizes[p] = s
+            elif p in sizes:
+                del sizes[p]
+                del keys[bisect_left(keys, p)]
+        sizes = self.asks
+        keys = self._ask_keys
+        for p, s in asks:
+            if s > 0:
+                if p not in sizes:
+                    insort(keys, -p)
+                sizes[p] = s
+            elif p in sizes:
+                del sizes[p]
+                del keys[bisect_left(keys, -p)]
+        if bid_text is not None and self.bid_text is not None:
+            _set_text(self.bid_text, bids, bid_text)
+        if ask_text is not None and self.ask_text is not None:
+            _set_text(self.ask_text, asks, ask_text)
 
     def best_bid(self) -> Level | None:
         if not self._bid_keys:
@@ -124,6 +138,16 @@ class OrderBook:
         keys = self._ask_keys[-n:] if n else []
         return [(-k, self.asks[-k]) for k in reversed(keys)]
 
+    def top_text(self, n: int) -> tuple[list[str], list[str]]:
+        """Wire text (``"price:size"``) of the best ``n`` bids and asks, best first (the book
+        must keep text)."""
+        bid_text, ask_text = self.bid_text, self.ask_text
+        if bid_text is None or ask_text is None:
+            raise ValueError("the book keeps no wire text (create it with keep_text=True)")
+        bids = list(map(bid_text.__getitem__, reversed(self._bid_keys[-n:])))
+        asks = list(map(ask_text.__getitem__, map(neg, reversed(self._ask_keys[-n:]))))
+        return bids, asks
+
     def is_crossed(self) -> bool:
         """True when the best bid is at or above the best ask (crossed or locked)."""
         if not self._bid_keys or not self._ask_keys:
@@ -134,24 +158,13 @@ class OrderBook:
         return len(self.bids) + len(self.asks)
 
 
-def _set(sizes: dict[float, float], keys: list[float], price: float, key: float,
-         size: float) -> None:
-    if size > 0:
-        if price not in sizes:
-            insort(keys, key)
-        sizes[price] = size
-    elif price in sizes:
-        del sizes[price]
-        del keys[bisect_left(keys, key)]
-
-
-def _set_text(
-    text: dict[float, tuple[str, str]], price: float, size: float, wire: tuple[str, str]
-) -> None:
-    if size > 0:
-        text[price] = wire
-    else:
-        text.pop(price, None)
+def _set_text(text: dict[float, str], levels: Iterable[Level],
+              wire: Sequence[tuple[str, str]]) -> None:
+    for (p, s), t in zip(levels, wire, strict=True):
+        if s > 0:
+            text[p] = ":".join(t)
+        else:
+            text.pop(p, None)
 
 
 # A venue checksum: given the book after an update, is it the book the venue has?

@@ -19,15 +19,14 @@ from core.book import OrderBook
 CHECKSUM_DEPTH = 25
 
 
-def checksum_text(bids: Sequence[tuple[str, str]], asks: Sequence[tuple[str, str]],
-                  depth: int = CHECKSUM_DEPTH) -> str:
-    """The string the venue hashes, from best-first ``(price, size)`` wire texts per side."""
-    parts: list[str] = []
-    for i in range(depth):
-        if i < len(bids):
-            parts.extend(bids[i])
-        if i < len(asks):
-            parts.extend(asks[i])
+def checksum_text(bids: Sequence[str], asks: Sequence[str], depth: int = CHECKSUM_DEPTH) -> str:
+    """The string the venue hashes, from best-first ``"price:size"`` wire texts per side."""
+    b, a = list(bids[:depth]), list(asks[:depth])
+    n = min(len(b), len(a))
+    parts: list[str] = [""] * (2 * n)
+    parts[::2] = b[:n]  # interleaved with C-level slice assignments, not a Python loop
+    parts[1::2] = a[:n]
+    parts += b[n:] or a[n:]
     return ":".join(parts)
 
 
@@ -39,10 +38,5 @@ def signed_crc32(text: str) -> int:
 
 def book_checksum(book: OrderBook, depth: int = CHECKSUM_DEPTH) -> int:
     """The checksum of ``book``, which must have been created with ``keep_text=True``."""
-    bid_text = book.bid_text
-    ask_text = book.ask_text
-    if bid_text is None or ask_text is None:
-        raise ValueError("the book keeps no wire text (create it with keep_text=True)")
-    bids = [bid_text[p] for p, _ in book.top_bids(depth)]
-    asks = [ask_text[p] for p, _ in book.top_asks(depth)]
+    bids, asks = book.top_text(depth)
     return signed_crc32(checksum_text(bids, asks, depth))

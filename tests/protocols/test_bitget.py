@@ -306,7 +306,7 @@ def test_snapshot_and_updates_with_checksums() -> None:
     assert [(u.seq, u.msg_id, u.asks) for u in of(ev, BookUpdate)] == [
         (BIG_SEQ + 9, T0 + 11, ((27002.2, 0.003),))]
     assert book.ask_text is not None
-    assert book.ask_text[27002.2] == ("27002.20", "0.0030")
+    assert book.ask_text[27002.2] == "27002.20:0.0030"
 
 
 def test_checksum_with_sides_of_different_depth() -> None:

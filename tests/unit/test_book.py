@@ -121,8 +121,9 @@ def test_wire_text_is_kept_per_level_for_checksums() -> None:
     book = OrderBook(keep_text=True)
     book.replace([(1.0, 1.0)], [(2.0, 1.0)], [("1.00", "1.0")], [("2.0", "1")])
     book.apply([(1.0, 0.0), (1.5, 2.0)], [], [("1.00", "0"), ("1.50", "2.00")], [])
-    assert book.bid_text == {1.5: ("1.50", "2.00")}
-    assert book.ask_text == {2.0: ("2.0", "1")}
+    assert book.bid_text == {1.5: "1.50:2.00"}
+    assert book.ask_text == {2.0: "2.0:1"}
+    assert book.top_text(5) == (["1.50:2.00"], ["2.0:1"])
 
 
 def test_msg_ids_increase_per_symbol() -> None:

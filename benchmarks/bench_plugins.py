@@ -1,0 +1,257 @@
+"""Per venue: what ``receive()`` costs next to a bare typed msgspec decode of the same frames.
+
+    python benchmarks/bench_plugins.py [--frames N] [--repeats R]
+
+For each venue, realistic frames in its wire format (``benchmarks/frames.py``: a 200-level book
+and updates of 1 to 6 levels per side; Bitget's carry the venue's checksum) go through the
+plugin's ``receive`` (decode, checks, book, events; the HTX gzip inflate included) and, side by
+side in the same run, through a bare ``msgspec.json.decode`` into typed Structs of the whole
+frame (after a bare ``zlib`` inflate for HTX). The ratio of the two medians is what the plugin
+adds; absolute times vary with the machine and its load, the ratios hold. Prints a table; not a
+test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import msgspec
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from frames import stream
+
+from core.plugins import load_plugins
+from core.protocol import ExchangeProtocol
+
+T0 = 1_786_310_818_000_000_000
+TextLevel = tuple[str, str]
+
+
+class BybitData(msgspec.Struct):
+    s: str
+    b: list[TextLevel]
+    a: list[TextLevel]
+    u: int
+    seq: int
+
+
+class BybitFrame(msgspec.Struct):
+    topic: str
+    type: str
+    ts: int
+    data: BybitData
+    cts: int
+
+
+class BybitTrade(msgspec.Struct):
+    T: int
+    s: str
+    S: str
+    v: str
+    p: str
+    L: str
+    i: str
+    BT: bool
+    seq: int
+
+
+class BybitTrades(msgspec.Struct):
+    topic: str
+    type: str
+    ts: int
+    data: list[BybitTrade]
+
+
+class HtxTick(msgspec.Struct):
+    bids: list[tuple[float, float]]
+    asks: list[tuple[float, float]]
+    ch: str
+    event: str
+    id: int
+    mrid: int
+    ts: int
+    version: int
+
+
+class HtxFrame(msgspec.Struct):
+    ch: str
+    ts: int
+    tick: HtxTick
+
+
+class BitgetArg(msgspec.Struct):
+    instType: str
+    channel: str
+    instId: str
+
+
+class BitgetData(msgspec.Struct):
+    asks: list[TextLevel]
+    bids: list[TextLevel]
+    checksum: int
+    seq: int
+    pseq: int
+    ts: str
+
+
+class BitgetFrame(msgspec.Struct):
+    action: str
+    arg: BitgetArg
+    data: list[BitgetData]
+    ts: int
+
+
+class GateResult(msgspec.Struct):
+    t: int
+    s: str
+    u: int
+    b: list[TextLevel]
+    a: list[TextLevel]
+    U: int | None = None
+    full: bool = False
+
+
+class GateFrame(msgspec.Struct):
+    time: int
+    time_ms: int
+    channel: str
+    event: str
+    result: GateResult
+
+
+class CbUpdate(msgspec.Struct):
+    side: str
+    event_time: str
+    price_level: str
+    new_quantity: str
+
+
+class CbEvent(msgspec.Struct):
+    type: str
+    product_id: str
+    updates: list[CbUpdate]
+
+
+class CbFrame(msgspec.Struct):
+    channel: str
+    client_id: str
+    timestamp: str
+    sequence_num: int
+    events: list[CbEvent]
+
+
+class CbxFrame(msgspec.Struct):
+    type: str
+    product_id: str
+    time: str
+    changes: list[tuple[str, str, str]] | None = None
+    bids: list[TextLevel] | None = None
+    asks: list[TextLevel] | None = None
+
+
+def bare_json(struct: type) -> Callable[[str | bytes], object]:
+    return msgspec.json.Decoder(struct).decode
+
+
+def bare_gzip(struct: type) -> Callable[[str | bytes], object]:
+    decode = msgspec.json.Decoder(struct).decode
+
+    def run(frame: str | bytes) -> object:
+        assert isinstance(frame, bytes)
+        return decode(zlib.decompress(frame, 16 + zlib.MAX_WBITS))
+
+    return run
+
+
+# (row label, generator, plugin name, bare decoder, target ratio)
+CASES: list[tuple[str, str, str, Callable[[str | bytes], object], float]] = [
+    ("bybit orderbook.50 delta", "bybit", "bybit", bare_json(BybitFrame), 3.0),
+    ("bybit publicTrade", "bybit-trades", "bybit", bare_json(BybitTrades), 4.0),
+    ("htx depth.size_20 update (gzip)", "htx", "htx", bare_gzip(HtxFrame), 4.0),
+    ("bitget books update + checksum", "bitget", "bitget", bare_json(BitgetFrame), 8.0),
+    ("gateio futures.obu update", "gateio", "gateio", bare_json(GateFrame), 4.0),
+    ("coinbase l2_data update", "coinbase", "coinbase", bare_json(CbFrame), 4.0),
+    ("coinbase-exchange l2update", "coinbase-exchange", "coinbase-exchange",
+     bare_json(CbxFrame), 4.0),
+]
+
+
+def time_receive(proto_cls: type[ExchangeProtocol], config: object,
+                 frames: list[str | bytes]) -> float:
+    proto = proto_cls(config)  # type: ignore[arg-type]
+    proto.connection_made(T0)
+    proto.frames_to_send()
+    receive = proto.receive
+    start = time.perf_counter()
+    for i, frame in enumerate(frames):
+        receive(frame, T0 + i)
+    elapsed = time.perf_counter() - start
+    errors = sum(proto.decode_errors.values())
+    assert errors == 0, f"{proto_cls.name}: {proto.decode_errors}"
+    return elapsed / len(frames)
+
+
+def time_bare(decode: Callable[[str | bytes], object], frames: list[str | bytes]) -> float:
+    start = time.perf_counter()
+    for frame in frames:
+        decode(frame)
+    return (time.perf_counter() - start) / len(frames)
+
+
+def run(n_frames: int, repeats: int) -> list[tuple[str, float, float, float, float]]:
+    _, registry = load_plugins()
+    rows = []
+    for label, gen, plugin, bare, target in CASES:
+        config, frames = stream(gen, n_frames)
+        body = frames[1:]  # the snapshot is timed elsewhere (bench_coinbase_snapshot.py)
+        proto_cls = registry.get(plugin)
+        recv_t: list[float] = []
+        bare_t: list[float] = []
+        for _ in range(repeats):
+            # the plugin replays from the snapshot each time; only the updates are timed
+            proto = proto_cls(config)
+            proto.connection_made(T0)
+            proto.receive(frames[0], T0)
+            proto.frames_to_send()
+            start = time.perf_counter()
+            for i, frame in enumerate(body):
+                proto.receive(frame, T0 + i + 1)
+            recv_t.append((time.perf_counter() - start) / len(body))
+            assert not proto.decode_errors, f"{plugin}: {proto.decode_errors}"
+            assert all(not k.wants_resync() for k in proto.keepers)
+            bare_t.append(time_bare(bare, body))
+        r, b = statistics.median(recv_t), statistics.median(bare_t)
+        rows.append((label, r * 1e6, b * 1e6, r / b, target))
+    return rows
+
+
+def table(rows: list[tuple[str, float, float, float, float]]) -> str:
+    lines = ["| frames | receive() µs | bare decode µs | ratio | target |",
+             "|---|---|---|---|---|"]
+    for label, r, b, ratio, target in rows:
+        mark = "" if ratio <= target else " (missed)"
+        lines.append(f"| {label} | {r:.2f} | {b:.2f} | {ratio:.2f}x{mark} | ≤ {target:g}x |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--frames", type=int, default=20_000)
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    rows = run(args.frames, args.repeats)
+    print(f"# receive() vs bare typed decode ({args.frames} frames, median of {args.repeats}; "
+          f"Python {platform.python_version()}, msgspec {msgspec.__version__})")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
