@@ -41,41 +41,54 @@ def save(fig: Figure, path: Path, dpi: int = 110) -> Path:
 
 
 def draw_intensity(ax: Axes, cells: pl.DataFrame, kind: str, title: str) -> None:
-    """λ̂(n) with Garwood 95% intervals for one limit and type (pooled sides); sparse cells
-    (reporting rule not met) are drawn hollow."""
+    """λ̂(n) with Garwood 95% intervals for one limit and type (pooled sides). Only the cells
+    given are drawn (the caller passes those that meet the reporting rule); the y-axis holds
+    every interval whole, and a panel without cells says so instead of drawing axes ticks
+    around nothing."""
     c = cells.filter(pl.col("type") == kind).sort("n")
     colour = TYPE_COLOURS.get(kind, "black")
-    for sparse, style in ((False, {"mfc": colour}), (True, {"mfc": "white"})):
-        s = c.filter(pl.col("sparse") == sparse)
-        if s.height == 0:
-            continue
-        n = s["n"].to_numpy()
-        lam = s["lam"].to_numpy()
-        err = np.vstack([lam - s["ci_lo"].to_numpy(), s["ci_hi"].to_numpy() - lam])
-        ax.errorbar(n, lam, yerr=err, fmt="o", ms=3.5, color=colour, mec=colour, lw=0.8,
-                    capsize=1.5, label="sparse" if sparse else "λ̂ ± 95% Garwood", **style)
-    solid = c.filter(~pl.col("sparse"))
-    if solid.height:  # keep the axes on the published cells; sparse bars may run off the top
-        top = float(solid["ci_hi"].max())
-        ax.set_ylim(0, 1.25 * top if top > 0 else 1.0)
-        ax.set_xlim(-0.8, float(solid["n"].max()) + 4.8)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("queue size n (AES units, before the event)")
     ax.set_ylabel("intensity (events / s)")
+    if c.height == 0:
+        ax.text(0.5, 0.5, "no cell meets the reporting rule", ha="center", va="center",
+                transform=ax.transAxes, fontsize=8, color="grey")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return
+    n = c["n"].to_numpy()
+    lam = c["lam"].to_numpy()
+    hi = c["ci_hi"].to_numpy()
+    err = np.vstack([lam - c["ci_lo"].to_numpy(), hi - lam])
+    ax.errorbar(n, lam, yerr=err, fmt="o", ms=3.5, color=colour, mfc=colour, mec=colour, lw=0.8,
+                capsize=1.5, label="λ̂ ± 95% Garwood interval")
+    top = float(np.nanmax(hi))
+    ax.set_ylim(0, 1.08 * top if top > 0 else 1.0)
+    ax.set_xlim(float(n.min()) - 1, float(n.max()) + 1)
     ax.grid(True, linestyle="--", alpha=0.4)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if c.height:
-        ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="best")
 
 
 def draw_invariant(ax: Axes, inv: pl.DataFrame, title: str) -> None:
+    """Occupancy bars, 30-s samples and the birth–death π̂ (only where it exists); the legend
+    names only what is drawn."""
     n = inv["n"].to_numpy()
     ax.bar(n, inv["occupancy"].to_numpy(), color="lightgrey", label="time-weighted occupancy")
-    ax.plot(n, inv["sampled_30s"].to_numpy(), "s", ms=3, color="tab:blue", label="30-s samples")
-    ax.plot(n, inv["pi_hat"].to_numpy(), "-", color="black", lw=1.2, label="π̂ (birth–death)")
+    smp = inv["sampled_30s"].to_numpy()
+    if np.nansum(smp) > 0:
+        ax.plot(n, smp, "s", ms=3, color="tab:blue", label="30-s samples")
+    pi_hat = inv["pi_hat"].to_numpy()
+    if np.isfinite(pi_hat).any() and np.nansum(pi_hat) > 0:
+        ax.plot(n, pi_hat, "-", color="black", lw=1.2, label="π̂ (birth–death)")
+    else:
+        ax.text(0.98, 0.6, "no π̂: no run of states\nwith 20 events each", ha="right",
+                transform=ax.transAxes, fontsize=7, color="grey")
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("queue size n (AES units)")
     ax.set_ylabel("probability")
+    ax.set_xlim(-0.8, float(n.max()) + 0.8 if n.size else 1.0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7)
     ax.grid(True, linestyle="--", alpha=0.4)
 
