@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import matplotlib.dates as mdates
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -98,18 +99,39 @@ def draw_invariant(ax: Axes, inv: pl.DataFrame, title: str) -> None:
 
 def draw_depth(ax: Axes, bid_px: Sequence[float], bid_sz: Sequence[float],
                ask_px: Sequence[float], ask_sz: Sequence[float], ref_price: float, tick: float,
-               title: str) -> None:
+               title: str, price_unit: str = "quote currency",
+               size_unit: str = "base units") -> None:
     """Bar chart of the book around the reference price (bids and asks in two colours)."""
     ax.bar(bid_px, bid_sz, width=tick * 0.8, color=BID_COLOUR, label="bids")
     ax.bar(ask_px, ask_sz, width=tick * 0.8, color=ASK_COLOUR, label="asks")
     ax.axvline(ref_price, color="tab:blue", lw=1.5, label=f"reference price {ref_price:.10g}")
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel("price")
-    ax.set_ylabel("size (base units)")
+    ax.set_xlabel(f"price ({price_unit})")
+    ax.set_ylabel(f"size ({size_unit})")
     ax.legend(fontsize=8)
     ax.grid(True, axis="y", linestyle="--", alpha=0.4)
     ax.xaxis.set_major_locator(MaxNLocator(12))
     ax.tick_params(axis="x", rotation=45)
+
+
+# -- time axes -----------------------------------------------------------------------------------
+
+
+def utc_time_axis(ax: Axes, t: npt.ArrayLike) -> None:
+    """Label an x-axis of ``datetime64`` values (UTC) as clock times, with the UTC date(s) in the
+    axis label."""
+    tt = np.asarray(t, dtype="datetime64[ns]")
+    if tt.size == 0:
+        ax.set_xlabel("time (UTC)")
+        return
+    first, last = (str(x)[:10] for x in (tt.min(), tt.max()))
+    span_s = float((tt.max() - tt.min()) / np.timedelta64(1, "s"))
+    fmt = "%H:%M:%S" if span_s < 600 else "%H:%M"
+    if first != last:
+        fmt = "%m-%d " + fmt
+    ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt))
+    ax.set_xlabel(f"time (UTC, {first})" if first == last else f"time (UTC, {first} to {last})")
+    ax.tick_params(axis="x", rotation=30, labelsize=7)
 
 
 # -- spreads ---------------------------------------------------------------------------------------
@@ -117,26 +139,32 @@ def draw_depth(ax: Axes, bid_px: Sequence[float], bid_sz: Sequence[float],
 
 def draw_quote_pair(ax: Axes, t: npt.ArrayLike, bid: npt.ArrayLike, ask: npt.ArrayLike,
                     bid_label: str, ask_label: str, bid_colour: str, ask_colour: str,
-                    title: str) -> None:
+                    title: str, price_unit: str) -> None:
     ax.plot(t, bid, drawstyle="steps-post", color=bid_colour, lw=0.9, label=bid_label)
     ax.plot(t, ask, drawstyle="steps-post", color=ask_colour, lw=0.9, ls="--", label=ask_label)
     ax.set_title(title, fontsize=9)
+    ax.set_ylabel(f"price ({price_unit})")
     ax.legend(fontsize=7)
     ax.grid(True, linestyle="--", alpha=0.5)
-    ax.tick_params(axis="x", rotation=30, labelsize=7)
+    utc_time_axis(ax, t)
 
 
-def draw_ratio(ax: Axes, t: npt.ArrayLike, lo: npt.ArrayLike, hi: npt.ArrayLike, mean: float,
-               label: str, title: str) -> None:
-    """The ask/bid ratio (a band when the series was bucketed for drawing) and its mean; values
-    below 1 are crossings."""
-    ax.fill_between(t, lo, hi, step="post", color="tab:blue", alpha=0.6, lw=0.6, label=label)
-    ax.axhline(mean, color="tab:red", lw=1.0, label=f"mean {mean:.6f}")
-    ax.axhline(1.0, color="black", lw=0.8, ls=":", label="1 (crossing below)")
+def draw_edges(ax: Axes, t: npt.ArrayLike, bands: Sequence[tuple[npt.ArrayLike, npt.ArrayLike,
+                                                                    str, str]],
+               cost_bps: float | None, title: str) -> None:
+    """Gross edges in bps as min–max bands per time bucket (``bands``: lo, hi, label, colour),
+    the zero line (above it: the venues cross) and, when known, the taker fees of both legs."""
+    for lo, hi, label, colour in bands:
+        ax.fill_between(t, lo, hi, step="post", color=colour, alpha=0.55, lw=0.6, label=label)
+    ax.axhline(0.0, color="black", lw=0.8, ls=":", label="0 (above: the venues cross)")
+    if cost_bps is not None:
+        ax.axhline(cost_bps, color="tab:red", lw=1.0, ls="--",
+                   label=f"taker fees, both legs ({cost_bps:.1f} bps)")
     ax.set_title(title, fontsize=9)
+    ax.set_ylabel("gross edge (bps)")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(True, linestyle="--", alpha=0.5)
-    ax.tick_params(axis="x", rotation=30, labelsize=7)
+    utc_time_axis(ax, t)
 
 
 def draw_xcorr(ax: Axes, lags_ms: npt.ArrayLike, rho: npt.ArrayLike, label: str) -> None:

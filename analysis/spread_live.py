@@ -45,8 +45,9 @@ import polars as pl
 import trio
 
 from analysis.fees import parse_fee_overrides, resolve_fees, taker_rates
+from analysis.load import QUOTE_BREAKS
 from core.bus import Bus, Policy, Subscription
-from core.schema import SYMBOL_BREAKS, VENUE_BREAKS, Event, Health, HealthKind, TopOfBook
+from core.schema import VENUE_BREAKS, Event, Health, HealthKind, TopOfBook
 from core.supervisor import Consumer
 from core.writers.tables import TS, register_table
 
@@ -62,9 +63,11 @@ SPREADS_TABLE: Final = "spreads"
 OPPORTUNITIES_TABLE: Final = "opportunities"
 MAX_PENDING_ROWS: Final = 100_000
 #: health events after which a venue's last quote is no longer maintained (its book is invalid or
-#: its connection is new); the next top of book from that venue makes the leg usable again
-INVALIDATING: Final = SYMBOL_BREAKS | VENUE_BREAKS | {HealthKind.CONNECTED,
-                                                     HealthKind.NO_SNAPSHOT}
+#: its connection is new); the next top of book from that venue makes the leg usable again. The
+#: offline ``analysis.spreads`` uses the same set.
+INVALIDATING: Final = QUOTE_BREAKS
+#: events about the whole connection: they apply to every symbol of the venue
+CONNECTION_WIDE: Final = VENUE_BREAKS | {HealthKind.CONNECTED}
 
 
 # -- the two tables ----------------------------------------------------------------------------
@@ -333,12 +336,13 @@ class SpreadState:
         return out
 
     def on_health(self, e: Health) -> list[Event]:
-        """Forget the venue's quotes the event makes untrustworthy (one symbol, or all)."""
+        """Forget the venue's quotes the event makes untrustworthy: one symbol's, or all of them
+        for an event without a symbol or a connection-wide one (whatever its symbol column)."""
         t = self._tick(e.ts_local)
         out = self._advance(t)
+        every = e.symbol is None or e.event in CONNECTION_WIDE
         for symbol, venues in self.quotes.items():
-            if (e.symbol is None or e.symbol == symbol) and \
-                    venues.pop(e.exchange, None) is not None:
+            if (every or e.symbol == symbol) and venues.pop(e.exchange, None) is not None:
                 self._refresh(symbol, e.exchange, t, out)
         return out
 

@@ -132,7 +132,8 @@ def test_spreads_failures_are_one_line(data: Dataset, tmp_path: Path, argv: list
                                        message: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(spreads.PROG, spreads.main,
-                       ["--data", str(data.root), "--out", str(tmp_path), *argv], capsys)
+                       ["--data", str(data.root), "--out", str(tmp_path), "--quiet", *argv],
+                       capsys)
     assert code == 2
     assert err.count("\n") == 1
     assert err.startswith(f"{spreads.PROG}: ")
@@ -178,7 +179,7 @@ def test_depth_failures_are_one_line(data: Dataset, tmp_path: Path, at: str, mes
                                      capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(depth.PROG, depth.main,
                        ["--data", str(data.root), "--exchange", "coinbase", "--symbol",
-                        "ETC-USD", "--at", at, "--out", str(tmp_path)], capsys)
+                        "ETC-USD", "--at", at, "--out", str(tmp_path), "--quiet"], capsys)
     assert code == 2
     assert err.count("\n") == 1
     assert message in err
@@ -237,7 +238,7 @@ def test_queue_reactive_end_to_end(data: Dataset, tmp_path: Path,
 def test_queue_reactive_without_trades(data: Dataset, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--data", str(data.root), "--exchange", "testex", "--symbol", "ETC-USD", "--k", "2",
-            "--boot", "0"]
+            "--boot", "0", "--quiet"]
     code, _, err = run(queue_reactive.PROG, queue_reactive.main,
                        [*base, "--out", str(tmp_path / "a")], capsys)
     assert code == 0
