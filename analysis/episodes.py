@@ -36,7 +36,7 @@ from typing import Final
 
 import polars as pl
 
-from core.codec import MS_NS
+from core.codec import MS_NS, S_NS
 
 DEFAULT_THRESHOLDS_BPS: Final = (0.0, 2.0, 5.0, 10.0)
 DEFAULT_MERGE_GAP_MS: Final = 50.0
@@ -194,7 +194,7 @@ def edge_summary(edges: pl.LazyFrame) -> pl.LazyFrame:
                 .otherwise(None).alias(f"cross_{d}_time_share"),
                 tw(f"ratio_{d}").alias(f"ratio_{d}_mean")]
     out += [tw("basis").alias("basis_mean_bps"), pl.col("basis").std().alias("basis_std_bps"),
-            pl.len().alias("fresh_rows"), (w.sum() / 1e9).alias("fresh_seconds")]
+            pl.len().alias("fresh_rows"), (w.sum() / S_NS).alias("fresh_seconds")]
     return f.select(out)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 
-MS = 1_000_000
+from core.codec import MS_NS as MS
 
 
 def _d(tob: pl.LazyFrame) -> pl.LazyFrame:

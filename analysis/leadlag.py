@@ -23,8 +23,8 @@ import numpy.typing as npt
 import polars as pl
 
 from analysis.stats import hayashi_yoshida, xcorr
+from core.codec import MS_NS as MS
 
-MS: Final = 1_000_000
 MAX_LAG_MS: Final = 2000
 COARSE_STEP_MS: Final = 25
 FINE_HALF_WIDTH_MS: Final = 30

@@ -15,8 +15,9 @@ order book data: the queue-reactive model", JASA 110(509), 2015).
   geometric event sizes in lots; the reference price is the deterministic half-tick rule of
   :mod:`core.refprice` applied to the simulated best bid and ask, so the truth labels use exactly
   the pipeline's definition.
-* :func:`simulate_paths`: the same book with unit event sizes (queues counted in AES units), for
-  fitted intensity tables; it records only the time, mid and reference price after every event.
+* :func:`simulate_paths`: the same book for fitted intensity tables, with event sizes drawn from
+  recorded ones (or unit sizes); it records only the time, mid and reference price after every
+  event.
 
 **Model III** (both book simulators). When an event empties Q_{±1} and the rule leaves p_ref
 where it was (the mid moved half a tick), p_ref moves one tick in the direction of the mid move
@@ -258,6 +259,10 @@ class _Draws:
             return 1
         return max(1, math.ceil(math.log1p(-self.uniform()) / math.log1p(-1.0 / mean)))
 
+    def pick(self, values: list[int]) -> int:
+        """One of ``values``, uniformly."""
+        return values[min(int(self.uniform() * len(values)), len(values) - 1)]
+
     def choice(self, p: FloatArray) -> int:
         return min(int(np.searchsorted(np.cumsum(p), self.uniform() * p.sum(), side="right")),
                    p.size - 1)
@@ -278,20 +283,23 @@ class _Layout:
     aes: dict[int, float]
     pis: dict[int, FloatArray]
     n_max: int
+    sizes: dict[int, list[int]]  # event sizes (lots) to draw from per level; empty: geometric
 
     @classmethod
     def of(cls, rates: dict[int, QueueRates], aes_lots: tuple[float, ...], k: int,
-           depth_beyond: int) -> _Layout:
+           depth_beyond: int, sizes: dict[int, list[int]] | None = None) -> _Layout:
         levels = [*range(1, k + depth_beyond + 1)]
         per = {i: rates.get(i, rates[max(rates)]) for i in levels}
         aes = {i: aes_lots[min(i, len(aes_lots)) - 1] for i in levels}
         col_level = [*(-(j + 1) for j in range(k)), *(j + 1 for j in range(k))]
+        given = sizes or {}
+        by_level = {i: given.get(i, given[max(given)] if given else []) for i in levels}
         return cls(k, levels, col_level,
                    [per[abs(i)].L.tolist() for i in col_level],
                    [per[abs(i)].C.tolist() for i in col_level],
                    [per[abs(i)].M.tolist() for i in col_level],
                    [aes[abs(i)] for i in col_level], aes,
-                   {i: stationary(per[i]) for i in levels}, per[1].n_max)
+                   {i: stationary(per[i]) for i in levels}, per[1].n_max, by_level)
 
     def price(self, c: int, ref: int) -> int:
         """Price (ticks) of queue column c around the half-tick reference ``ref``."""
@@ -444,7 +452,8 @@ class _BookSim:
         i = lay.col_level[c]
         px = lay.price(c, b.ref)
         before = self.q[c]
-        size = self.draws.geometric(lay.aes[abs(i)])
+        sizes = lay.sizes[abs(i)]
+        size = self.draws.pick(sizes) if sizes else self.draws.geometric(lay.aes[abs(i)])
         if kind > 0:
             size = min(size, before)
             if size == 0:
@@ -689,7 +698,10 @@ def simulate_l2(cfg: L2SimConfig, rng: np.random.Generator) -> L2Sim:
 
 @dataclass
 class PathConfig:
-    """Parameters of :func:`simulate_paths` (unit event sizes: queues in AES units)."""
+    """Parameters of :func:`simulate_paths`. Queues are in lots with n = ceil(q / AES); event
+    sizes are drawn from ``sizes`` (per level, lots; the last level's for deeper ones), or are
+    geometric with mean AES when none are given (one lot each with the default AES of 1: unit
+    jumps)."""
 
     duration_s: float
     rates: dict[int, QueueRates]
@@ -698,6 +710,8 @@ class PathConfig:
     k: int = 3
     depth_beyond: int = 3
     p0_ticks: int = 1000  # initial reference price, in ticks
+    aes_lots: tuple[float, ...] = (1.0,)
+    sizes: dict[int, list[int]] | None = None
 
 
 class _PathRecorder(_Recorder):
@@ -724,7 +738,7 @@ class Path:
 def simulate_paths(cfg: PathConfig, n_paths: int, rng: np.random.Generator) -> list[Path]:
     """``n_paths`` independent books of ``duration_s`` each, from the rates (Model III with
     ``theta``/``theta_reinit``; θ = 0 leaves p_ref to the rule alone)."""
-    layout = _Layout.of(cfg.rates, (1.0,), cfg.k, cfg.depth_beyond)
+    layout = _Layout.of(cfg.rates, cfg.aes_lots, cfg.k, cfg.depth_beyond, cfg.sizes)
     out = []
     for _ in range(n_paths):
         rec = _PathRecorder()

@@ -135,6 +135,12 @@ def match_window(pre_ms: float | None, post_ms: float | None) -> tuple[int, int]
 
 def run(args: argparse.Namespace, progress: Progress | None = None) -> QRTables:
     """Load, replay and tabulate; returns the tables (also written by :func:`main`)."""
+    return estimate(args, progress)[1]
+
+
+def estimate(args: argparse.Namespace,
+             progress: Progress | None = None) -> tuple[ReplayResult, QRTables]:
+    """:func:`run`, also returning the replay (per-message clock, mid and p_ref)."""
     progress = progress or Progress(PROG, quiet=True)
     venues_l2 = venues(args.data, "l2")
     if args.exchange not in venues_l2:
@@ -163,7 +169,7 @@ def run(args: argparse.Namespace, progress: Progress | None = None) -> QRTables:
             print(f"{PROG}: note: no trades for {args.exchange} {args.symbol}; decreases are "
                   "reported as D = C + M", file=sys.stderr)
     injected = read_aes(args.aes) if args.aes else None
-    _, tables = analyse(l2, trades, brk["ts_local"].to_numpy(), k=args.k, tick=args.tick,
+    res, tables = analyse(l2, trades, brk["ts_local"].to_numpy(), k=args.k, tick=args.tick,
                         lot=args.lot, clock=args.clock, aes=injected, n_boot=args.boot,
                         window=match_window(args.match_pre_ms, args.match_post_ms),
                         block_s=args.block_s, progress=progress)
@@ -172,7 +178,7 @@ def run(args: argparse.Namespace, progress: Progress | None = None) -> QRTables:
     if tables.diagnostics["counts"]["events"] == 0:
         raise MissingData(f"no queue events for {args.exchange} {args.symbol}: the book was "
                           "never live with a reference price (see the health table)")
-    return tables
+    return res, tables
 
 
 def analyse(l2: pl.DataFrame, trades: pl.DataFrame | None, breaks_ns: np.ndarray, *, k: int,

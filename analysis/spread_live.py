@@ -47,13 +47,13 @@ import trio
 from analysis.fees import parse_fee_overrides, resolve_fees, taker_rates
 from analysis.load import QUOTE_BREAKS
 from core.bus import Bus, Policy, Subscription
+from core.codec import MS_NS
 from core.schema import VENUE_BREAKS, Event, Health, HealthKind, TopOfBook
 from core.supervisor import Consumer
 from core.writers.tables import TS, register_table
 
 log = logging.getLogger(__name__)
 
-MS_NS: Final = 1_000_000
 DEFAULT_STALE_MS: Final = 250.0
 DEFAULT_MERGE_GAP_MS: Final = 50.0
 DEFAULT_THRESHOLDS_BPS: Final = (0.0,)

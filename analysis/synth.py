@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-NS = 1_000_000_000
-MS = 1_000_000
+from core.codec import MS_NS as MS
+from core.codec import S_NS as NS
 
 
 @dataclass(frozen=True)
