@@ -1,4 +1,4 @@
-"""Lead-lag between two venues' mids (arbitrage spec §5).
+"""Lead-lag between two venues' mids.
 
 * Regular grid: the log mid of each venue sampled previous-tick on a grid of ``step`` (10 ms and
   100 ms by default), log returns, and ρ(ℓ) = corr(r_a(t), r_b(t + ℓ)) for |ℓ| ≤ 2 s. A peak at

@@ -129,6 +129,7 @@ def utc_time_axis(ax: Axes, t: npt.ArrayLike) -> None:
     fmt = "%H:%M:%S" if span_s < 600 else "%H:%M"
     if first != last:
         fmt = "%m-%d " + fmt
+    ax.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=10))
     ax.xaxis.set_major_formatter(mdates.DateFormatter(fmt))
     ax.set_xlabel(f"time (UTC, {first})" if first == last else f"time (UTC, {first} to {last})")
     ax.tick_params(axis="x", rotation=30, labelsize=7)

@@ -1,5 +1,6 @@
 """Queue-reactive estimators: intensities as events over exposure, their intervals, the
-invariant distribution, and the seed notebook's estimators for comparison.
+invariant distribution, and the waiting-time estimators of Huang, Lehalle & Rosenbaum (2015) for
+comparison.
 
 Inputs are small tidy frames, so the same code serves real data and the simulators:
 
@@ -10,10 +11,13 @@ Inputs are small tidy frames, so the same code serves real data and the simulato
   the end of data) and ``dt`` (seconds since the previous event or cut at that queue). Σ dt per
   state is the exposure, so :func:`exposure_from_intervals` and the pipeline's exposure agree.
 
-λ̂^e(n) = N^e(n) / T(n) is the right-censored maximum-likelihood estimate (spec §1.4): cut
-intervals stay in the denominator. HLR's 1/mean(Δt) × share is reported in both variants (cuts
-kept, which equals N/T; cuts discarded, which is biased up by about r/Λ), and the notebook's
-per-sign 1/mean(Δt | type), which estimates the total rate Λ(n) and not λ^e(n).
+λ̂^e(n) = N^e(n) / T(n) is the right-censored maximum-likelihood estimate: in state n a queue
+waits an Exp(Λ(n)) time and the event type is drawn independently with probability λ^e/Λ, so
+the likelihood of one cell is λ^N e^{−λT}; intervals cut by a p_ref change stay in the
+denominator. HLR's 1/mean(Δt) × share is reported in both variants (cuts kept, which equals
+N/T; cuts discarded, which is biased up by about r/Λ for cuts at rate r), and the per-type
+1/mean(Δt | type), which estimates the total rate Λ(n) and not λ^e(n) (the waiting time does not
+depend on the type that ends it).
 
 Pure computation on polars/numpy frames: no I/O, no plotting.
 """
@@ -166,7 +170,7 @@ def hlr_estimates(intervals: pl.DataFrame) -> pl.DataFrame:
     """HLR's Λ̂(n) = 1 / mean(Δt | n) times the type share, pooled sides, in two variants:
     ``kept`` (cut intervals stay in the mean: equals N / T) and ``discarded`` (cut intervals
     dropped, the literal "restart"); plus ``naive_per_type`` = 1 / mean(Δt | type, n), the seed
-    notebook's per-sign estimate, which measures Λ(n) whatever the type."""
+    per-type 1/mean(Δt | type, n), which measures Λ(n) whatever the type."""
     ev = intervals.filter(pl.col("type") != "cut")
     kept = intervals.group_by("limit", "n").agg(pl.col("dt").sum().alias("sum_dt_kept"),
                                                 pl.len().alias("rows_kept"))

@@ -224,53 +224,61 @@ def table(out: dict[str, Any]) -> pl.DataFrame:
     return pl.DataFrame(rows)
 
 
-def draw(out: dict[str, Any], tab: pl.DataFrame, title: str, path: Path) -> Path:
-    fig = plots.new_figure(12, 4.4)
-    ax1, ax2 = fig.subplots(1, 2)
-    data = tab.row(0, named=True)
+def _per_model(ax: object, out: dict[str, Any], tab: pl.DataFrame, column: str,
+               per_path: str, unit: str, digits: int) -> None:
+    """One point per simulated path and a bar for all paths pooled, per model, against the
+    recording's value (a line) and its interval (a band)."""
     names = [m[0] for m in out["models"]]
     colours = ["tab:grey", "tab:orange", "tab:blue"]
-    if data["rv_mid_10min_bps"] is not None:
-        ax1.axhline(data["rv_mid_10min_bps"], color="black", lw=1.2,
-                    label=f"recording: {data['rv_mid_10min_bps']:.2f} bps")
-        if data["rv_lo_bps"] is not None:
-            ax1.axhspan(data["rv_lo_bps"], data["rv_hi_bps"], color="black", alpha=0.12,
-                        label="recording, 90% interval")
+    data = tab.row(0, named=True)
+    top = 0.0
+    if data[column] is not None:
+        ax.axhline(data[column], color="black", lw=1.2,  # type: ignore[attr-defined]
+                   label=f"recording: {data[column]:.{digits}f} {unit}")
+        top = max(top, data[column])
+    lo, hi = _interval(data, column)
+    if lo is not None and hi is not None:
+        ax.axhspan(lo, hi, color="black", alpha=0.12,  # type: ignore[attr-defined]
+                   label="recording, 90% interval")
+        top = max(top, hi)
     for j, (name, colour) in enumerate(zip(names, colours, strict=True)):
-        per_path = [s.rv_bps for s in out["sims"][name] if s.rv_bps is not None]
-        x = np.full(len(per_path), j) + np.linspace(-0.15, 0.15, max(len(per_path), 1))[
-            :len(per_path)]
-        ax1.plot(x, per_path, "o", ms=3, color=colour, alpha=0.6)
-        row = tab.row(j + 1, named=True)
-        if row["rv_mid_10min_bps"] is not None:
-            ax1.plot([j - 0.3, j + 0.3], [row["rv_mid_10min_bps"]] * 2, color=colour, lw=2.5,
-                     label=f"{name}: {row['rv_mid_10min_bps']:.2f} bps")
-    ax1.set_xticks(range(len(names)), ["Model I", "Model III\nθ^reinit = 0", "Model III"])
-    ax1.set_xlim(-0.6, len(names) - 0.4)
-    ax1.set_ylim(bottom=0)
+        values = [getattr(s, per_path) for s in out["sims"][name]
+                  if getattr(s, per_path) is not None]
+        x = j + np.linspace(-0.15, 0.15, max(len(values), 1))[:len(values)]
+        ax.plot(x, values, "o", ms=3, color=colour, alpha=0.6)  # type: ignore[attr-defined]
+        pooled = tab.row(j + 1, named=True)[column]
+        if pooled is not None:
+            ax.plot([j - 0.3, j + 0.3], [pooled] * 2, color=colour,  # type: ignore[attr-defined]
+                    lw=2.5, label=f"{name}: {pooled:.{digits}f} {unit}")
+        top = max([top, *values, pooled or 0.0])
+    ax.set_xticks(range(len(names)),  # type: ignore[attr-defined]
+                  ["Model I", "Model III\nθ^reinit = 0", "Model III"])
+    ax.set_xlim(-0.6, len(names) - 0.4)  # type: ignore[attr-defined]
+    ax.set_ylim(0, 1.6 * top if top > 0 else 1.0)  # type: ignore[attr-defined]
+    ax.set_xlabel("simulated model (one point per path; bar: all paths)")  # type: ignore[attr-defined]
+    ax.legend(fontsize=7, loc="upper left")  # type: ignore[attr-defined]
+    ax.grid(True, axis="y", linestyle="--", alpha=0.4)  # type: ignore[attr-defined]
+
+
+def _interval(row: dict[str, Any], column: str) -> tuple[float | None, float | None]:
+    if column == "rv_mid_10min_bps":
+        return row["rv_lo_bps"], row["rv_hi_bps"]
+    n = row["pref_moves_per_hour"] * row["hours"]
+    if n <= 0:
+        return None, None
+    # 90% interval of a Poisson count, per hour
+    return (chi2_ppf(0.05, 2 * n) / 2 / row["hours"], chi2_ppf(0.95, 2 * n + 2) / 2 / row["hours"])
+
+
+def draw(out: dict[str, Any], tab: pl.DataFrame, title: str, path: Path) -> Path:
+    fig = plots.new_figure(12.5, 4.6)
+    ax1, ax2 = fig.subplots(1, 2)
+    _per_model(ax1, out, tab, "rv_mid_10min_bps", "rv_bps", "bps", 2)
     ax1.set_ylabel("10-minute volatility of the mid (bps)")
-    ax1.set_xlabel("simulated model (one point per path; bar: all paths pooled)")
     ax1.set_title(f"{title}: simulated against realised volatility", fontsize=9)
-    ax1.legend(fontsize=7, loc="upper left")
-    ax1.grid(True, axis="y", linestyle="--", alpha=0.4)
-    bins = None
-    for name, colour in zip(names, colours, strict=True):
-        rets = np.concatenate([s.ten_min_returns for s in out["sims"][name]])
-        if rets.size:
-            if bins is None:
-                top = max(float(np.quantile(np.abs(rets), 0.995)), 1e-9)
-                bins = np.linspace(-top, top, 41)
-            ax2.hist(rets, bins=bins, density=True, histtype="step", color=colour, lw=1.3,
-                     label=name)
-    data_rets = out["data"].ten_min_returns
-    if data_rets.size:
-        ax2.plot(data_rets, np.zeros(data_rets.size), "|", color="black", ms=14,
-                 label=f"recording ({data_rets.size} windows)")
-    ax2.set_xlabel("10-minute log change of the mid (bps)")
-    ax2.set_ylabel("density (1 / bps)")
-    ax2.set_title(f"{title}: distribution of 10-minute mid changes", fontsize=9)
-    ax2.legend(fontsize=7)
-    ax2.grid(True, linestyle="--", alpha=0.4)
+    _per_model(ax2, out, tab, "pref_moves_per_hour", "moves_per_hour", "/ h", 1)
+    ax2.set_ylabel("reference-price moves per hour")
+    ax2.set_title(f"{title}: p_ref moves per hour", fontsize=9)
     return plots.save(fig, path)
 
 

@@ -53,6 +53,8 @@ from analysis.ticks import infer_step, to_units
 from core.codec import MS_NS
 
 PROG = "python -m analysis.queue_reactive"
+#: health rows some venues write when their trade ids jump (trades missing)
+TRADE_GAP = "trade_gap"
 EXAMPLE = (f"{PROG} --data data --exchange coinbase --symbol ETC-USD --out out/qr "
            "--start 2024-05-01T00:00:00Z --end 2024-05-02T00:00:00Z")
 
@@ -112,6 +114,15 @@ def load_trades(data: Path, exchange: str, symbol: str, start: datetime | None,
                     "price", "size", (pl.col("side") == "buy").alias("maker_is_ask")))
 
 
+def trade_gaps(data: Path, exchange: str, symbol: str, start: datetime | None,
+               end: datetime | None) -> pl.LazyFrame:
+    """Health rows saying trades are missing (``trade_gap``) for this symbol."""
+    if exchange not in venues(data, "health"):
+        return pl.LazyFrame(schema={"ts_local": pl.Int64})
+    return (scan(data, "health", exchanges=[exchange], symbol=symbol, start=start, end=end)
+            .filter(pl.col("event") == TRADE_GAP).select(pl.col("ts_local").cast(pl.Int64)))
+
+
 def explain_empty(data: Path, exchange: str, symbol: str, args: argparse.Namespace) -> str:
     have = symbols(data, "l2", [exchange])
     if symbol not in have:
@@ -151,11 +162,12 @@ def estimate(args: argparse.Namespace,
                                                           args.symbol, args.start, args.end)
     br_lf = breaks(args.data, args.exchange, args.symbol, start=args.start, end=args.end) \
         .select(pl.col("ts_local").cast(pl.Int64))
+    gaps_lf = trade_gaps(args.data, args.exchange, args.symbol, args.start, args.end)
     progress.note(f"reading l2{', trades' if tr_lf is not None else ''} and health of "
                   f"{args.exchange} {args.symbol}")
-    frames = pl.collect_all([l2_lf, br_lf] + ([tr_lf] if tr_lf is not None else []))
-    l2, brk = frames[0], frames[1]
-    trades = frames[2] if len(frames) > 2 and frames[2].height else None
+    frames = pl.collect_all([l2_lf, br_lf, gaps_lf] + ([tr_lf] if tr_lf is not None else []))
+    l2, brk, gaps = frames[0], frames[1], frames[2]
+    trades = frames[3] if len(frames) > 3 and frames[3].height else None
     if l2.height == 0:
         raise MissingData(explain_empty(args.data, args.exchange, args.symbol, args))
     if not l2["is_snapshot"].any():
@@ -173,7 +185,12 @@ def estimate(args: argparse.Namespace,
                         lot=args.lot, clock=args.clock, aes=injected, n_boot=args.boot,
                         window=match_window(args.match_pre_ms, args.match_post_ms),
                         block_s=args.block_s, progress=progress)
-    tables.diagnostics.update({"exchange": args.exchange, "symbol": args.symbol})
+    tables.diagnostics.update({"exchange": args.exchange, "symbol": args.symbol,
+                               "trade_gap_rows": gaps.height})
+    if gaps.height and trades is not None:
+        tables.diagnostics["warnings"].append(
+            f"{gaps.height} trade_gap row(s): the venue's trade ids jumped, so some market "
+            "orders have no trade and were counted as cancellations")
     tables.aes.update({"exchange": args.exchange, "symbol": args.symbol})
     if tables.diagnostics["counts"]["events"] == 0:
         raise MissingData(f"no queue events for {args.exchange} {args.symbol}: the book was "

@@ -1,7 +1,7 @@
 """Live cross-exchange spreads and fee-adjusted opportunity episodes, computed while recording.
 
 For every ordered pair of venues quoting the same canonical symbol, *buy on i at ask_i, sell on
-j at bid_j* (``docs/spreads.md``, from ``/work/shared/specs/arbitrage.md`` §3-4):
+j at bid_j* (``docs/spreads.md`` describes the tables and options):
 
 * gross edge [bps] = ``1e4 * (bid_j / ask_i - 1)``;
 * net edge [bps] = gross − ``1e4 * (taker_i + taker_j)`` (null when a venue has no known fee);

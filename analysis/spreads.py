@@ -287,16 +287,16 @@ def run(args: argparse.Namespace, progress: Progress | None = None) -> dict[str,
     progress.note(f"episodes, edges{', lead-lag grids' if not args.no_leadlag else ''} "
                   f"({len(lazy)} tables)")
     frames = pl.collect_all(lazy)
-    if not args.no_leadlag:
-        progress.note(f"lead-lag estimators for {len(pairs)} pairs")
     got = {key: frames[i] for key, i in index.items()}
-    return assemble(args, got, pairs, info, fees, lat_q, lat_h, lat_s, caps)
+    return assemble(args, got, pairs, info, fees, lat_q, lat_h, lat_s, caps, progress)
 
 
 def assemble(args: argparse.Namespace, got: dict[tuple[Any, ...], pl.DataFrame],
              pairs: list[tuple[str, str]], info: dict[str, VenueInfo],
              fees: dict[str, VenueFee], lat_q: pl.DataFrame, lat_h: pl.DataFrame,
-             lat_s: pl.DataFrame, caps: pl.DataFrame) -> dict[str, Any]:
+             lat_s: pl.DataFrame, caps: pl.DataFrame,
+             progress: Progress | None = None) -> dict[str, Any]:
+    progress = progress or Progress(PROG, quiet=True)
     stats_rows = []
     for (kind, *key), df in got.items():
         if kind != "stats":
@@ -330,7 +330,9 @@ def assemble(args: argparse.Namespace, got: dict[tuple[Any, ...], pl.DataFrame],
     leadlag_rows = []
     leadlag_curves: dict[tuple[str, str], dict[str, Any]] = {}
     if not args.no_leadlag:
-        for a, b in pairs:
+        for n_pair, (a, b) in enumerate(pairs, 1):
+            progress.note(f"lead-lag {n_pair}/{len(pairs)}: {a} and {b} (grid correlations, "
+                          "Hayashi–Yoshida)")
             curves: dict[str, Any] = {"grid": []}
             row: dict[str, Any] = {"venue_a": a, "venue_b": b}
             for step in args.grid_ms:

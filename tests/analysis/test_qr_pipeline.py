@@ -1,4 +1,4 @@
-"""Queue-reactive spec §3.8 C: the whole pipeline on a synthetic L2 + trades stream whose truth
+"""The whole queue-reactive pipeline on a synthetic L2 + trades stream whose truth
 is known (simulator in analysis.qr_sim, fixed seed)."""
 
 from __future__ import annotations

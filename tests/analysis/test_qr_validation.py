@@ -1,4 +1,4 @@
-"""Queue-reactive spec §3.8 A and B: the estimator recovers known Model I intensities, and the
+"""The estimator recovers known Model I intensities, and the
 two known estimator bugs (per-sign 1/mean Δt, discarded censored intervals) are detected.
 
 Full-length variant: 1e5 simulated seconds per queue and side, fixed seed. The thresholds were
@@ -48,7 +48,7 @@ def _truth() -> pl.DataFrame:
 
 
 def _recovery(intervals: pl.DataFrame) -> dict[str, float]:
-    """Assertions 1–3 of §3.8 A over cells with true λ > 0 and N ≥ 100."""
+    """Coverage, largest |z| and χ² over cells with true λ > 0 and N ≥ 100."""
     exposure = exposure_from_intervals(intervals)
     pooled = intensity_table(pool_sides(rate_cells(exposure, events_from_intervals(intervals))))
     cells = (pooled.join(_truth(), on=["limit", "type", "n"])
@@ -85,12 +85,12 @@ def test_a_invariant_distribution(model_one: pl.DataFrame) -> None:
         # unit jumps: π̂ reproduces the time-weighted occupancy by construction
         assert tv_distance(pi_hat, occupancy(r["exposure"], i)) <= 0.005
         assert 0 <= outside < 0.01
-    # stationary means quoted by the spec
+    # stationary means of the three queues
     means = [float(np.arange(61) @ stationary(rates[i])) for i in (1, 2, 3)]
     assert means == pytest.approx([10.1, 8.0, 12.5], abs=0.06)
 
 
-def test_a_event_counts_match_the_spec(model_one: pl.DataFrame) -> None:
+def test_a_event_counts_match_the_rates(model_one: pl.DataFrame) -> None:
     counts = model_one.filter(pl.col("type") != "cut").group_by("limit").len().sort("limit")
     # about 320k, 160k and 200k events over both sides
     assert counts["len"].to_list() == pytest.approx([320_000, 160_000, 200_000], rel=0.03)
