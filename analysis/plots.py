@@ -49,7 +49,7 @@ def draw_intensity(ax: Axes, cells: pl.DataFrame, kind: str, title: str) -> None
     c = cells.filter(pl.col("type") == kind).sort("n")
     colour = TYPE_COLOURS.get(kind, "black")
     ax.set_title(title, fontsize=9)
-    ax.set_xlabel("queue size n (AES units, before the event)")
+    ax.set_xlabel("queue size n before the event (AES units)")
     ax.set_ylabel("intensity (events / s)")
     if c.height == 0:
         ax.text(0.5, 0.5, "no cell meets the reporting rule", ha="center", va="center",
@@ -65,7 +65,7 @@ def draw_intensity(ax: Axes, cells: pl.DataFrame, kind: str, title: str) -> None
                 capsize=1.5, label="λ̂ ± 95% Garwood interval")
     top = float(np.nanmax(hi))
     ax.set_ylim(0, 1.08 * top if top > 0 else 1.0)
-    ax.set_xlim(float(n.min()) - 1, float(n.max()) + 1)
+    ax.set_xlim(max(float(n.min()) - 1, -0.5), float(n.max()) + 1)
     ax.grid(True, linestyle="--", alpha=0.4)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, loc="best")
@@ -83,7 +83,7 @@ def draw_invariant(ax: Axes, inv: pl.DataFrame, title: str) -> None:
     if np.isfinite(pi_hat).any() and np.nansum(pi_hat) > 0:
         ax.plot(n, pi_hat, "-", color="black", lw=1.2, label="π̂ (birth–death)")
     else:
-        ax.text(0.98, 0.6, "no π̂: no run of states\nwith 20 events each", ha="right",
+        ax.text(0.98, 0.6, "no π̂: no run of two or more\nstates with 20 events each", ha="right",
                 transform=ax.transAxes, fontsize=7, color="grey")
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("queue size n (AES units)")

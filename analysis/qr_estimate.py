@@ -116,9 +116,9 @@ def sparse_flags(table: pl.DataFrame, median_dt: dict[int, float]) -> pl.DataFra
 def invariant(pooled: pl.DataFrame, limit: int,
               min_events: int = MIN_EVENTS_INVARIANT) -> tuple[np.ndarray, float]:
     """π̂ of one limit from the birth–death formula, on the contiguous run of states where every
-    state has at least ``min_events`` events (all types); of several runs, the one holding most
-    of the time. Returns π̂ indexed by n from 0 (zero outside the run) and the occupancy mass
-    outside the run."""
+    state has at least ``min_events`` events (all types) and at least two states; of several
+    runs, the one holding most of the time. Returns π̂ indexed by n from 0 (zero outside the
+    run) and the occupancy mass outside the run."""
     cells = pooled.filter(pl.col("limit") == limit)
     lam_l = _rates_by_n(cells, "L")
     lam_d = _rates_by_n(cells, "D")
@@ -136,6 +136,7 @@ def invariant(pooled: pl.DataFrame, limit: int,
         elif not ok and start is not None:
             runs.append((sum(time_in.get(j, 0.0) for j in range(start, n)), start, n - 1))
             start = None
+    runs = [r for r in runs if r[2] > r[1]]  # a single state says nothing about the law
     if not runs or total_t <= 0:
         return np.array([]), 1.0
     mass, lo, hi = max(runs)

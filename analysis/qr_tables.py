@@ -553,9 +553,12 @@ def applicability(diag: dict[str, Any]) -> list[str]:
                    "into price buckets of several ticks before estimating, or condition the "
                    "intensities on the spread and the best-level imbalance instead of on single "
                    "queue sizes")
+    by_status: dict[str, list[str]] = {}
     for lim, st in diag.get("limits", {}).items():
-        if st["status"] != "ok" and st["status"] != "injected":
-            out.append(f"limit {lim}: {st['status']}")
+        if st["status"] not in ("ok", "injected"):
+            by_status.setdefault(st["status"], []).append(lim)
+    for status, lims in by_status.items():
+        out.append(f"limit{'s' if len(lims) > 1 else ''} {', '.join(lims)}: {status}")
     return out
 
 

@@ -399,9 +399,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     d = tables.diagnostics
     counts = d["counts"]
     progress.note("done")
+    tm = d.get("trade_match")
+    window = ("" if not tm else f", trade window −{tm['window_pre_ms']:.1f}/+"
+              f"{tm['window_post_ms']:.1f} ms ({tm['window_rule']})")
     print(f"{args.exchange} {args.symbol}: {counts['events']} events, "
           f"{counts['pref_changes']} p_ref changes, live {float(d['live_seconds']) / 3600:.2f} h, "
-          f"tick {d['tick']}, lot {d['lot']}, clock {d['clock']} -> {args.out}")
+          f"tick {d['tick']}, lot {d['lot']}, clock {d['clock']}{window} -> {args.out}")
     if d["warnings"]:
         print(f"{len(d['warnings'])} warning(s): see {args.out / 'summary.md'}")
     return 0
