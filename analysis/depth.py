@@ -29,6 +29,7 @@ import polars as pl
 from analysis import plots
 from analysis.cli import UsageProblem, add_data_args, common_parser, main_guard, parse_time
 from analysis.load import MissingData, breaks, scan, symbols, venues
+from analysis.progress import Progress, add_quiet_arg
 from analysis.ticks import infer_step
 from core.book import OrderBook
 from core.refprice import RefPriceTracker, ShortBook
@@ -58,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--levels", type=int, default=10, help="queues per side (default 10)")
     p.add_argument("--tick", type=float, help="price tick (default: inferred from the prices)")
     p.add_argument("--out", type=Path, default=Path("."), help="output directory (default .)")
+    add_quiet_arg(p)
     return p
 
 
@@ -165,10 +167,12 @@ def draw(view: DepthView, exchange: str, symbol: str, out: Path) -> tuple[Path, 
     asks = table.filter(pl.col("side") == "ask")
     fig = plots.new_figure(10, 5)
     ax = fig.subplots()
+    base, _, quote = symbol.partition("-")
     plots.draw_depth(ax, bids["price"].to_list(), bids["size"].to_list(),
                      asks["price"].to_list(), asks["size"].to_list(), sb.ref_price, view.tick,
                      f"{exchange} {symbol} limit order book at {view.at:%Y-%m-%d %H:%M:%S} UTC: "
-                     f"depth = {sb.k} queues per side")
+                     f"depth = {sb.k} queues per side", quote or "quote currency",
+                     base or "base units")
     png = plots.save(fig, out / f"{stem}.png")
     return png, csv
 
@@ -177,8 +181,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.levels < 1:
         raise UsageProblem("--levels must be at least 1")
+    progress = Progress(PROG, quiet=args.quiet)
+    progress.note(f"rebuilding the {args.exchange} {args.symbol} book at "
+                  f"{args.at:%Y-%m-%dT%H:%M:%S}Z from its last snapshot")
     view = depth_view(args.data, args.exchange, args.symbol, args.at, args.levels, args.tick)
     png, _ = draw(view, args.exchange, args.symbol, args.out)
+    progress.note("done")
     sb = view.short
     print(f"{args.exchange} {args.symbol} at {args.at:%Y-%m-%dT%H:%M:%S}Z: p_ref "
           f"{sb.ref_price:.10g} (tick {view.tick:g}), best bid {sb.level_price(-1):.10g} x "

@@ -1,4 +1,4 @@
-"""Feed latency per venue: d = ts_local − ts_exchange (arbitrage spec §6).
+"""Feed latency per venue: d = ts_local − ts_exchange.
 
 d is the one-way delay plus the offset between the local clock and the venue's; the two cannot
 be told apart from d alone, so min(d) is reported as the practical "delay + offset" floor.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import polars as pl
 
-MS = 1_000_000
+from core.codec import MS_NS as MS
 
 
 def _d(tob: pl.LazyFrame) -> pl.LazyFrame:

@@ -1,4 +1,4 @@
-"""Lead-lag between two venues' mids (arbitrage spec §5).
+"""Lead-lag between two venues' mids.
 
 * Regular grid: the log mid of each venue sampled previous-tick on a grid of ``step`` (10 ms and
   100 ms by default), log returns, and ρ(ℓ) = corr(r_a(t), r_b(t + ℓ)) for |ℓ| ≤ 2 s. A peak at
@@ -23,8 +23,8 @@ import numpy.typing as npt
 import polars as pl
 
 from analysis.stats import hayashi_yoshida, xcorr
+from core.codec import MS_NS as MS
 
-MS: Final = 1_000_000
 MAX_LAG_MS: Final = 2000
 COARSE_STEP_MS: Final = 25
 FINE_HALF_WIDTH_MS: Final = 30

@@ -35,6 +35,12 @@ SCHEMAS: Final[dict[str, dict[str, pl.DataType]]] = {
 # analyses treat conservatively as possibly lost data.
 BREAK_EVENTS: Final = SYMBOL_BREAKS | VENUE_BREAKS | {HealthKind.DECODE_ERROR}
 
+# Health events after which a venue's last top-of-book quote no longer stands until its next
+# quote: the book's trust rule, plus a new connection and a subscription without a snapshot.
+# The live spread analyzer and the offline spreads both use this one set.
+QUOTE_BREAKS: Final = SYMBOL_BREAKS | VENUE_BREAKS | {HealthKind.CONNECTED,
+                                                      HealthKind.NO_SNAPSHOT}
+
 
 class MissingData(Exception):
     """The requested data are not there; the message is one line for the user."""
@@ -110,14 +116,18 @@ def time_range(lf: pl.LazyFrame) -> tuple[datetime | None, datetime | None]:
 
 
 def breaks(data: Path, exchange: str, symbol: str, *, start: datetime | None = None,
-           end: datetime | None = None) -> pl.LazyFrame:
-    """``ts_local`` and ``event`` of the health events that break trust in ``symbol``'s feed
-    (venue-wide events have a null symbol). Empty when there is no health table."""
+           end: datetime | None = None,
+           events: frozenset[str] = BREAK_EVENTS) -> pl.LazyFrame:
+    """``ts_local`` and ``event`` of the health events that break trust in ``symbol``'s feed:
+    rows for that symbol, and connection-wide events (``VENUE_BREAKS``, ``connected``) whatever
+    their symbol column holds. Empty when there is no health table."""
     if exchange not in venues(data, "health"):
         return pl.LazyFrame(schema={"ts_local": TS, "event": pl.String()})
     lf = scan(data, "health", exchanges=[exchange], start=start, end=end)
-    return (lf.filter(pl.col("event").is_in(sorted(BREAK_EVENTS)),
-                      pl.col("symbol").is_null() | (pl.col("symbol") == symbol))
+    wide = sorted(VENUE_BREAKS | {HealthKind.CONNECTED})
+    return (lf.filter(pl.col("event").is_in(sorted(events)),
+                      pl.col("symbol").is_null() | (pl.col("symbol") == symbol)
+                      | pl.col("event").is_in(wide))
             .select("ts_local", "event").sort("ts_local"))
 
 

@@ -1,5 +1,6 @@
 """Queue-reactive estimators: intensities as events over exposure, their intervals, the
-invariant distribution, and the seed notebook's estimators for comparison.
+invariant distribution, and the waiting-time estimators of Huang, Lehalle & Rosenbaum (2015) for
+comparison.
 
 Inputs are small tidy frames, so the same code serves real data and the simulators:
 
@@ -10,10 +11,13 @@ Inputs are small tidy frames, so the same code serves real data and the simulato
   the end of data) and ``dt`` (seconds since the previous event or cut at that queue). Σ dt per
   state is the exposure, so :func:`exposure_from_intervals` and the pipeline's exposure agree.
 
-λ̂^e(n) = N^e(n) / T(n) is the right-censored maximum-likelihood estimate (spec §1.4): cut
-intervals stay in the denominator. HLR's 1/mean(Δt) × share is reported in both variants (cuts
-kept, which equals N/T; cuts discarded, which is biased up by about r/Λ), and the notebook's
-per-sign 1/mean(Δt | type), which estimates the total rate Λ(n) and not λ^e(n).
+λ̂^e(n) = N^e(n) / T(n) is the right-censored maximum-likelihood estimate: in state n a queue
+waits an Exp(Λ(n)) time and the event type is drawn independently with probability λ^e/Λ, so
+the likelihood of one cell is λ^N e^{−λT}; intervals cut by a p_ref change stay in the
+denominator. HLR's 1/mean(Δt) × share is reported in both variants (cuts kept, which equals
+N/T; cuts discarded, which is biased up by about r/Λ for cuts at rate r), and the per-type
+1/mean(Δt | type), which estimates the total rate Λ(n) and not λ^e(n) (the waiting time does not
+depend on the type that ends it).
 
 Pure computation on polars/numpy frames: no I/O, no plotting.
 """
@@ -112,9 +116,9 @@ def sparse_flags(table: pl.DataFrame, median_dt: dict[int, float]) -> pl.DataFra
 def invariant(pooled: pl.DataFrame, limit: int,
               min_events: int = MIN_EVENTS_INVARIANT) -> tuple[np.ndarray, float]:
     """π̂ of one limit from the birth–death formula, on the contiguous run of states where every
-    state has at least ``min_events`` events (all types); of several runs, the one holding most
-    of the time. Returns π̂ indexed by n from 0 (zero outside the run) and the occupancy mass
-    outside the run."""
+    state has at least ``min_events`` events (all types) and at least two states; of several
+    runs, the one holding most of the time. Returns π̂ indexed by n from 0 (zero outside the
+    run) and the occupancy mass outside the run."""
     cells = pooled.filter(pl.col("limit") == limit)
     lam_l = _rates_by_n(cells, "L")
     lam_d = _rates_by_n(cells, "D")
@@ -132,6 +136,7 @@ def invariant(pooled: pl.DataFrame, limit: int,
         elif not ok and start is not None:
             runs.append((sum(time_in.get(j, 0.0) for j in range(start, n)), start, n - 1))
             start = None
+    runs = [r for r in runs if r[2] > r[1]]  # a single state says nothing about the law
     if not runs or total_t <= 0:
         return np.array([]), 1.0
     mass, lo, hi = max(runs)
@@ -166,7 +171,7 @@ def hlr_estimates(intervals: pl.DataFrame) -> pl.DataFrame:
     """HLR's Λ̂(n) = 1 / mean(Δt | n) times the type share, pooled sides, in two variants:
     ``kept`` (cut intervals stay in the mean: equals N / T) and ``discarded`` (cut intervals
     dropped, the literal "restart"); plus ``naive_per_type`` = 1 / mean(Δt | type, n), the seed
-    notebook's per-sign estimate, which measures Λ(n) whatever the type."""
+    per-type 1/mean(Δt | type, n), which measures Λ(n) whatever the type."""
     ev = intervals.filter(pl.col("type") != "cut")
     kept = intervals.group_by("limit", "n").agg(pl.col("dt").sum().alias("sum_dt_kept"),
                                                 pl.len().alias("rows_kept"))
@@ -192,47 +197,97 @@ def hlr_estimates(intervals: pl.DataFrame) -> pl.DataFrame:
 
 # -- block bootstrap -----------------------------------------------------------------------------
 
+#: target number of blocks, and the shortest block, of the bootstrap
+TARGET_BLOCKS = 50
+MIN_BLOCK_S = 60.0
+#: cells resampled at once (bounds the memory of the cells x resamples matrices)
+BOOT_CHUNK = 512
+_HUGE = 1e300
+
+
+def block_length_s(live_s: float, target: int = TARGET_BLOCKS,
+                   min_block_s: float = MIN_BLOCK_S) -> float:
+    """Block length of the bootstrap: the live time cut into ``target`` equal blocks, but never
+    shorter than ``min_block_s`` (blocks must stay long compared with the time over which order
+    flow clusters; a recording shorter than target x min_block_s gets fewer blocks)."""
+    return max(min_block_s, live_s / target) if live_s > 0 else min_block_s
+
 
 def block_bootstrap(exposure_h: pl.DataFrame, events_h: pl.DataFrame, keys: list[str],
                     n_boot: int, rng: np.random.Generator,
                     level: float = 0.95) -> pl.DataFrame:
-    """Percentile interval of λ̂ per cell resampling whole blocks (``block`` column: hours).
+    """Studentized (bootstrap-t) interval of λ̂ = ΣN / ΣT per cell, resampling whole time blocks.
 
     ``exposure_h`` has keys minus ``type`` plus ``block`` and ``T``; ``events_h`` has keys plus
-    ``block`` and ``N``. Returns keys, ``boot_lo``, ``boot_hi`` (null with fewer than 2 blocks).
+    ``block`` and ``N``. With B blocks, the standard error of the ratio is the batch-means one,
+    se = √(B/(B−1) Σ_b (N_b − λ̂ T_b)²) / ΣT; each resample of B blocks drawn with replacement
+    gives λ* and its own se*, and t* = (λ* − λ̂) / se*. The interval is
+    [λ̂ − t*_{1−α/2} se, λ̂ − t*_{α/2} se] (lower end at least 0). Returns keys, ``boot_lo``,
+    ``boot_hi``: null with fewer than 2 blocks, no event in the cell, or an unbounded end.
     """
-    blocks = sorted(set(exposure_h["block"].unique().to_list()))
+    blocks = sorted(set(exposure_h["block"].unique().to_list())
+                    | set(events_h["block"].unique().to_list()))
     state_keys = [k for k in keys if k != "type"]
     cells = (exposure_h.select(state_keys).unique()
              .join(events_h.select("type").unique(), how="cross").select(keys).sort(keys))
-    if len(blocks) < 2 or cells.height == 0:
+    nb = len(blocks)
+    if nb < 2 or cells.height == 0 or n_boot < 2:
         return cells.with_columns(pl.lit(None, pl.Float64).alias("boot_lo"),
                                   pl.lit(None, pl.Float64).alias("boot_hi"))
     bidx = {b: j for j, b in enumerate(blocks)}
     cells = cells.with_row_index("_cell")
     state = cells.select([*state_keys, "_cell"])
-    t_mat = np.zeros((cells.height, len(blocks)))
-    n_mat = np.zeros((cells.height, len(blocks)))
+    t_mat = np.zeros((cells.height, nb))
+    n_mat = np.zeros((cells.height, nb))
     te = exposure_h.join(state, on=state_keys)
     np.add.at(t_mat, (te["_cell"].to_numpy(), te["block"].replace_strict(bidx).to_numpy()),
               te["T"].to_numpy())
     ne = events_h.join(cells.select([*keys, "_cell"]), on=keys)
     np.add.at(n_mat, (ne["_cell"].to_numpy(), ne["block"].replace_strict(bidx).to_numpy()),
               ne["N"].to_numpy())
-    nb = len(blocks)
-    weights = rng.multinomial(nb, np.full(nb, 1.0 / nb), size=n_boot).T  # blocks × boot
-    tb = t_mat @ weights
-    nbt = n_mat @ weights
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lam = np.where(tb > 0, nbt / tb, np.nan)
-    alpha = (1.0 - level) / 2
+    weights = rng.multinomial(nb, np.full(nb, 1.0 / nb), size=n_boot).T.astype(np.float64)
     lo = np.full(cells.height, np.nan)
     hi = np.full(cells.height, np.nan)
-    ok = np.isfinite(lam).sum(axis=1) >= 2
-    if ok.any():
-        lo[ok] = np.nanquantile(lam[ok], alpha, axis=1)
-        hi[ok] = np.nanquantile(lam[ok], 1 - alpha, axis=1)
+    for a in range(0, cells.height, BOOT_CHUNK):
+        b = min(a + BOOT_CHUNK, cells.height)
+        lo[a:b], hi[a:b] = _bootstrap_t(n_mat[a:b], t_mat[a:b], weights, level)
     return cells.drop("_cell").with_columns(pl.Series("boot_lo", lo), pl.Series("boot_hi", hi))
+
+
+def _bootstrap_t(n: np.ndarray, t: np.ndarray, w: np.ndarray,
+                 level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap-t bounds for the cells (rows) of ``n`` and ``t`` (cells x blocks) with the
+    resampling counts ``w`` (blocks x resamples)."""
+    nb = n.shape[1]
+    f = nb / (nb - 1)
+    tot_t = t.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = n.sum(axis=1) / tot_t
+        se = np.sqrt(f * ((n - lam[:, None] * t) ** 2).sum(axis=1)) / tot_t
+        tb = t @ w
+        lam_s = (n @ w) / tb
+        var_s = f * ((n * n) @ w - 2 * lam_s * ((n * t) @ w) + lam_s**2 * ((t * t) @ w))
+        se_s = np.sqrt(np.maximum(var_s, 0.0)) / tb
+        stat = (lam_s - lam[:, None]) / se_s
+    # 0/0 (NaN): a resample without information, left out; ±inf (a resample without spread):
+    # kept as a huge value, and an end that lands on one is unbounded (NaN below)
+    stat = np.clip(stat, -_HUGE, _HUGE)
+    alpha = (1.0 - level) / 2
+    ok = (tot_t > 0) & (n.sum(axis=1) > 0) & (se > 0) & (np.isfinite(stat).sum(axis=1) >= 2)
+    q_lo = np.full(n.shape[0], np.nan)
+    q_hi = np.full(n.shape[0], np.nan)
+    if ok.any():
+        s = stat[ok]
+        q_lo[ok] = np.nanquantile(s, alpha, axis=1, method="linear")
+        q_hi[ok] = np.nanquantile(s, 1 - alpha, axis=1, method="linear")
+    q_lo = np.where(np.abs(q_lo) < _HUGE / 2, q_lo, np.nan)
+    q_hi = np.where(np.abs(q_hi) < _HUGE / 2, q_hi, np.nan)
+    with np.errstate(invalid="ignore"):
+        lower = np.maximum(lam - q_hi * se, 0.0)
+        upper = lam - q_lo * se
+    lower = np.where(np.isfinite(lower), lower, np.nan)
+    upper = np.where(np.isfinite(upper), upper, np.nan)
+    return lower, upper
 
 
 def median_interevent(intervals: pl.DataFrame) -> dict[int, float]:

@@ -1,7 +1,7 @@
 """Live cross-exchange spreads and fee-adjusted opportunity episodes, computed while recording.
 
 For every ordered pair of venues quoting the same canonical symbol, *buy on i at ask_i, sell on
-j at bid_j* (``docs/spreads.md``, from ``/work/shared/specs/arbitrage.md`` §3-4):
+j at bid_j* (``docs/spreads.md`` describes the tables and options):
 
 * gross edge [bps] = ``1e4 * (bid_j / ask_i - 1)``;
 * net edge [bps] = gross − ``1e4 * (taker_i + taker_j)`` (null when a venue has no known fee);
@@ -45,14 +45,15 @@ import polars as pl
 import trio
 
 from analysis.fees import parse_fee_overrides, resolve_fees, taker_rates
+from analysis.load import QUOTE_BREAKS
 from core.bus import Bus, Policy, Subscription
-from core.schema import SYMBOL_BREAKS, VENUE_BREAKS, Event, Health, HealthKind, TopOfBook
+from core.codec import MS_NS
+from core.schema import VENUE_BREAKS, Event, Health, HealthKind, TopOfBook
 from core.supervisor import Consumer
 from core.writers.tables import TS, register_table
 
 log = logging.getLogger(__name__)
 
-MS_NS: Final = 1_000_000
 DEFAULT_STALE_MS: Final = 250.0
 DEFAULT_MERGE_GAP_MS: Final = 50.0
 DEFAULT_THRESHOLDS_BPS: Final = (0.0,)
@@ -62,9 +63,11 @@ SPREADS_TABLE: Final = "spreads"
 OPPORTUNITIES_TABLE: Final = "opportunities"
 MAX_PENDING_ROWS: Final = 100_000
 #: health events after which a venue's last quote is no longer maintained (its book is invalid or
-#: its connection is new); the next top of book from that venue makes the leg usable again
-INVALIDATING: Final = SYMBOL_BREAKS | VENUE_BREAKS | {HealthKind.CONNECTED,
-                                                     HealthKind.NO_SNAPSHOT}
+#: its connection is new); the next top of book from that venue makes the leg usable again. The
+#: offline ``analysis.spreads`` uses the same set.
+INVALIDATING: Final = QUOTE_BREAKS
+#: events about the whole connection: they apply to every symbol of the venue
+CONNECTION_WIDE: Final = VENUE_BREAKS | {HealthKind.CONNECTED}
 
 
 # -- the two tables ----------------------------------------------------------------------------
@@ -333,12 +336,13 @@ class SpreadState:
         return out
 
     def on_health(self, e: Health) -> list[Event]:
-        """Forget the venue's quotes the event makes untrustworthy (one symbol, or all)."""
+        """Forget the venue's quotes the event makes untrustworthy: one symbol's, or all of them
+        for an event without a symbol or a connection-wide one (whatever its symbol column)."""
         t = self._tick(e.ts_local)
         out = self._advance(t)
+        every = e.symbol is None or e.event in CONNECTION_WIDE
         for symbol, venues in self.quotes.items():
-            if (e.symbol is None or e.symbol == symbol) and \
-                    venues.pop(e.exchange, None) is not None:
+            if (every or e.symbol == symbol) and venues.pop(e.exchange, None) is not None:
                 self._refresh(symbol, e.exchange, t, out)
         return out
 

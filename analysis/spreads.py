@@ -2,28 +2,29 @@
 
 For every pair of venues recording ``--symbol`` in the ``tob`` table:
 
-* the notebook's three panels on the as-of aligned timeline (:mod:`analysis.align`): bid of a
-  against ask of b, the reverse, and the ask/bid ratios with their means
-  (``pair_<a>_<b>.png``; long series are drawn per time bucket, the ratio as its min–max band);
-* gross and net edges in bps both ways, crossing time shares and the mid basis
-  (``pairs.csv``, ``basis_hourly.csv``);
+* three panels on the as-of aligned timeline (:mod:`analysis.align`): bid of a against ask of
+  b, the reverse, and the gross edges both ways in bps (``pair_<a>_<b>.png``; long series are
+  drawn per time bucket, the edges as min–max bands so short crossings stay visible);
+* gross and net edges in bps both ways, crossing time shares and the mid basis over the time
+  both legs were fresh (``pairs.csv``, ``basis_hourly.csv``);
 * fee-adjusted opportunity episodes per direction and threshold τ (:mod:`analysis.episodes`):
   episodes per hour of the pair's common recording time, duration median/p90/max, peak and
-  time-averaged net edge, a P&L upper bound, the share of episodes that look like stale-quote
-  artefacts and the number long enough to capture (``opportunities.csv``/``.md``, every episode
-  in ``episodes.parquet``);
+  time-averaged net edge, a P&L upper bound, the refresh test's confirmed and artefact shares
+  and the number long enough to capture (``opportunities.csv``/``.md``, every episode in
+  ``episodes.parquet``);
 * lead-lag (:mod:`analysis.leadlag`): grid cross-correlation at 10 and 100 ms and the
   Hayashi–Yoshida θ̂ (``leadlag.csv``, ``leadlag_<a>_<b>.png``);
 * feed latency per venue, p1/p50/p99 of ts_local − ts_exchange (``latency.csv``,
   ``latency_hourly.csv``, ``latency.png``);
 * ``summary.md`` with all tables and the fees used.
 
-Fees come from :mod:`analysis.fees` (the shipped ``analysis/fees.toml``, the spec's base-tier
-taker rates), replaced by ``--fees FILE`` and ``--taker-fee-bps VENUE=BPS``. A venue with no fee
-gets gross edges only.
+Fees come from :mod:`analysis.fees` (the shipped ``analysis/fees.toml``, base-tier taker rates
+with their sources), replaced by ``--fees FILE`` and ``--taker-fee-bps VENUE=BPS``. A venue with
+no fee gets gross edges only.
 
 Scans lazily; a first small collect gathers per-venue aggregates (time span, S_max, latency),
-a second one everything else.
+then each pair's aligned timeline is collected once, then everything else. Progress goes to
+stderr, one line per step (``--quiet`` turns it off).
 """
 
 from __future__ import annotations
@@ -55,16 +56,27 @@ from analysis.episodes import (
 from analysis.fees import FeeConfigError, VenueFee, parse_fee_overrides, resolve_fees
 from analysis.latency import latency_hourly, latency_quantiles, latency_samples
 from analysis.leadlag import grid_leadlag, grid_mid, hy_leadlag, mid_ticks
-from analysis.load import MissingData, breaks, require_venues, scan, symbols
+from analysis.load import (
+    QUOTE_BREAKS,
+    MissingData,
+    breaks,
+    require_venues,
+    scan,
+    symbols,
+    venues,
+)
+from analysis.progress import Progress, add_quiet_arg
+from core.codec import MS_NS
 
 PROG = "python -m analysis.spreads"
 EXAMPLE = (f"{PROG} --data data --symbol BTC-USDT --out out/spreads "
            "--taker-fee-bps gateio=4.5 --thresholds 0,2,5,10")
-MS = 1_000_000
+MS = MS_NS
 PLOT_BUCKETS = 4000
 DEFAULT_RTT_MS = 100.0
 DEFAULT_GRIDS_MS = (10.0, 100.0)
-EDGE_COLUMNS = ("t", "dt", "fresh", "a_age", "b_age", "a_bid_px", "a_ask_px", "b_bid_px",
+EDGE_COLUMNS = ("t", "dt", "dt_fresh", "fresh", "a_ts", "b_ts", "a_age", "b_age", "a_bid_px",
+                "a_ask_px", "b_bid_px",
                 "b_ask_px", "gross_ab", "gross_ba", "net_ab", "net_ba", "notional_ab",
                 "notional_ba", "ratio_ab", "ratio_ba", "basis")
 
@@ -102,6 +114,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--clock", choices=("local", "exchange"), default="local",
                    help="timeline: receipt time ts_local (default) or exchange time "
                         "ts_exchange + the venue's clock offset (robustness run)")
+    add_quiet_arg(p)
     p.add_argument("--clock-offset-ms", action="append", default=[], metavar="VENUE=MS",
                    help="clock offset of a venue for --clock exchange (local minus venue "
                         "clock, e.g. measured NTP-style against its REST time; default 0)")
@@ -133,10 +146,10 @@ def plot_buckets(edges: pl.LazyFrame, t0: int, t1: int) -> pl.LazyFrame:
             .group_by("_b")
             .agg(pl.col("t").first(), pl.col("a_bid_px").last(), pl.col("a_ask_px").last(),
                  pl.col("b_bid_px").last(), pl.col("b_ask_px").last(),
-                 pl.col("ratio_ab").min().alias("ratio_ab_lo"),
-                 pl.col("ratio_ab").max().alias("ratio_ab_hi"),
-                 pl.col("ratio_ba").min().alias("ratio_ba_lo"),
-                 pl.col("ratio_ba").max().alias("ratio_ba_hi"))
+                 pl.col("gross_ab").min().alias("gross_ab_lo"),
+                 pl.col("gross_ab").max().alias("gross_ab_hi"),
+                 pl.col("gross_ba").min().alias("gross_ba_lo"),
+                 pl.col("gross_ba").max().alias("gross_ba_hi"))
             .sort("_b"))
 
 
@@ -168,6 +181,24 @@ def clock_offsets(items: Sequence[str]) -> dict[str, float]:
     return out
 
 
+def recording_end(args: argparse.Namespace, present: list[str],
+                  info: dict[str, VenueInfo]) -> int | None:
+    """The end of the recording on the timeline: the last quote of any venue, or a later health
+    row of these venues (the recorder's ``stopped``); None on the exchange clock (health rows
+    have receipt times only)."""
+    if args.clock != "local":
+        return None
+    last = max(i.last for i in info.values())
+    have = set(venues(args.data, "health"))
+    wanted = [v for v in present if v in have]
+    if wanted:
+        h = scan(args.data, "health", exchanges=wanted, start=args.start, end=args.end).select(
+            pl.col("ts_local").max().cast(pl.Int64)).collect().item()
+        if h is not None:
+            last = max(last, int(h))
+    return last
+
+
 def fee_table(args: argparse.Namespace) -> dict[str, VenueFee]:
     try:
         return resolve_fees(args.fees, parse_fee_overrides(args.taker_fee_bps))
@@ -175,13 +206,16 @@ def fee_table(args: argparse.Namespace) -> dict[str, VenueFee]:
         raise UsageProblem(str(exc)) from exc
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace, progress: Progress | None = None) -> dict[str, Any]:
     """Compute every output; returns the frames and figures' data (written by :func:`write`)."""
+    progress = progress or Progress(PROG, quiet=True)
     wanted = [v.strip() for v in args.venues.split(",")] if args.venues else None
     all_venues = require_venues(args.data, "tob", wanted)
     fees = fee_table(args)
     tob = scan(args.data, "tob", exchanges=all_venues, symbol=args.symbol, start=args.start,
                end=args.end)
+    progress.note(f"reading tob of {args.symbol} on {', '.join(all_venues)}: spans, staleness "
+                  "limits, latency")
     span, caps, lat_q, lat_h, lat_s = pl.collect_all(list(venue_overview(tob,
                                                                          args.stale_cap_ms)))
     present = span.filter(pl.col("rows") > 0)["exchange"].to_list()
@@ -206,7 +240,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         quotes = {v: venue_quotes(tob, v, int(offsets.get(v, 0.0) * MS)) for v in present}
     else:
         quotes = {v: venue_quotes(tob, v) for v in present}
-    brk = {v: breaks(args.data, v, args.symbol, start=args.start, end=args.end) for v in present}
+    brk = {v: breaks(args.data, v, args.symbol, start=args.start, end=args.end,
+                     events=QUOTE_BREAKS) for v in present}
+    end_ns = recording_end(args, present, info)
     pairs = list(itertools.combinations(sorted(present), 2))
     rtt = int(args.order_rtt_ms * MS)
     lazy: list[pl.LazyFrame] = []
@@ -216,12 +252,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         index[key] = len(lazy)
         lazy.append(lf)
 
-    for a, b in pairs:
+    for n_pair, (a, b) in enumerate(pairs, 1):
+        progress.note(f"aligning pair {n_pair}/{len(pairs)}: {a} and {b}")
         fa = fees[a].taker if a in fees else None
         fb = fees[b].taker if b in fees else None
         # the aligned pair is materialised once and every per-pair table is derived from it
         edges = pair_edges(align_pair(quotes[a], quotes[b], info[a].smax, info[b].smax,
-                                      brk[a], brk[b]), fa, fb).select(EDGE_COLUMNS)
+                                      brk[a], brk[b], end_ns), fa, fb).select(EDGE_COLUMNS)
         edges = edges.collect().lazy()
         t0, t1 = max(info[a].first, info[b].first), min(info[a].last, info[b].last)
         add(("plot", a, b), plot_buckets(edges, t0, t1))
@@ -247,15 +284,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for step in args.grid_ms:
                 if g1 > g0:
                     add(("grid", v, step), grid_mid(quotes[v], g0, g1, int(step * MS)))
+    progress.note(f"episodes, edges{', lead-lag grids' if not args.no_leadlag else ''} "
+                  f"({len(lazy)} tables)")
     frames = pl.collect_all(lazy)
     got = {key: frames[i] for key, i in index.items()}
-    return assemble(args, got, pairs, info, fees, lat_q, lat_h, lat_s, caps)
+    return assemble(args, got, pairs, info, fees, lat_q, lat_h, lat_s, caps, progress)
 
 
 def assemble(args: argparse.Namespace, got: dict[tuple[Any, ...], pl.DataFrame],
              pairs: list[tuple[str, str]], info: dict[str, VenueInfo],
              fees: dict[str, VenueFee], lat_q: pl.DataFrame, lat_h: pl.DataFrame,
-             lat_s: pl.DataFrame, caps: pl.DataFrame) -> dict[str, Any]:
+             lat_s: pl.DataFrame, caps: pl.DataFrame,
+             progress: Progress | None = None) -> dict[str, Any]:
+    progress = progress or Progress(PROG, quiet=True)
     stats_rows = []
     for (kind, *key), df in got.items():
         if kind != "stats":
@@ -277,7 +318,8 @@ def assemble(args: argparse.Namespace, got: dict[tuple[Any, ...], pl.DataFrame],
                            pl.col("end").cast(pl.Datetime("ns", "UTC")),
                            (pl.col("duration_ns") / MS).alias("duration_ms")).select(
         "buy_venue", "sell_venue", "tau_bps", "start", "end", "duration_ms", "rows",
-        "peak_net_bps", "mean_net_bps", "pnl_upper", "age_gap_ns", "open_at_end")
+        "peak_net_bps", "mean_net_bps", "pnl_upper", "age_gap_ns", "older_leg",
+        (pl.col("older_refresh_ns") / MS).alias("older_refresh_ms"), "verdict", "open_at_end")
     pair_rows = []
     for a, b in pairs:
         s = got[("summary", a, b)].row(0, named=True)
@@ -288,7 +330,9 @@ def assemble(args: argparse.Namespace, got: dict[tuple[Any, ...], pl.DataFrame],
     leadlag_rows = []
     leadlag_curves: dict[tuple[str, str], dict[str, Any]] = {}
     if not args.no_leadlag:
-        for a, b in pairs:
+        for n_pair, (a, b) in enumerate(pairs, 1):
+            progress.note(f"lead-lag {n_pair}/{len(pairs)}: {a} and {b} (grid correlations, "
+                          "Hayashi–Yoshida)")
             curves: dict[str, Any] = {"grid": []}
             row: dict[str, Any] = {"venue_a": a, "venue_b": b}
             for step in args.grid_ms:
@@ -318,22 +362,26 @@ def assemble(args: argparse.Namespace, got: dict[tuple[Any, ...], pl.DataFrame],
             "fees": fees, "venues": sorted(info), "pairs_list": pairs}
 
 
-def draw_pair(df: pl.DataFrame, a: str, b: str, ratio_ab: float | None,
-              ratio_ba: float | None, symbol: str, path: Path) -> Path:
+def draw_pair(df: pl.DataFrame, a: str, b: str, means: tuple[float | None, float | None],
+              cost_bps: float | None, symbol: str, path: Path) -> Path:
     t = df["t"].to_numpy().astype("datetime64[ns]")
+    unit = symbol.split("-")[-1] if "-" in symbol else "quote currency"
     fig = plots.new_figure(19, 5.6)
     ax1, ax2, ax3 = fig.subplots(1, 3)
     plots.draw_quote_pair(ax1, t, df["a_bid_px"], df["b_ask_px"], f"bid at {a}", f"ask at {b}",
-                          "tab:blue", "tab:red", f"{symbol}: bid of {a} and ask of {b}")
+                          "tab:blue", "tab:red", f"{symbol}: bid of {a} and ask of {b}", unit)
     plots.draw_quote_pair(ax2, t, df["b_bid_px"], df["a_ask_px"], f"bid at {b}", f"ask at {a}",
-                          "tab:red", "tab:blue", f"{symbol}: bid of {b} and ask of {a}")
-    plots.draw_ratio(ax3, t, df["ratio_ab_lo"], df["ratio_ab_hi"],
-                     ratio_ab if ratio_ab is not None else float("nan"),
-                     f"{a} ask / {b} bid", f"{symbol}: ask/bid ratios (below 1: a crossing)")
-    ax3.fill_between(t, df["ratio_ba_lo"], df["ratio_ba_hi"], step="post", color="tab:green",
-                     alpha=0.45, lw=0.6, label=f"{b} ask / {a} bid (mean "
-                     f"{ratio_ba if ratio_ba is not None else float('nan'):.6f})")
-    ax3.legend(fontsize=7, loc="lower right")
+                          "tab:red", "tab:blue", f"{symbol}: bid of {b} and ask of {a}", unit)
+
+    def label(buy: str, sell: str, mean: float | None) -> str:
+        avg = "" if mean is None else f", time-weighted mean {mean:+.2f} bps"
+        return f"buy {buy}, sell {sell}{avg}"
+
+    plots.draw_edges(ax3, t, [(df["gross_ab_lo"], df["gross_ab_hi"], label(a, b, means[0]),
+                               "tab:blue"),
+                              (df["gross_ba_lo"], df["gross_ba_hi"], label(b, a, means[1]),
+                               "tab:green")],
+                     cost_bps, f"{symbol}: gross edge both ways (range per time bucket)")
     return plots.save(fig, path)
 
 
@@ -372,15 +420,17 @@ def write(res: dict[str, Any], args: argparse.Namespace) -> list[Path]:
         written.append(path)
     opp_cols = ["buy_venue", "sell_venue", "tau_bps", "cost_bps", "episodes", "per_hour",
                 "dur_median_ms", "dur_p90_ms", "dur_max_ms", "peak_net_bps", "mean_net_bps",
-                "pnl_upper", "stale_share", "capturable"]
+                "pnl_upper", "confirmed_share", "artefact_share", "capturable"]
     md = out / "opportunities.md"
     md.write_text(markdown(res["opportunities"].select(opp_cols), 2) + "\n")
     written.append(md)
     pairs_by = {(r["venue_a"], r["venue_b"]): r for r in res["pairs"].iter_rows(named=True)}
+    fees: dict[str, VenueFee] = res["fees"]
     for (a, b), df in res["plots"].items():
         s = pairs_by[(a, b)]
-        written.append(draw_pair(df, a, b, s["ratio_ab_mean"], s["ratio_ba_mean"], args.symbol,
-                                 out / f"pair_{a}_{b}.png"))
+        cost = 1e4 * (fees[a].taker + fees[b].taker) if a in fees and b in fees else None
+        written.append(draw_pair(df, a, b, (s["gross_ab_mean_bps"], s["gross_ba_mean_bps"]),
+                                 cost, args.symbol, out / f"pair_{a}_{b}.png"))
     for (a, b), curves in res["leadlag_curves"].items():
         written.append(draw_leadlag(curves, a, b, args.symbol, out / f"leadlag_{a}_{b}.png"))
     samples = res["latency_samples"]
@@ -409,14 +459,17 @@ def write_summary(res: dict[str, Any], args: argparse.Namespace) -> Path:
                  "cross_ab_time_share", "gross_ba_mean_bps", "gross_ba_max_bps",
                  "cross_ba_time_share", "ratio_ab_mean", "ratio_ba_mean", "basis_mean_bps",
                  "basis_std_bps", "fresh_seconds"]
-    lines += ["", "## Edges and basis per pair (rows with both legs fresh)",
+    lines += ["", "## Edges and basis per pair (time with both legs fresh)",
               "gross_ab: buy on venue_a at its ask, sell on venue_b at its bid, in bps.", "",
               markdown(res["pairs"].select(pair_cols), 4), "",
               "## Opportunity episodes (net of taker fees on both legs)", "",
               (args.out / "opportunities.md").read_text().strip(), "",
-              f"Episodes merge gaps < {args.merge_gap_ms:g} ms; capturable: duration > slower "
-              f"venue's median latency + {args.order_rtt_ms:g} ms order round trip; "
-              "stale_share: start with the legs' ages more than that latency apart."]
+              f"Episodes merge gaps < {args.merge_gap_ms:g} ms and end when a leg's quote passes "
+              "its staleness limit S_max; capturable: duration > slower venue's median latency "
+              f"+ {args.order_rtt_ms:g} ms order round trip. Refresh test: confirmed_share is "
+              "the share of episodes still crossed when the older leg's next quote arrived "
+              "(a real dislocation), artefact_share the share that ended with it (a stale-quote "
+              "artefact); the rest ended before the older leg quoted again."]
     if res["leadlag"] is not None:
         lines += ["", "## Lead-lag (positive lag or θ: venue_a leads)", "",
                   markdown(res["leadlag"], 3)]
@@ -431,8 +484,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if not args.thresholds:
         raise UsageProblem("--thresholds needs at least one value")
-    res = run(args)
+    progress = Progress(PROG, quiet=args.quiet)
+    res = run(args, progress)
+    progress.note(f"writing tables and figures to {args.out}")
     write(res, args)
+    progress.note("done")
     opp = res["opportunities"].filter(pl.col("tau_bps") == min(args.thresholds))
     best = opp.sort("episodes", descending=True).head(1)
     msg = ""

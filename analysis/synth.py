@@ -9,8 +9,12 @@ exponential jitter, kept increasing).
 
 Dislocations are what make the venues cross now and then: at Poisson times one venue's mid is
 shifted by a few to a few tens of bps for a few hundred ms (the venue, size, sign and length are
-drawn and returned as ground truth). A venue can also lose its feed for a while (a
-``disconnected`` health row, no quotes, then ``resynced``).
+drawn and returned as ground truth). Optional jumps of the latent price (``jump_rate_hz``) move
+every venue at once, each after its own lag: a venue that has not caught up yet shows a crossing
+that is only a stale-quote artefact (returned as ground truth too). A venue can also lose its
+feed for a while (a ``disconnected`` health row, no quotes, then ``connected`` and a
+``resynced`` row). The health rows are those the recorder writes: ``connected`` per connection,
+``subscribed`` and ``snapshot`` per symbol, and ``stopped`` at the end.
 
 numpy and polars only; no I/O (``analysis.load.write_table`` writes the frames).
 """
@@ -22,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-NS = 1_000_000_000
-MS = 1_000_000
+from core.codec import MS_NS as MS
+from core.codec import S_NS as NS
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class PerpConfig:
     dislocation_bps: tuple[float, float] = (6.0, 30.0)  # uniform magnitude range
     dislocation_ms: tuple[float, float] = (150.0, 900.0)  # uniform duration range
     outages: tuple[tuple[str, float, float], ...] = (("htx", 900.0, 8.0),)  # venue, start, len
+    jump_rate_hz: float = 0.0  # jumps of the latent price, per second
+    jump_bps: tuple[float, float] = (15.0, 30.0)  # uniform magnitude range (random sign)
     t0_ns: int = 1_714_564_800 * NS  # 2024-05-01 12:00:00 UTC
     size_median: float = 1.5
     size_sigma: float = 0.8
@@ -67,12 +73,18 @@ class PerpSim:
     health: pl.DataFrame
     dislocations: pl.DataFrame  # venue, start_ns, end_ns, shift_bps
     config: PerpConfig = field(default_factory=PerpConfig)
+    jumps: pl.DataFrame | None = None  # t_ns, jump_bps (exchange time of the latent jump)
 
 
 def simulate_perps(cfg: PerpConfig, rng: np.random.Generator) -> PerpSim:
     n_ms = int(cfg.duration_s * 1000) + 1
     sd = cfg.vol_bps_per_sqrt_s * 1e-4 / np.sqrt(1000.0)
-    latent = np.log(cfg.p0) + np.concatenate([[0.0], np.cumsum(rng.normal(0, sd, n_ms - 1))])
+    steps = rng.normal(0, sd, n_ms - 1)
+    n_jumps = rng.poisson(cfg.jump_rate_hz * cfg.duration_s) if cfg.jump_rate_hz > 0 else 0
+    jump_ms = np.sort(rng.integers(5000, max(5001, n_ms - 5000), n_jumps))
+    jump_size = rng.uniform(*cfg.jump_bps, n_jumps) * rng.choice([-1.0, 1.0], n_jumps)
+    np.add.at(steps, jump_ms - 1, jump_size * 1e-4)
+    latent = np.log(cfg.p0) + np.concatenate([[0.0], np.cumsum(steps)])
     # dislocations
     n_dis = rng.poisson(cfg.dislocation_rate_hz * cfg.duration_s)
     names = [v.name for v in cfg.venues]
@@ -83,8 +95,9 @@ def simulate_perps(cfg: PerpConfig, rng: np.random.Generator) -> PerpSim:
     tob_frames = []
     health_rows: list[tuple[int, str, str | None, str, str]] = []
     for k, v in enumerate(cfg.venues):
-        health_rows += [(cfg.t0_ns, v.name, None, ev, "simulated")
-                        for ev in ("connected", "subscribed")]
+        health_rows += [(cfg.t0_ns, v.name, None, "connected", "simulated"),
+                        (cfg.t0_ns, v.name, cfg.symbol, "subscribed", "simulated"),
+                        (cfg.t0_ns, v.name, cfg.symbol, "snapshot", "simulated")]
         n_up = rng.poisson(v.rate_hz * cfg.duration_s)
         t = np.sort(rng.uniform(0.0, cfg.duration_s, n_up))
         idx = np.clip(((t - v.lag_ms / 1000) * 1000).astype(np.int64), 0, n_ms - 1)
@@ -97,10 +110,12 @@ def simulate_perps(cfg: PerpConfig, rng: np.random.Generator) -> PerpSim:
         for venue, start, length in cfg.outages:
             if venue == v.name:
                 keep &= ~((t >= start) & (t < start + length))
-                health_rows.append((cfg.t0_ns + int(start * NS), v.name, None, "disconnected",
-                                    "simulated outage"))
-                health_rows.append((cfg.t0_ns + int((start + length) * NS), v.name, None,
-                                    "resynced", "after simulated outage"))
+                back = cfg.t0_ns + int((start + length) * NS)
+                health_rows += [
+                    (cfg.t0_ns + int(start * NS), v.name, None, "disconnected",
+                     "simulated outage"),
+                    (back, v.name, None, "connected", "simulated reconnect"),
+                    (back, v.name, cfg.symbol, "resynced", "after simulated outage")]
         t, logmid = t[keep], logmid[keep]
         mid = np.exp(logmid)
         bid = np.floor(mid / cfg.tick) * cfg.tick
@@ -130,12 +145,16 @@ def simulate_perps(cfg: PerpConfig, rng: np.random.Generator) -> PerpSim:
     tob = pl.concat(tob_frames).select(
         pl.col("ts_local").cast(ts_type), pl.col("ts_exchange").cast(ts_type), "exchange",
         "symbol", "bid_px", "bid_sz", "ask_px", "ask_sz", "seq").sort("ts_local")
+    end_ns = cfg.t0_ns + int(cfg.duration_s * NS)
+    health_rows += [(end_ns, v.name, None, "stopped", "end of simulation") for v in cfg.venues]
     health = pl.DataFrame(health_rows, schema={"ts_local": pl.Int64, "exchange": pl.String,
                                                "symbol": pl.String, "event": pl.String,
                                                "detail": pl.String}, orient="row") \
-        .with_columns(pl.col("ts_local").cast(ts_type)).sort("ts_local")
+        .with_columns(pl.col("ts_local").cast(ts_type)).sort("ts_local", maintain_order=True)
     dis = pl.DataFrame({"venue": [names[i] for i in dis_venue],
                         "start_ns": cfg.t0_ns + (dis_start * NS).astype(np.int64),
                         "end_ns": cfg.t0_ns + ((dis_start + dis_len) * NS).astype(np.int64),
                         "shift_bps": dis_size})
-    return PerpSim(tob, health, dis, cfg)
+    jumps = pl.DataFrame({"t_ns": cfg.t0_ns + jump_ms.astype(np.int64) * MS,
+                          "jump_bps": jump_size})
+    return PerpSim(tob, health, dis, cfg, jumps)

@@ -1,13 +1,13 @@
 """Write a synthetic dataset in the recorder's layout, so every analysis script can run on data the
-project makes itself:
+project makes itself. Both parts cover the same hour (2024-05-01 12:00 to 13:00 UTC):
 
 * ``tob`` + ``health`` for BTC-USDT on four perpetual venues (bybit, gateio, bitget, htx) with
   known lead-lags, latencies and occasional dislocations that cross the venues
   (:mod:`analysis.synth`), and a short htx outage;
 * ``l2`` + ``trades`` + ``health`` for coinbase ETC-USD from the queue-reactive simulator
   (:mod:`analysis.qr_sim`: Model I queues in AES units around the half-tick reference price,
-  Model III re-initialisations, re-sent snapshots, duplicated messages, unchanged-size rows and
-  one feed loss followed by a resync).
+  Model III moves of the reference price (shifts and re-initialisations), re-sent snapshots,
+  duplicated messages, unchanged-size rows and one feed loss followed by a resync).
 
 Usage::
 
@@ -17,8 +17,12 @@ Usage::
         --at 2024-05-01T12:30:00Z --levels 10 --out out/depth
     python -m analysis.queue_reactive --data demo_data --exchange coinbase --symbol ETC-USD \\
         --out out/qr
+    python -m analysis.qr_validate --data demo_data --exchange coinbase --symbol ETC-USD \\
+        --out out/qr_validate
+    python -m analysis.coverage --data demo_data --png out/coverage.png
 
-The ground truth of the simulations (dislocations, QR events) is written under ``<out>/truth``.
+The ground truth of the simulations (dislocations, QR events, Model III moves) is written under
+``<out>/truth``.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                                 epilog="example:\n  python examples/make_demo_data.py --out "
                                        "demo_data")
     p.add_argument("--out", type=Path, required=True, help="dataset root to write")
-    p.add_argument("--perp-minutes", type=float, default=30.0)
+    p.add_argument("--perp-minutes", type=float, default=60.0)
     p.add_argument("--l2-minutes", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
@@ -65,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     perps.dislocations.write_parquet(truth / "perp_dislocations.parquet")
     sim.truth.write_parquet(truth / "qr_events.parquet")
     sim.pref.write_parquet(truth / "qr_pref.parquet")
+    sim.moves.write_parquet(truth / "qr_moves.parquet")
     print(f"wrote {perps.tob.height} tob rows ({perps.dislocations.height} dislocations), "
           f"{sim.l2.height} l2 rows, {sim.trades.height} trades to {args.out}")
     return 0

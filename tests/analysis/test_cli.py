@@ -64,7 +64,8 @@ def test_spreads_end_to_end(data: Dataset, tmp_path: Path,
                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "spreads"
     code, stdout, err = run(spreads.PROG, spreads.main,
-                            ["--data", str(data.root), "--symbol", "BTC-USDT", "--out", str(out)],
+                            ["--data", str(data.root), "--symbol", "BTC-USDT", "--out", str(out),
+                             "--quiet"],
                             capsys)
     assert (code, err) == (0, "")
     assert "3 pairs over bybit, gateio, htx" in stdout
@@ -131,7 +132,8 @@ def test_spreads_failures_are_one_line(data: Dataset, tmp_path: Path, argv: list
                                        message: str,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(spreads.PROG, spreads.main,
-                       ["--data", str(data.root), "--out", str(tmp_path), *argv], capsys)
+                       ["--data", str(data.root), "--out", str(tmp_path), "--quiet", *argv],
+                       capsys)
     assert code == 2
     assert err.count("\n") == 1
     assert err.startswith(f"{spreads.PROG}: ")
@@ -155,7 +157,7 @@ def test_depth_end_to_end(data: Dataset, tmp_path: Path,
     code, stdout, err = run(depth.PROG, depth.main,
                             ["--data", str(data.root), "--exchange", "coinbase", "--symbol",
                              "ETC-USD", "--at", "2024-05-01T12:05:00Z", "--levels", "5",
-                             "--out", str(tmp_path)], capsys)
+                             "--out", str(tmp_path), "--quiet"], capsys)
     assert (code, err) == (0, "")
     png = tmp_path / "depth_coinbase_ETC-USD_20240501T120500.png"
     assert png.stat().st_size > 10_000
@@ -177,7 +179,7 @@ def test_depth_failures_are_one_line(data: Dataset, tmp_path: Path, at: str, mes
                                      capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(depth.PROG, depth.main,
                        ["--data", str(data.root), "--exchange", "coinbase", "--symbol",
-                        "ETC-USD", "--at", at, "--out", str(tmp_path)], capsys)
+                        "ETC-USD", "--at", at, "--out", str(tmp_path), "--quiet"], capsys)
     assert code == 2
     assert err.count("\n") == 1
     assert message in err
@@ -202,7 +204,8 @@ def test_queue_reactive_end_to_end(data: Dataset, tmp_path: Path,
     out = tmp_path / "qr"
     code, stdout, err = run(queue_reactive.PROG, queue_reactive.main,
                             ["--data", str(data.root), "--exchange", "coinbase", "--symbol",
-                             "ETC-USD", "--out", str(out), "--k", "3", "--boot", "20"], capsys)
+                             "ETC-USD", "--out", str(out), "--k", "3", "--boot", "20",
+                             "--quiet"], capsys)
     assert (code, err) == (0, "")
     for name in ("pref.parquet", "pref_changes.parquet", "events.parquet", "book_short.parquet",
                  "aes.json", "intensities.parquet", "invariant.parquet", "intervals.parquet",
@@ -235,7 +238,7 @@ def test_queue_reactive_end_to_end(data: Dataset, tmp_path: Path,
 def test_queue_reactive_without_trades(data: Dataset, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--data", str(data.root), "--exchange", "testex", "--symbol", "ETC-USD", "--k", "2",
-            "--boot", "0"]
+            "--boot", "0", "--quiet"]
     code, _, err = run(queue_reactive.PROG, queue_reactive.main,
                        [*base, "--out", str(tmp_path / "a")], capsys)
     assert code == 0

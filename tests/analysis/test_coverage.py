@@ -7,7 +7,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from analysis.coverage import coverage, load_health, main, summary
+from analysis.coverage import asked_for, coverage, load_recording, main, summary
+from analysis.load import write_table
 from core.schema import Health
 from core.writers.tables import TableBuffer
 
@@ -45,8 +46,13 @@ ROWS = [
 ]
 
 
+def _covs(data: Path, **kw: object) -> dict[tuple[str, str | None], object]:
+    rec = load_recording(data)
+    return {(c.exchange, c.symbol): c for c in coverage(rec, asked_for(rec, **kw))}
+
+
 def test_trusted_intervals_counts_and_longest_outage(tmp_path: Path) -> None:
-    covs = {(c.exchange, c.symbol): c for c in coverage(load_health(ledger(tmp_path, ROWS)))}
+    covs = _covs(ledger(tmp_path, ROWS))
     btc = covs[("bybit", "BTC-USDT")]
     assert btc.trusted == [(T0 + 1 * S, T0 + 10 * S), (T0 + 13 * S, T0 + 20 * S),
                            (T0 + 25 * S, T0 + 40 * S)]
@@ -55,18 +61,22 @@ def test_trusted_intervals_counts_and_longest_outage(tmp_path: Path) -> None:
     assert btc.longest_outage_s == 5  # 20 s -> 25 s, the reconnect
     eth = covs[("bybit", "ETH-USDT")]
     assert eth.trusted_s == 18 + 14 and eth.longest_outage_s == 6 and eth.gaps == 0
+    # htx stopped at 10 s: over the whole 40 s recording it was trusted 5 s
     htx = covs[("htx", "BTC-USDT")]
-    assert htx.trusted_s == 5 and htx.reconnects == 0 and htx.longest_outage_s == 5
+    assert htx.trusted_s == 5 and htx.reconnects == 0 and htx.longest_outage_s == 30
+    # htx named only BTC-USDT, so it is not reported for ETH-USDT
+    assert ("htx", "ETH-USDT") not in covs
 
 
 def test_summary_table_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = ledger(tmp_path, ROWS)
-    table = summary(coverage(load_health(data)))
+    rec = load_recording(data)
+    table = summary(coverage(rec, asked_for(rec)))
     row = table.filter((pl.col("exchange") == "bybit") & (pl.col("symbol") == "BTC-USDT"))
     assert row.select("trusted_share", "gaps", "resyncs", "reconnects",
                       "longest_outage_s").row(0) == (0.775, 1, 2, 1, 5.0)
     png = tmp_path / "out" / "timeline.png"
-    assert main(["--data", str(data), "--png", str(png)]) == 0
+    assert main(["--data", str(data), "--png", str(png), "--quiet"]) == 0
     assert png.stat().st_size > 5000
     out = capsys.readouterr().out
     assert "BTC-USDT" in out and "0.775" in out
@@ -78,3 +88,59 @@ def test_missing_data_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture
     data = ledger(tmp_path, ROWS)
     assert main(["--data", str(data), "--exchange", "okx"]) == 1
     assert "no health rows for exchange 'okx'" in capsys.readouterr().err
+
+
+def test_connection_wide_breaks_count_whatever_their_symbol(tmp_path: Path) -> None:
+    """A ``disconnected`` row that carries a symbol still breaks the venue's books."""
+    rows = [(0, "coinbase", None, "connected", ""),
+            (1, "coinbase", "ETC-USD", "snapshot", "initial"),
+            (50, "coinbase", "ETC-USD", "disconnected", "simulated feed loss"),
+            (65, "coinbase", "ETC-USD", "resynced", "after disconnect"),
+            (100, "coinbase", None, "stopped", "")]
+    c = _covs(ledger(tmp_path, rows))[("coinbase", "ETC-USD")]
+    assert c.trusted == [(T0 + 1 * S, T0 + 50 * S), (T0 + 65 * S, T0 + 100 * S)]
+    assert (c.reconnects, c.resyncs, c.longest_outage_s) == (1, 1, 15)
+
+
+def test_a_venue_that_never_connected_is_zero(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    """Its rows name no symbol: it is reported for every symbol the recording names, at 0%;
+    a venue asked for with no rows at all is reported too."""
+    rows = [*ROWS,
+            (0, "gateio", None, "disconnected", "refused: connection refused"),
+            (20, "gateio", None, "disconnected", "refused: connection refused"),
+            (40, "gateio", None, "stopped", "produced tob=0")]
+    data = ledger(tmp_path, rows)
+    covs = _covs(data, extra_venues=["okx"])
+    for venue in ("gateio", "okx"):
+        for sym in ("BTC-USDT", "ETH-USDT"):
+            c = covs[(venue, sym)]
+            assert c.trusted == [] and not c.connected and c.observed_s == 40
+            assert c.note.endswith("never connected")
+    assert main(["--data", str(data), "--venues", "okx", "--quiet",
+                 "--png", str(tmp_path / "t.png")]) == 0
+    out = capsys.readouterr().out
+    assert "gateio" in out and "okx" in out and "never connected" in out
+
+
+def test_span_reaches_the_last_row_of_any_table(tmp_path: Path) -> None:
+    """The health rows end at 40 s, the tob rows at 100 s: the book untrusted after the
+    venue's stop counts against it, and the timeline runs to 100 s."""
+    data = ledger(tmp_path, ROWS)
+    tob = pl.DataFrame({"ts_local": [T0 + 5 * S, T0 + 100 * S], "ts_exchange": [None, None],
+                        "exchange": "htx", "symbol": "BTC-USDT", "bid_px": 1.0, "bid_sz": 1.0,
+                        "ask_px": 2.0, "ask_sz": 1.0, "seq": None},
+                       schema_overrides={"ts_exchange": pl.Int64, "seq": pl.Int64})
+    write_table(tob.with_columns(pl.col("ts_local", "ts_exchange").cast(
+        pl.Datetime("ns", "UTC"))), data, "tob")
+    covs = _covs(data)
+    assert covs[("bybit", "BTC-USDT")].observed_s == 100
+    assert covs[("bybit", "BTC-USDT")].trusted_s == 31
+    assert covs[("htx", "BTC-USDT")].longest_outage_s == 90
+
+
+def test_symbols_flag_lists_what_was_asked(tmp_path: Path) -> None:
+    covs = _covs(ledger(tmp_path, ROWS), symbols=["BTC-USDT", "SOL-USDT"])
+    assert sorted(covs) == [("bybit", "BTC-USDT"), ("bybit", "SOL-USDT"), ("htx", "BTC-USDT"),
+                            ("htx", "SOL-USDT")]
+    assert covs[("bybit", "SOL-USDT")].trusted_s == 0

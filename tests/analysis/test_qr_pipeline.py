@@ -1,4 +1,4 @@
-"""Queue-reactive spec §3.8 C: the whole pipeline on a synthetic L2 + trades stream whose truth
+"""The whole queue-reactive pipeline on a synthetic L2 + trades stream whose truth
 is known (simulator in analysis.qr_sim, fixed seed)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from analysis.qr_replay import ReplayResult
-from analysis.qr_sim import L2Sim, L2SimConfig, simulate_l2, spec_rates
+from analysis.qr_sim import L2Sim, L2SimConfig, simulate_l2, validation_rates
 from analysis.qr_tables import QRTables
 from analysis.queue_reactive import analyse
 from analysis.stats import chi2_sf, norm_ppf
@@ -50,12 +50,13 @@ def injected(sim: L2Sim) -> tuple[ReplayResult, QRTables]:
 
 
 def _pipeline_events(res: ReplayResult) -> pl.DataFrame:
-    col = np.asarray(res.ev_col)
+    ev = res.events
+    col = np.asarray(ev.col)
     lvl = np.where(col < res.k, col - res.k, col - res.k + 1)
-    return pl.DataFrame({"msg_id": res.msg_id[np.asarray(res.ev_msg, dtype=np.int64)],
+    return pl.DataFrame({"msg_id": res.messages.msg_id[np.asarray(ev.msg, dtype=np.int64)],
                          "limit_p": lvl.astype(np.int32),
-                         "type_p": np.asarray(["L", "C", "M", "D"])[np.asarray(res.ev_type)],
-                         "size_p": np.asarray(res.ev_size, dtype=np.int64)})
+                         "type_p": np.asarray(["L", "C", "M", "D"])[np.asarray(ev.type)],
+                         "size_p": np.asarray(ev.size, dtype=np.int64)})
 
 
 def test_the_stream_exercises_every_case(sim: L2Sim,
@@ -73,9 +74,10 @@ def test_the_stream_exercises_every_case(sim: L2Sim,
 def test_pref_series_equals_the_rule_on_the_simulated_book(
         sim: L2Sim, estimated: tuple[ReplayResult, QRTables]) -> None:
     res, _ = estimated
-    mine = pl.DataFrame({"msg_id": res.msg_id, "ref_p": res.msg_ref, "live": res.msg_live})
+    mine = pl.DataFrame({"msg_id": res.messages.msg_id, "ref_p": res.messages.ref,
+                         "live": res.messages.live})
     joined = sim.pref.join(mine, on="msg_id", how="inner")
-    assert joined.height == sim.pref.height == res.msg_id.size
+    assert joined.height == sim.pref.height == res.messages.msg_id.size
     assert joined["live"].all()
     assert (joined["ref_half"] == joined["ref_p"]).all()
 
@@ -115,7 +117,7 @@ def test_estimated_aes_within_three_standard_errors(
 
 def test_injected_aes_recovers_the_intensities(injected: tuple[ReplayResult, QRTables]) -> None:
     _, tables = injected
-    rates = spec_rates()
+    rates = validation_rates()
     n = np.arange(rates[1].n_max + 1)
     truth = pl.concat([pl.DataFrame({"limit": pl.Series([i] * n.size, dtype=pl.Int32),
                                      "type": [t] * n.size, "n": n,
@@ -158,7 +160,7 @@ def test_invariant_matches_occupancy(injected: tuple[ReplayResult, QRTables]) ->
         assert inv[lim]["mass_outside_support"] < 0.1
 
 
-def test_trade_match_diagnostics(estimated: tuple[ReplayResult, QRTables]) -> None:
+def test_trade_match_diagnostics(sim: L2Sim, estimated: tuple[ReplayResult, QRTables]) -> None:
     res, tables = estimated
     m = tables.diagnostics["trade_match"]
     assert isinstance(m, dict)
@@ -169,4 +171,5 @@ def test_trade_match_diagnostics(estimated: tuple[ReplayResult, QRTables]) -> No
     # jitter is ±20 ms; the few trades further out were taken by a neighbouring decrease
     assert np.mean(np.abs(offs) <= 20.0) >= 0.9
     assert abs(np.median(offs)) < 5.0
-    assert res.counts["cross_ref"] == 0
+    # the only orders placed at or beyond p_ref are the simulator's Model III shifts
+    assert res.counts["cross_ref"] == sim.moves.filter(pl.col("outcome") == "shift").height

@@ -10,6 +10,7 @@ from analysis.qr_replay import ReplayInput, ReplayResult, TradesInput, replay
 from analysis.qr_tables import build, exposure_frames, quantize, state_matrix
 
 S = 1_000_000_000
+MS = 1_000_000
 
 # (t seconds, msg_id, snapshot, [(side, price, size)])
 STREAM = [
@@ -46,15 +47,17 @@ def _trades() -> TradesInput:
 
 def _events(res: ReplayResult) -> list[tuple[int, int, str, int, int, int, float]]:
     out = []
-    for m, c, ty, sz, qb, qa, dt in zip(res.ev_msg, res.ev_col, res.ev_type, res.ev_size,
-                                        res.ev_before, res.ev_after, res.ev_dt, strict=True):
-        out.append((int(res.msg_id[m]), res.level_of(c), "LCMD"[ty], sz, qb, qa, dt / S))
+    for m, c, ty, sz, qb, qa, dt in zip(res.events.msg, res.events.col, res.events.type,
+                                        res.events.size, res.events.before,
+                                        res.events.after, res.events.dt, strict=True):
+        out.append((int(res.messages.msg_id[m]), res.level_of(c), "LCMD"[ty], sz, qb, qa, dt / S))
     return out
 
 
 @pytest.fixture
 def res() -> ReplayResult:
-    return replay(_input(STREAM, BREAKS), 2, _trades())
+    return replay(_input(STREAM, BREAKS), 2, _trades(),
+                  window_ns=(100 * MS, 100 * MS))
 
 
 def test_events_are_exactly_the_expected_ones(res: ReplayResult) -> None:
@@ -81,17 +84,17 @@ def test_without_trades_decreases_stay_undivided() -> None:
 
 
 def test_reference_price_and_its_change(res: ReplayResult) -> None:
-    assert res.msg_ref.tolist() == [201, 201, 201, 201, 201, 203, 203, -1, 203, 203]
-    assert res.msg_live.tolist() == [True] * 7 + [False] + [True] * 2
-    assert res.pc_dir == [1]
-    assert res.pc_trigger == ["depletion"]
-    assert (res.pc_spread_before, res.pc_spread_after) == ([2], [3])
-    assert res.msg_id[res.pc_msg[0]] == 6
+    assert res.messages.ref.tolist() == [201, 201, 201, 201, 201, 203, 203, -1, 203, 203]
+    assert res.messages.live.tolist() == [True] * 7 + [False] + [True] * 2
+    assert res.ref_changes.dir == [1]
+    assert res.ref_changes.trigger == ["depletion"]
+    assert (res.ref_changes.spread_before, res.ref_changes.spread_after) == ([2], [3])
+    assert res.messages.msg_id[res.ref_changes.msg[0]] == 6
 
 
 def test_cuts_and_exposure(res: ReplayResult) -> None:
-    cuts = sorted((int(res.msg_id[m]), res.level_of(c), q, dt / S)
-                  for m, c, q, dt in zip(res.cut_msg, res.cut_col, res.cut_q, res.cut_dt,
+    cuts = sorted((int(res.messages.msg_id[m]), res.level_of(c), q, dt / S)
+                  for m, c, q, dt in zip(res.cuts.msg, res.cuts.col, res.cuts.q, res.cuts.dt,
                                          strict=True))
     assert cuts == [
         (6, -2, 3, 5.0), (6, -1, 2, 3.0), (6, 1, 0, 1.0),  # p_ref change at 5 s
@@ -99,10 +102,10 @@ def test_cuts_and_exposure(res: ReplayResult) -> None:
         (10, -2, 0, 2.0), (10, -1, 4, 2.0), (10, 2, 0, 2.0),  # end of data
     ]
     # live intervals: 0 -> 6 s and 8 -> 10 s
-    assert res.interval_live.tolist() == [True] * 6 + [False, False, True, False]
+    assert res.messages.interval_live.tolist() == [True] * 6 + [False, False, True, False]
     raw = state_matrix(res)
     n = quantize(raw, np.ones(4))
-    total, _ = exposure_frames(res, n)
+    total, _ = exposure_frames(res, n, 3600 * S)
     per_queue = total.group_by("limit", "side").agg(pl.col("T").sum())
     assert per_queue["T"].to_list() == pytest.approx([8.0] * 4)
     # the +1 queue: 4 lots for 1 s, 7 for 3 s, then (new labels) 0 for 2 s, 1 for 2 s
@@ -140,11 +143,11 @@ def test_startup_waits_for_an_odd_spread_and_cross_ref_is_not_an_event() -> None
         (5, 6, False, [("bid", 101, 1)]),  # D 2 at -1 under the new p_ref
     ]
     res = replay(_input(stream, []), 2, None)
-    assert res.msg_ref.tolist() == [-1, -1, 201, 201, 203, 203]
+    assert res.messages.ref.tolist() == [-1, -1, 201, 201, 203, 203]
     assert _events(res) == [(4, 1, "D", 2, 2, 0, 1.0), (6, -1, "D", 2, 3, 1, 1.0)]
     assert res.counts["cross_ref"] == 1
-    assert (res.xr_price, res.xr_delta) == ([101], [3])
-    assert res.pc_trigger == ["insertion"]
+    assert (res.cross_refs.price, res.cross_refs.delta) == ([101], [3])
+    assert res.ref_changes.trigger == ["insertion"]
 
 
 def test_crossed_book_is_not_live_and_snapshot_moves_are_recorded() -> None:
@@ -157,9 +160,9 @@ def test_crossed_book_is_not_live_and_snapshot_moves_are_recorded() -> None:
     ]
     res = replay(_input(stream, []), 2, None)
     assert res.counts["crossed"] == 1
-    assert res.msg_live.tolist() == [True, False, True, True, True]
+    assert res.messages.live.tolist() == [True, False, True, True, True]
     assert res.counts["cross_ref"] == 1
     assert _events(res) == [(5, 1, "L", 1, 5, 6, 1.0)]
-    assert res.interval_live.tolist() == [True, False, True, True, False]
-    assert res.pc_trigger == ["snapshot"]
-    assert res.pc_dir == [1]
+    assert res.messages.interval_live.tolist() == [True, False, True, True, False]
+    assert res.ref_changes.trigger == ["snapshot"]
+    assert res.ref_changes.dir == [1]

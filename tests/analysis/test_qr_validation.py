@@ -1,4 +1,4 @@
-"""Queue-reactive spec §3.8 A and B: the estimator recovers known Model I intensities, and the
+"""The estimator recovers known Model I intensities, and the
 two known estimator bugs (per-sign 1/mean Δt, discarded censored intervals) are detected.
 
 Full-length variant: 1e5 simulated seconds per queue and side, fixed seed. The thresholds were
@@ -22,7 +22,7 @@ from analysis.qr_estimate import (
     pool_sides,
     rate_cells,
 )
-from analysis.qr_sim import simulate_queue, spec_rates, stationary
+from analysis.qr_sim import simulate_queue, stationary, validation_rates
 from analysis.stats import chi2_sf, norm_ppf, tv_distance
 
 DURATION_S = 1e5
@@ -31,7 +31,7 @@ RESTART_RATE = 0.2
 
 
 def _simulate(seed: int, restart_rate: float = 0.0) -> pl.DataFrame:
-    rates = spec_rates()
+    rates = validation_rates()
     rng = np.random.default_rng(seed)
     return pl.concat([simulate_queue(rates[i], DURATION_S, rng, queue=i, side=side,
                                      restart_rate=restart_rate)
@@ -39,7 +39,7 @@ def _simulate(seed: int, restart_rate: float = 0.0) -> pl.DataFrame:
 
 
 def _truth() -> pl.DataFrame:
-    rates = spec_rates()
+    rates = validation_rates()
     n = np.arange(rates[1].n_max + 1)
     return pl.concat([
         pl.DataFrame({"limit": pl.Series([i] * n.size, dtype=pl.Int32), "type": [t] * n.size,
@@ -48,7 +48,7 @@ def _truth() -> pl.DataFrame:
 
 
 def _recovery(intervals: pl.DataFrame) -> dict[str, float]:
-    """Assertions 1–3 of §3.8 A over cells with true λ > 0 and N ≥ 100."""
+    """Coverage, largest |z| and χ² over cells with true λ > 0 and N ≥ 100."""
     exposure = exposure_from_intervals(intervals)
     pooled = intensity_table(pool_sides(rate_cells(exposure, events_from_intervals(intervals))))
     cells = (pooled.join(_truth(), on=["limit", "type", "n"])
@@ -78,19 +78,19 @@ def test_a_estimator_recovers_known_intensities(model_one: pl.DataFrame) -> None
 
 def test_a_invariant_distribution(model_one: pl.DataFrame) -> None:
     r = _recovery(model_one)
-    rates = spec_rates()
+    rates = validation_rates()
     for i in (1, 2, 3):
         pi_hat, outside = invariant(r["pooled"], i)
         assert tv_distance(pi_hat, stationary(rates[i])) <= 0.04
         # unit jumps: π̂ reproduces the time-weighted occupancy by construction
         assert tv_distance(pi_hat, occupancy(r["exposure"], i)) <= 0.005
         assert 0 <= outside < 0.01
-    # stationary means quoted by the spec
+    # stationary means of the three queues
     means = [float(np.arange(61) @ stationary(rates[i])) for i in (1, 2, 3)]
     assert means == pytest.approx([10.1, 8.0, 12.5], abs=0.06)
 
 
-def test_a_event_counts_match_the_spec(model_one: pl.DataFrame) -> None:
+def test_a_event_counts_match_the_rates(model_one: pl.DataFrame) -> None:
     counts = model_one.filter(pl.col("type") != "cut").group_by("limit").len().sort("limit")
     # about 320k, 160k and 200k events over both sides
     assert counts["len"].to_list() == pytest.approx([320_000, 160_000, 200_000], rel=0.03)
@@ -126,7 +126,7 @@ def test_b_censoring_kept_passes_and_discarded_is_biased() -> None:
                     & pl.col("n").is_between(3, 5)).sort("n")
     bias = q1["lam_discarded"].to_numpy() / q1["lam_true"].to_numpy() - 1
     kept = q1["lam_kept"].to_numpy() / q1["lam_true"].to_numpy() - 1
-    rates = spec_rates()[1]
+    rates = validation_rates()[1]
     expected = RESTART_RATE / rates.total[3:6]
     assert np.all(bias > 0.08)
     np.testing.assert_allclose(bias, expected, atol=0.04)

@@ -143,7 +143,9 @@ def test_episode_stats() -> None:
     assert row["dur_median_ms"] == pytest.approx(300.0)
     assert row["dur_max_ms"] == pytest.approx(300.0)
     assert row["capturable"] == 1  # 300 ms > 10 ms + 100 ms
-    assert row["stale_share"] == pytest.approx(1.0)  # a's quote was 1 s older than b's
+    # a's quote was 1 s older than b's at the start; a's next quote (1100 ms) still crossed
+    assert row["confirmed_share"] == pytest.approx(1.0)
+    assert row["artefact_share"] == pytest.approx(0.0)
     st = episode_stats(episodes(view, 0.0), 0.5, latency_ns=None, rtt_ns=100 * MS)
     assert st.collect()["capturable"].item() is None
 
