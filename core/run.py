@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=program(),
         description="Record normalized order books and trades from crypto venues to Parquet.",
-        epilog="example: python -m core.run --plugins bybit,htx --symbols BTC-USDT "
+        epilog=f"example: {program()} --plugins bybit,htx --symbols BTC-USDT "
                "--channels tob,l2,trades --out data --duration 600")
     p.add_argument("--plugins", help="comma-separated venue plugins (see --list-plugins)")
     p.add_argument("--symbols", default="BTC-USDT",
