@@ -38,7 +38,7 @@ from core.schema import Event, HealthKind, Level, TopOfBook, Trade
 from plugins.coinbase_exchange.messages import PRODUCTS, Message
 
 MIB = 1024 * 1024
-TRADE_GAP = "trade_gap"
+TRADE_GAP = HealthKind.TRADE_GAP
 # ``side`` of a match is the maker order's side; the taker took the other one.
 TAKER_SIDE = {"buy": "sell", "sell": "buy"}
 TOB_SOURCES = ("ticker", "book")

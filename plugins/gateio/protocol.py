@@ -71,7 +71,7 @@ PONG = "futures.pong"
 SYSTEM = "futures.system"
 
 #: health event for a ``futures.system`` upgrade notice
-VENUE_UPGRADE: Final = "venue_upgrade"
+VENUE_UPGRADE: Final = HealthKind.VENUE_UPGRADE
 
 _encoder = msgspec.json.Encoder()
 

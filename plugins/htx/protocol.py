@@ -61,7 +61,7 @@ TOB_SOURCES: Final = ("book", "bbo")
 DEFAULT_TOB_SOURCE: Final = "book"
 INCREMENTAL: Final = "incremental"
 #: health event for a configured symbol without instrument metadata (sizes left in contracts)
-NO_INSTRUMENT: Final = "no_instrument"
+NO_INSTRUMENT: Final = HealthKind.NO_INSTRUMENT
 # contract_status of swap_contract_info
 CONTRACT_STATUS: Final = {
     0: "delisting", 1: "trading", 2: "pending", 3: "suspended", 4: "suspended",
