@@ -257,7 +257,7 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
             continue
         http = None
         if result.body is not None and result.url is not None:
-            http = (result.url, result.fetched_ns or time.time_ns(), result.body)
+            http = (result.url, time.time_ns(), result.body)
         venues.append(VenuePlan(proto=proto, url=ws_urls.get(name, proto.default_url),
                                 config=config, instruments_http=http))
     raise_if(problems)
