@@ -1,6 +1,6 @@
 """Per venue: what ``receive()`` costs next to a bare typed msgspec decode of the same frames.
 
-    python benchmarks/bench_plugins.py [--frames N] [--repeats R]
+    python -m benchmarks.bench_plugins [--frames N] [--repeats R]
 
 For each venue, realistic frames in its wire format (``benchmarks/frames.py``: a 200-level book
 and updates of 1 to 6 levels per side; Bitget's carry the venue's checksum) go through the
@@ -16,18 +16,13 @@ from __future__ import annotations
 import argparse
 import platform
 import statistics
-import sys
 import time
 import zlib
 from collections.abc import Callable
-from pathlib import Path
 
 import msgspec
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from frames import stream
-
+from benchmarks.frames import stream
 from core.plugins import load_plugins
 from core.protocol import ExchangeProtocol
 

@@ -3,12 +3,14 @@
 :func:`choose_status_view` picks the :data:`core.supervisor.StatusView` for a run:
 
 * stderr is a terminal and ``--no-live`` was not given: :func:`live_status`, a table redrawn in
-  place a few times a second. Per venue: state (up/DOWN), messages/s over the last seconds, age
-  of the last message, reconnects, gaps; per venue pair (when a spread analyzer runs): current
-  gross and net edge, size and leg ages, highlighted when the net edge is positive on fresh
-  quotes. Log records are printed above the table instead of through it.
-* otherwise: :func:`plain_status`, the plain lines of :func:`core.status.report_status` every
-  ``--status-interval`` seconds, plus one line per symbol with its best pair.
+  place a few times a second. A header with the time, the elapsed and (with ``--duration``)
+  remaining time and the output folder; per venue: state (up/DOWN), messages/s over the last
+  seconds, age of the last message, reconnects, gaps; per venue pair (when a spread analyzer
+  runs): current gross and net edge, size and leg ages, highlighted when the net edge is positive
+  on fresh quotes. Log records are printed above the table instead of through it.
+* otherwise: :func:`plain_status`, the plain lines of :func:`core.status.report_status` (a run
+  line, then one per venue) every ``--status-interval`` seconds, plus one line per symbol with its
+  best pair.
 
 With a spread analyzer, the view also shows the current spread of every venue pair.
 
@@ -41,7 +43,7 @@ from rich.text import Text
 from core.bus import Bus, SubscriptionStats
 from core.clock import Clock
 from core.session import VenueStats
-from core.status import DEFAULT_STATUS_INTERVAL_S, report_status
+from core.status import DEFAULT_STATUS_INTERVAL_S, RunInfo, format_run, report_status
 from core.supervisor import StatusView
 
 log = logging.getLogger("bookwire.status")
@@ -209,14 +211,17 @@ def pair_tables(pairs: Sequence[PairLike], max_rows: int = MAX_PAIR_ROWS) -> lis
 
 
 def build_view(venues: Sequence[VenueRow], pairs: Sequence[PairLike] | None = None,
-               consumers: Sequence[SubscriptionStats] = (), now_ns: int | None = None
-               ) -> RenderableType:
-    """The whole screen: a header, the venue table, the pair table (when spreads run) and a
-    line per consumer that lags or dropped events."""
+               consumers: Sequence[SubscriptionStats] = (), now_ns: int | None = None,
+               run_line: str | None = None) -> RenderableType:
+    """The whole screen: a header (time; ``run_line``: elapsed/remaining time and output
+    folder), the venue table, the pair table (when spreads run) and a line per consumer that lags
+    or dropped events."""
     parts: list[RenderableType] = []
     if now_ns is not None:
         stamp = datetime.fromtimestamp(now_ns / S_NS, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         parts.append(Text(f"bookwire  {stamp}", style="bold"))
+    if run_line is not None:
+        parts.append(Text(run_line))
     parts.append(venue_table(venues))
     if pairs is not None:
         parts.extend(pair_tables(pairs) or [Text("spreads: no venue pair quoted yet")])
@@ -261,16 +266,18 @@ def _logs_above(live_stderr: TextIO) -> Iterator[None]:
 async def live_status(stats: Sequence[VenueStats], bus: Bus, clock: Clock,
                       interval_s: float = DEFAULT_STATUS_INTERVAL_S, *,
                       spreads: SpreadSource | None = None, console: Console | None = None,
-                      refresh_s: float = LIVE_REFRESH_S) -> None:
+                      refresh_s: float = LIVE_REFRESH_S, run: RunInfo | None = None) -> None:
     """Redraw the view every ``refresh_s`` until cancelled (``interval_s`` is for plain lines)."""
     console = console or Console(stderr=True)
     meter = RateMeter()
+    started = trio.current_time()
 
     def frame() -> RenderableType:
         now_ns = clock.now_ns()
+        now_t = trio.current_time()
         pairs = None if spreads is None else spreads.pairs_view(now_ns)
-        return build_view(venue_rows(stats, meter, trio.current_time(), now_ns), pairs,
-                          bus.stats(), now_ns)
+        return build_view(venue_rows(stats, meter, now_t, now_ns), pairs, bus.stats(), now_ns,
+                          None if run is None else format_run(run, now_t - started))
 
     # The view must never stop a recording: a rendering bug falls back to the venue lines.
     try:
@@ -287,15 +294,15 @@ async def live_status(stats: Sequence[VenueStats], bus: Bus, clock: Clock,
                 except Exception:
                     log.exception("live view failed; status lines instead")
                     break
-    await report_status(stats, bus, clock, interval_s)
+    await report_status(stats, bus, clock, interval_s, run=run, started=started)
 
 
 async def plain_status(stats: Sequence[VenueStats], bus: Bus, clock: Clock,
                        interval_s: float = DEFAULT_STATUS_INTERVAL_S, *,
-                       spreads: SpreadSource | None = None) -> None:
+                       spreads: SpreadSource | None = None, run: RunInfo | None = None) -> None:
     """:func:`core.status.report_status`, plus the best pair per symbol at the same interval."""
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(report_status, stats, bus, clock, interval_s)
+        nursery.start_soon(partial(report_status, stats, bus, clock, interval_s, run=run))
         if spreads is not None:
             await _log_best_pairs(spreads, clock, interval_s)
 
@@ -320,14 +327,15 @@ def stderr_is_terminal() -> bool:
 
 
 def choose_status_view(no_live: bool, spreads: SpreadSource | None = None, *,
-                       terminal: bool | None = None,
-                       console: Console | None = None) -> StatusView:
+                       terminal: bool | None = None, console: Console | None = None,
+                       run: RunInfo | None = None) -> StatusView:
     """The run's status view: live when stderr is a terminal and ``no_live`` is false, plain
-    lines otherwise; wired to ``spreads`` when given. ``terminal`` overrides the detection and
-    ``console`` the live view's output (default: a rich console on stderr)."""
+    lines otherwise; wired to ``spreads`` when given and showing ``run`` (elapsed/remaining
+    time, output folder). ``terminal`` overrides the detection and ``console`` the live view's
+    output (default: a rich console on stderr)."""
     live = not no_live and (stderr_is_terminal() if terminal is None else terminal)
-    view: StatusView = (partial(live_status, spreads=spreads, console=console) if live
-                        else partial(plain_status, spreads=spreads))
+    view: StatusView = (partial(live_status, spreads=spreads, console=console, run=run) if live
+                        else partial(plain_status, spreads=spreads, run=run))
     return view
 
 

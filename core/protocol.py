@@ -40,6 +40,7 @@ import msgspec
 
 from core.book import BookKeeper
 from core.codec import DEFAULT_MAX_INFLATED_BYTES, S_NS, FrameError, inflate
+from core.options import OptionSpec, option_value
 from core.schema import Event, Health, HealthKind
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class ExchangeProtocol:
     requires_instruments: ClassVar[bool] = False
     #: one line for ``--list-plugins``
     description: ClassVar[str] = ""
+    #: the ``--opt`` keys this venue accepts, with their defaults and valid values
+    options: ClassVar[Mapping[str, OptionSpec]] = {}
 
     def __init__(self, config: ProtocolConfig) -> None:
         self.config = config
@@ -126,6 +129,12 @@ class ExchangeProtocol:
     def to_canonical(cls, native: str) -> str:
         """The venue's name to canonical. Override where the default guess is not exact."""
         return native
+
+    # -- options ------------------------------------------------------------------------------
+
+    def option(self, key: str) -> str:
+        """The value of a declared option (see :attr:`options`); ValueError when it is invalid."""
+        return option_value(self.name, self.options, self.config.options, key)
 
     # -- instruments (optional; pure request/parse, the session does the HTTP) -----------------
 

@@ -32,7 +32,7 @@ from core.plugins import ExchangeRegistry
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.recording import RawRecord
 from core.schema import Event, Health, HealthKind
-from core.supervisor import publish_produced
+from core.supervisor import publish_produced, started_row
 from core.testing.captures import open_text
 from core.writers.parquet import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_FLUSH_ROWS, ParquetWriter
 
@@ -111,6 +111,7 @@ class _Run:
         self.config: ProtocolConfig | None = None
         self.instruments: dict[str, Instrument] = {}
         self.run_id: str | None = None
+        self.started: set[str | None] = set()
         self.stop_ts: int | None = None
         self.records = 0
 
@@ -134,6 +135,10 @@ class _Run:
                 self.config = ProtocolConfig(symbols=tuple(rec.symbols or ()),
                                              channels=tuple(rec.channels or ()),
                                              options=dict(rec.options or {}))
+            if self.run_id not in self.started:  # files of one run repeat their meta record
+                self.started.add(self.run_id)
+                await self._publish([started_row(self.venue, rec.ts, rec.symbols or [],
+                                                 rec.channels or [], rec.url or "")])
             return
         if kind == "http":
             if self.proto is None and rec.text is not None:

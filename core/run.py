@@ -1,8 +1,11 @@
-"""Command line: ``python -m core.run --plugins bybit,htx --symbols BTC-USDT --channels tob,l2``.
+"""Command line: ``bookwire --plugins bybit,htx --symbols BTC-USDT --channels tob,l2`` (the same
+as ``python -m core.run ...``).
 
-Parses and validates the request (unknown plugin, channel or symbol: a message naming the valid
-choices and exit code 2), loads plugins through their entry points, fetches instrument metadata,
-then hands a :class:`core.supervisor.RunPlan` to :func:`core.supervisor.record`. Exit code 0
+Parses and checks the whole request before anything connects (:mod:`core.checks`: plugins,
+channels, symbols, endpoints, venue options, the output folder, then every venue's instruments;
+each problem is one line naming the flag and the valid choices, exit code 2), loads plugins
+through their entry points, fetches instrument metadata, then hands a
+:class:`core.supervisor.RunPlan` to :func:`core.supervisor.record`. Exit code 0
 after Ctrl-C, SIGTERM or the end of ``--duration``; 1 when the run could not write its data.
 
 Flags beyond the documented contract are listed in ``docs/cli.md``.
@@ -15,21 +18,40 @@ import difflib
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import trio
 
 from analysis.spread_live import analyzer_from_options
-from core.instruments import InstrumentsUnavailable, default_cache_dir, load_instruments
+from core.checks import (
+    UsageError,
+    check_channels,
+    check_out,
+    check_plugins,
+    check_positive,
+    check_symbols,
+    parse_endpoint_flags,
+    parse_option_flags,
+    program,
+    raise_if,
+    split_list,
+)
+from core.instruments import (
+    InstrumentsResult,
+    InstrumentsUnavailable,
+    default_cache_dir,
+    load_instruments,
+)
 from core.live_view import choose_status_view
+from core.logs import configure_logging
 from core.plugins import ExchangeRegistry, load_plugins
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.replay import ReplayError, replay
 from core.schema import CHANNELS
+from core.status import RunInfo
 from core.summary import EXIT_FAILED, EXIT_OK, EXIT_USAGE, outcome, summary_lines
 from core.supervisor import RunPlan, VenuePlan, record
-from core.symbols import is_canonical
 from core.writers.parquet import (
     DEFAULT_FINAL_FLUSH_TIMEOUT_S,
     DEFAULT_FLUSH_INTERVAL_S,
@@ -41,15 +63,11 @@ log = logging.getLogger("bookwire")
 DEFAULT_BUFFER_MB = 256
 
 
-class UsageError(Exception):
-    """A request that cannot run as given; the message names the valid choices."""
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m core.run",
+        prog=program(),
         description="Record normalized order books and trades from crypto venues to Parquet.",
-        epilog="example: python -m core.run --plugins bybit,htx --symbols BTC-USDT "
+        epilog=f"example: {program()} --plugins bybit,htx --symbols BTC-USDT "
                "--channels tob,l2,trades --out data --duration 600")
     p.add_argument("--plugins", help="comma-separated venue plugins (see --list-plugins)")
     p.add_argument("--symbols", default="BTC-USDT",
@@ -111,103 +129,115 @@ def leaves(group: BaseException) -> list[BaseException]:
     return [group]
 
 
-def split_list(text: str | None) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
-
-
 def list_plugins(registry: ExchangeRegistry) -> str:
     lines = []
     for name in registry.names():
         proto = registry.get(name)
         lines.append(f"{name:<20} channels: {','.join(sorted(proto.channels)):<16} "
                      f"{proto.description}")
+        lines.extend(f"{'':<20} --opt {name}.{key}: {spec.valid_values()} "
+                     f"(default {spec.default})" for key, spec in sorted(proto.options.items()))
+    lines.extend(f"{name:<20} NOT LOADED: {reason}"
+                 for name, reason in sorted(registry.failed.items()))
     return "\n".join(lines)
 
 
 def parse_endpoints(items: Sequence[str], registry: ExchangeRegistry,
                     plugins: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
-    ws: dict[str, str] = {}
-    rest: dict[str, str] = {}
-    for item in items:
-        key, sep, url = item.partition("=")
-        if not sep or not url:
-            raise UsageError(f"--endpoint {item!r}: expected VENUE=URL or VENUE.rest=URL")
-        venue, _, kind = key.partition(".")
-        if venue not in registry:
-            raise UsageError(f"--endpoint {item!r}: unknown plugin {venue!r}; valid choices: "
-                             f"{', '.join(registry.names())}")
-        if kind not in ("", "rest", "ws"):
-            raise UsageError(f"--endpoint {item!r}: expected VENUE=URL or VENUE.rest=URL")
-        if venue not in plugins:
-            log.warning("--endpoint for %s, which is not among --plugins", venue)
-        (rest if kind == "rest" else ws)[venue] = url
+    """``--endpoint`` values -> (websocket URL, REST base URL) per venue; UsageError with every
+    malformed item, unknown or unselected venue and bad URL."""
+    ws, rest, problems = parse_endpoint_flags(items, registry, plugins)
+    raise_if(problems)
     return ws, rest
 
 
-def parse_options(items: Sequence[str], plugins: Sequence[str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {p: {} for p in plugins}
-    for item in items:
-        key, sep, value = item.partition("=")
-        venue, dot, name = key.partition(".")
-        if not sep or not dot or not name:
-            raise UsageError(f"--opt {item!r}: expected VENUE.KEY=VALUE")
-        if venue not in out:
-            raise UsageError(f"--opt {item!r}: {venue!r} is not among --plugins "
-                             f"({', '.join(plugins)})")
-        out[venue][name] = value
-    return out
+def parse_options(items: Sequence[str], plugins: Sequence[str],
+                  registry: ExchangeRegistry | None = None) -> dict[str, dict[str, str]]:
+    """``--opt`` values -> options per venue; UsageError with every malformed item, unselected
+    venue, unknown key and invalid value (keys and values are checked when ``registry`` is
+    given)."""
+    options, problems = parse_option_flags(items, registry or ExchangeRegistry(), plugins)
+    raise_if(problems)
+    return options
 
 
 def validate(args: argparse.Namespace, registry: ExchangeRegistry
              ) -> tuple[list[str], list[str], list[str]]:
+    """Plugins, channels and symbols of the request; UsageError with every problem found in
+    them and in the numeric flags."""
     plugins = split_list(args.plugins)
-    if not plugins:
-        raise UsageError(f"--plugins is required; valid choices: {', '.join(registry.names())}")
-    for name in plugins:
-        if name not in registry:
-            raise UsageError(f"unknown plugin {name!r}; valid choices: "
-                             f"{', '.join(registry.names())}")
     channels = split_list(args.channels)
-    if not channels:
-        raise UsageError(f"--channels is empty; valid choices: {', '.join(CHANNELS)}")
-    for ch in channels:
-        if ch not in CHANNELS:
-            raise UsageError(f"unknown channel {ch!r}; valid choices: {', '.join(CHANNELS)}")
-        for name in plugins:
-            if ch not in registry.get(name).channels:
-                raise UsageError(f"plugin {name!r} does not serve channel {ch!r}; it serves: "
-                                 f"{', '.join(sorted(registry.get(name).channels))}")
     symbols = split_list(args.symbols)
-    if not symbols:
-        raise UsageError("--symbols is empty; give canonical BASE-QUOTE symbols like BTC-USDT")
-    for sym in symbols:
-        if not is_canonical(sym):
-            raise UsageError(f"symbol {sym!r} is not canonical BASE-QUOTE in upper case "
-                             f"(for example BTC-USDT)")
-    if args.duration is not None and args.duration <= 0:
-        raise UsageError("--duration must be a positive number of seconds")
-    if not args.buffer_mb > 0:
-        raise UsageError("--buffer-mb must be a positive number of MiB")
-    if not args.final_flush_timeout > 0:
-        raise UsageError("--final-flush-timeout must be a positive number of seconds")
+    raise_if([*check_plugins(plugins, registry), *check_channels(channels, plugins, registry),
+              *check_symbols(symbols), *check_positive("--duration", args.duration),
+              *check_positive("--flush-interval", args.flush_interval),
+              *check_positive("--status-interval", args.status_interval),
+              *check_positive("--buffer-mb", args.buffer_mb, "MiB"),
+              *check_positive("--final-flush-timeout", args.final_flush_timeout)])
     return plugins, channels, symbols
 
 
 def check_listed(proto: type[ExchangeProtocol], symbols: Sequence[str],
-                 instruments: dict[str, Instrument]) -> None:
-    """With instruments known, a symbol the venue does not list is a usage error."""
+                 instruments: Mapping[str, Instrument]) -> None:
+    """With instruments known, a symbol the venue does not list is a usage error (every such
+    symbol is named)."""
     if not instruments:
         return
+    problems = []
     for sym in symbols:
         if sym not in instruments:
             close = difflib.get_close_matches(sym, list(instruments), n=5, cutoff=0.6)
             hint = f"; close matches: {', '.join(close)}" if close else ""
-            raise UsageError(f"{proto.name} does not list symbol {sym!r} "
-                             f"({len(instruments)} symbols known){hint}")
+            problems.append(f"--symbols: {proto.name} does not list symbol {sym!r} "
+                            f"({len(instruments)} symbols known){hint}")
+    raise_if(problems)
+
+
+async def fetch_instruments(plugins: Sequence[str], registry: ExchangeRegistry,
+                            rest_urls: Mapping[str, str], cache_dir: Path,
+                            symbols: Sequence[str]) -> dict[str, InstrumentsResult]:
+    """Every venue's instruments, fetched concurrently; UsageError naming every venue that has
+    neither a reachable REST endpoint nor a cache, all at once."""
+    results: dict[str, InstrumentsResult] = {}
+    missing: dict[str, str] = {}
+
+    async def one(name: str) -> None:
+        proto = registry.get(name)
+        try:
+            results[name] = await load_instruments(proto, rest_urls.get(name), cache_dir,
+                                                   required=proto.requires_instruments,
+                                                   symbols=symbols)
+        except InstrumentsUnavailable as exc:
+            missing[name] = str(exc)
+
+    async with trio.open_nursery() as nursery:
+        for name in plugins:
+            nursery.start_soon(one, name)
+    raise_if([missing[name] for name in plugins if name in missing])
+    return results
 
 
 async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunPlan:
-    plugins, channels, symbols = validate(args, registry)
+    """Check the whole request, then fetch instruments: a UsageError (exit 2) for anything wrong,
+    before the first websocket connection."""
+    problems: list[str] = []
+    try:
+        plugins, channels, symbols = validate(args, registry)
+    except UsageError as exc:  # go on checking the other flags against the venues that exist
+        problems.extend(exc.problems)
+        plugins = list(dict.fromkeys(p for p in split_list(args.plugins) if p in registry))
+        channels, symbols = split_list(args.channels), split_list(args.symbols)
+    ws_urls: dict[str, str] = {}
+    rest_urls: dict[str, str] = {}
+    options: dict[str, dict[str, str]] = {p: {} for p in plugins}
+    try:
+        ws_urls, rest_urls = parse_endpoints(args.endpoint, registry, plugins)
+    except UsageError as exc:
+        problems.extend(exc.problems)
+    try:
+        options = parse_options(args.opt, plugins, registry)
+    except UsageError as exc:
+        problems.extend(exc.problems)
     spreads = None
     if not args.no_spreads and "tob" in channels and len(plugins) >= 2:
         try:
@@ -215,32 +245,35 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
                                             stale_ms=args.spread_stale_ms, fees_file=args.fees,
                                             taker_fee_bps=args.taker_fee_bps)
         except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    ws_urls, rest_urls = parse_endpoints(args.endpoint, registry, plugins)
-    options = parse_options(args.opt, plugins)
+            problems.append(str(exc))
+    raise_if(problems)
+    raise_if(check_out(args.out))
     cache_dir = args.cache_dir or default_cache_dir()
+    fetched = await fetch_instruments(plugins, registry, rest_urls, cache_dir, symbols)
     venues: list[VenuePlan] = []
     instruments: dict[str, dict[str, Instrument]] = {}
     for name in plugins:
         proto = registry.get(name)
+        result = fetched[name]
         try:
-            result = await load_instruments(proto, rest_urls.get(name), cache_dir,
-                                            required=proto.requires_instruments)
-        except InstrumentsUnavailable as exc:
-            raise UsageError(str(exc)) from None
-        check_listed(proto, symbols, result.instruments)
+            check_listed(proto, symbols, result.instruments)
+        except UsageError as exc:
+            problems.extend(exc.problems)
+            continue
         instruments[name] = result.instruments
         config = ProtocolConfig(symbols=tuple(symbols), channels=tuple(channels),
                                 instruments=result.instruments, options=options[name])
         try:
-            proto(config)  # constructor validates options
+            proto(config)  # the constructor's own checks (options were checked above)
         except ValueError as exc:
-            raise UsageError(f"{name}: {exc}") from None
+            problems.append(f"{name}: {exc}")
+            continue
         http = None
         if result.body is not None and result.url is not None:
             http = (result.url, time.time_ns(), result.body)
         venues.append(VenuePlan(proto=proto, url=ws_urls.get(name, proto.default_url),
                                 config=config, instruments_http=http))
+    raise_if(problems)
     return RunPlan(venues=venues, out=args.out, duration_s=args.duration,
                    flush_interval_s=args.flush_interval, status_interval_s=args.status_interval,
                    buffer_bytes=int(args.buffer_mb * MIB),
@@ -248,15 +281,15 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
                    final_flush_timeout_s=args.final_flush_timeout,
                    instruments=instruments, record_raw=args.record_raw,
                    consumers=[spreads.consumer()] if spreads is not None else [],
-                   status_view=choose_status_view(args.no_live, spreads))
+                   status_view=choose_status_view(
+                       args.no_live, spreads, run=RunInfo(out=args.out, duration_s=args.duration)))
 
 
 async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool = True) -> int:
     """The CLI inside an already running trio loop (tests call this directly)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     _, registry = load_plugins()
     if args.list_plugins:
         print(list_plugins(registry))

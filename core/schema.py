@@ -85,7 +85,10 @@ MarketEvent = TopOfBook | BookUpdate | Trade | Health
 
 
 class HealthKind:
-    """Names used in the ``event`` column of the health table (open set; plugins may add more)."""
+    """Names used in the ``event`` column of the health table: the one list. Core and the
+    built-in plugins emit only these; ``docs/data.md`` describes each of them, and a test checks
+    that the docs name no other (a third-party plugin may add names of its own, documented with
+    the plugin)."""
 
     CONNECTED: Final = "connected"
     SUBSCRIBED: Final = "subscribed"
@@ -97,6 +100,9 @@ class HealthKind:
     CROSSED: Final = "crossed"
     CHECKSUM_MISMATCH: Final = "checksum_mismatch"
     NO_SNAPSHOT: Final = "no_snapshot"
+    TRADE_GAP: Final = "trade_gap"  # trade ids of a product jumped: trades were missed
+    NO_INSTRUMENT: Final = "no_instrument"  # a symbol without instrument metadata (contract size)
+    VENUE_UPGRADE: Final = "venue_upgrade"  # the venue announced a server upgrade (a restart)
     DECODE_ERROR: Final = "decode_error"
     VENUE_ERROR: Final = "venue_error"
     PLUGIN_ERROR: Final = "plugin_error"
@@ -106,6 +112,9 @@ class HealthKind:
     STOPPED: Final = "stopped"
     ROWS_WRITTEN: Final = "rows_written"
 
+
+#: every name of :class:`HealthKind`
+HEALTH_KINDS: Final = frozenset(v for k, v in vars(HealthKind).items() if k.isupper())
 
 # The trust rule (docs/data.md): a symbol's book is trusted from a TRUST_EVENTS row until a
 # SYMBOL_BREAKS row for that symbol or a VENUE_BREAKS row for its venue.

@@ -1,10 +1,16 @@
-"""Compact per-venue status lines on stderr while recording (messages/s, age of the last
-message, reconnects, gaps, drops). Reads counters only; never touches the data path."""
+"""Compact status lines on stderr while recording: one run line (elapsed and, with
+``--duration``, remaining time; the output folder), then one line per venue (messages/s, age of the
+last message, reconnects, gaps, decode errors) and per lagging consumer.
+
+Reads counters only; never touches the data path.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
@@ -18,6 +24,31 @@ DEFAULT_STATUS_INTERVAL_S = 10.0
 S_NS = 1_000_000_000
 
 
+@dataclass(frozen=True)
+class RunInfo:
+    """What the status views say about the run as a whole."""
+
+    out: Path
+    duration_s: float | None = None
+
+
+def clock_time(seconds: float) -> str:
+    """``H:MM:SS`` (whole seconds, rounded down)."""
+    total = max(int(seconds), 0)
+    return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
+
+
+def format_run(run: RunInfo, elapsed_s: float) -> str:
+    """``elapsed 0:01:40, left 0:08:20 of 0:10:00, out data`` (``until stopped`` without a
+    duration)."""
+    if run.duration_s is None:
+        span = "until stopped"
+    else:
+        span = (f"left {clock_time(max(run.duration_s - elapsed_s, 0.0))} of "
+                f"{clock_time(run.duration_s)}")
+    return f"elapsed {clock_time(elapsed_s)}, {span}, out {run.out}"
+
+
 def format_status(stats: VenueStats, rate: float, now_ns: int) -> str:
     age = "never" if stats.last_frame_ns is None else \
         f"{(now_ns - stats.last_frame_ns) / S_NS:.1f}s ago"
@@ -27,14 +58,20 @@ def format_status(stats: VenueStats, rate: float, now_ns: int) -> str:
 
 
 async def report_status(stats: Sequence[VenueStats], bus: Bus, clock: Clock,
-                        interval_s: float = DEFAULT_STATUS_INTERVAL_S) -> None:
+                        interval_s: float = DEFAULT_STATUS_INTERVAL_S, *,
+                        run: RunInfo | None = None, started: float | None = None) -> None:
+    """Log the status lines every ``interval_s`` until cancelled. ``started``: the trio time the
+    run started (default: now), for the elapsed time of the run line."""
     last = {s.venue: s.messages for s in stats}
     last_t = trio.current_time()
+    t0 = last_t if started is None else started
     while True:
         await trio.sleep(interval_s)
         now_t = trio.current_time()
         elapsed = max(now_t - last_t, 1e-9)
         now_ns = clock.now_ns()
+        if run is not None:
+            log.info("run: %s", format_run(run, now_t - t0))
         for s in stats:
             log.info("%s", format_status(s, (s.messages - last[s.venue]) / elapsed, now_ns))
             last[s.venue] = s.messages

@@ -26,7 +26,7 @@ import logging
 import signal
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -245,6 +245,9 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
                      list(v.config.channels), dict(v.config.options))
             if v.instruments_http is not None:
                 raw.http(v.proto.name, *v.instruments_http)
+    for v in plan.venues:  # what was asked of each venue, before anything can fail
+        bus.publish([started_row(v.proto.name, started_ns, v.config.symbols, v.config.channels,
+                                 v.url)], force=True)
     probe = StallProbe()
     shutdown = Shutdown(feeds=trio.CancelScope(), writer=writer)
     trio.lowlevel.add_instrument(probe)
@@ -278,6 +281,7 @@ async def record_into(plan: RunPlan, bus: Bus, writer: ParquetWriter, subscripti
     closed so that the writers drain and return."""
     async with trio.open_nursery() as sinks:
         await sinks.start(writer.run, subscription)
+
         raw_scope = trio.CancelScope()
         if raw is not None:
             async def run_raw(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -321,6 +325,13 @@ async def run_feeds(plan: RunPlan, bus: Bus, stats: dict[str, VenueStats],
                          plan.status_interval_s)
         if plan.duration_s is not None:
             feeds.start_soon(stop_after, plan.duration_s, feeds_scope)
+
+
+def started_row(venue: str, ts: int, symbols: Sequence[str], channels: Sequence[str],
+                url: str) -> Health:
+    """The ``started`` health row: what was asked of a venue (a replay writes the same one)."""
+    return Health(exchange=venue, ts_local=ts, symbol=None, event=HealthKind.STARTED,
+                  detail=f"symbols={','.join(symbols)} channels={','.join(channels)} url={url}")
 
 
 def publish_produced(bus: Bus, clock: Clock, now: int | None = None) -> None:

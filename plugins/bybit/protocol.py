@@ -17,10 +17,14 @@ Pure: no trio, no sockets, no clock reads.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import msgspec
 
 from core.book import BookKeeper
 from core.codec import MS_NS
+from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Trade
 from core.symbols import split_concatenated
@@ -47,12 +51,14 @@ class BybitProtocol(ExchangeProtocol):
     description = "Bybit v5 public linear perpetuals (orderbook.1/50/200, publicTrade)"
     #: client app-level ping period (Bybit asks for one every 20 s)
     ping_interval_s = PING_INTERVAL_S
+    options: ClassVar[Mapping[str, OptionSpec]] = {
+        "l2_depth": OptionSpec(default="50", choices=L2_DEPTHS,
+                               help="levels of the l2 channel's orderbook.N topic"),
+    }
 
     def __init__(self, config: ProtocolConfig) -> None:
         super().__init__(config)
-        depth = config.options.get("l2_depth", "50")
-        if depth not in L2_DEPTHS:
-            raise ValueError(f"bybit l2_depth must be one of {', '.join(L2_DEPTHS)}, not {depth!r}")
+        depth = self.option("l2_depth")
         self.l2_depth = depth
         self.tob = BookKeeper(self.name, publish_tob=True, publish_l2=False)
         self.l2 = BookKeeper(self.name, publish_tob=False, publish_l2=True)

@@ -51,7 +51,7 @@ from plugins.coinbase.messages import (
 )
 
 MIB = 1024 * 1024
-TRADE_GAP = "trade_gap"  # health kind: trade ids of a product jumped (trades missing)
+TRADE_GAP = HealthKind.TRADE_GAP  # trade ids of a product jumped (trades missing)
 # Coinbase reports the maker's side; the taker took the other one.
 TAKER_SIDE = {"BUY": "sell", "SELL": "buy"}
 # Channels the venue may push that this plugin never subscribes (ignored, sequence still counted).

@@ -25,16 +25,20 @@ Pure: no trio, no sockets, no clock reads.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import ClassVar
+
 import msgspec
 
 from core.book import BookKeeper
 from core.codec import iso_to_ns
+from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, TopOfBook, Trade
 from plugins.coinbase_exchange.messages import PRODUCTS, Head, Message
 
 MIB = 1024 * 1024
-TRADE_GAP = "trade_gap"
+TRADE_GAP = HealthKind.TRADE_GAP
 # ``side`` of a match is the maker order's side; the taker took the other one.
 TAKER_SIDE = {"buy": "sell", "sell": "buy"}
 TOB_SOURCES = ("ticker", "book")
@@ -54,14 +58,15 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
     ws_ping_interval_s = None
     max_sends_per_s = 8.0
     description = "Coinbase Exchange legacy feed (level2_batch, matches, ticker; no l2 sequence)"
+    options: ClassVar[Mapping[str, OptionSpec]] = {
+        "tob_from": OptionSpec(default="ticker", choices=TOB_SOURCES,
+                               help="the source of the tob channel: ticker or the local book"),
+    }
 
     def __init__(self, config: ProtocolConfig) -> None:
         super().__init__(config)
         chans = set(config.channels)
-        tob_from = config.options.get("tob_from", "ticker")
-        if tob_from not in TOB_SOURCES:
-            raise ValueError(f"coinbase-exchange tob_from must be one of "
-                             f"{', '.join(TOB_SOURCES)}, not {tob_from!r}")
+        tob_from = self.option("tob_from")
         self.tob_from_ticker = "tob" in chans and tob_from == "ticker"
         tob_from_book = "tob" in chans and tob_from == "book"
         self.want_book = "l2" in chans or tob_from_book

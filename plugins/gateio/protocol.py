@@ -36,13 +36,14 @@ Pure: no trio, no sockets, no clock reads.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import ClassVar, Final
 
 import msgspec
 
 from core.book import BookKeeper, OrderBook
 from core.codec import MS_NS, S_NS, Price, ms_to_ns
+from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
 from plugins.gateio.messages import (
@@ -70,7 +71,7 @@ PONG = "futures.pong"
 SYSTEM = "futures.system"
 
 #: health event for a ``futures.system`` upgrade notice
-VENUE_UPGRADE: Final = "venue_upgrade"
+VENUE_UPGRADE: Final = HealthKind.VENUE_UPGRADE
 
 _encoder = msgspec.json.Encoder()
 
@@ -131,13 +132,14 @@ class GateioProtocol(ExchangeProtocol):
     #: handshake headers this venue wants: without ``X-Gate-Size-Decimal: 1`` Gate truncates
     #: fractional contract sizes to integers (sessions that support extra headers send these)
     ws_headers: ClassVar[tuple[tuple[str, str], ...]] = (("X-Gate-Size-Decimal", "1"),)
+    options: ClassVar[Mapping[str, OptionSpec]] = {
+        "l2_depth": OptionSpec(default="50", choices=L2_DEPTHS,
+                               help="levels of the l2 channel's futures.obu stream"),
+    }
 
     def __init__(self, config: ProtocolConfig) -> None:
         super().__init__(config)
-        depth = config.options.get("l2_depth", "50")
-        if depth not in L2_DEPTHS:
-            raise ValueError(
-                f"gateio l2_depth must be one of {', '.join(L2_DEPTHS)}, not {depth!r}")
+        depth = self.option("l2_depth")
         self.l2_depth = depth
         self.tob = BookKeeper(self.name, publish_tob=True, publish_l2=False)
         self.l2 = BookKeeper(self.name, publish_tob=False, publish_l2=True)

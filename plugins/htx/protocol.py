@@ -31,14 +31,15 @@ Pure: no trio, no sockets, no clock reads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import ClassVar, Final
 
 import msgspec
 
 from core.book import BookKeeper
 from core.codec import MS_NS
+from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
 from plugins.htx.messages import (
@@ -60,7 +61,7 @@ TOB_SOURCES: Final = ("book", "bbo")
 DEFAULT_TOB_SOURCE: Final = "book"
 INCREMENTAL: Final = "incremental"
 #: health event for a configured symbol without instrument metadata (sizes left in contracts)
-NO_INSTRUMENT: Final = "no_instrument"
+NO_INSTRUMENT: Final = HealthKind.NO_INSTRUMENT
 # contract_status of swap_contract_info
 CONTRACT_STATUS: Final = {
     0: "delisting", 1: "trading", 2: "pending", 3: "suspended", 4: "suspended",
@@ -130,10 +131,17 @@ class HtxProtocol(ExchangeProtocol):
     description = ("HTX USDT-margined swaps (depth.size_20/150.high_freq or step0, bbo, "
                    "trade.detail; contracts x contract_size)")
 
+    options: ClassVar[Mapping[str, OptionSpec]] = {
+        "l2_source": OptionSpec(default=DEFAULT_L2_SOURCE, choices=tuple(L2_SOURCES),
+                                help="the book topic of the l2 (and book-based tob) channel"),
+        "tob_source": OptionSpec(default=DEFAULT_TOB_SOURCE, choices=TOB_SOURCES,
+                                 help="the source of the tob channel: the book topic or bbo"),
+    }
+
     def __init__(self, config: ProtocolConfig) -> None:
         super().__init__(config)
-        self.l2_source = _option(config, "l2_source", DEFAULT_L2_SOURCE, tuple(L2_SOURCES))
-        self.tob_source = _option(config, "tob_source", DEFAULT_TOB_SOURCE, TOB_SOURCES)
+        self.l2_source = self.option("l2_source")
+        self.tob_source = self.option("tob_source")
         want_tob = "tob" in config.channels
         book_tob = want_tob and self.tob_source == "book"
         self.book = BookKeeper(self.name, publish_tob=book_tob,
@@ -361,13 +369,6 @@ def _taker_side(direction: str) -> str:
     if side not in ("buy", "sell"):
         raise ValueError(f"trade direction {direction!r} is neither buy nor sell")
     return side
-
-
-def _option(config: ProtocolConfig, key: str, default: str, allowed: Sequence[str]) -> str:
-    value = config.options.get(key, default)
-    if value not in allowed:
-        raise ValueError(f"htx {key} must be one of {', '.join(allowed)}, not {value!r}")
-    return value
 
 
 def _topic_in(err_msg: str | None) -> str:

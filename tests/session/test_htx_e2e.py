@@ -123,7 +123,7 @@ async def test_cli_records_htx_to_parquet(tmp_path: Path) -> None:
     assert sorted(events) == [("snapshot", "levels=3 seq=1000"), ("subscribed", BOOK),
                               ("subscribed", TRADES)]
     venue = health.filter(pl.col("symbol").is_null())["event"].to_list()
-    assert venue[0] == "connected"
+    assert venue[:2] == ["started", "connected"]
     for kind in ("gap", "decode_error", "subscribe_error", "no_snapshot"):
         assert kind not in health["event"].to_list()
     # The only disconnect is the end of the run.

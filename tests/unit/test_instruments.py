@@ -1,21 +1,54 @@
-"""Instrument metadata: fetched over REST and cached; an offline start uses the cache; with
-neither, a venue that needs contract sizes fails with a clear message (CLI exit code 2)."""
+"""Instrument metadata: fetched over REST and cached per venue *and* REST base URL; an offline start
+with a cache for the same URL works, a cache from another URL never stands in; a fresh cache is
+used without a request, a stale one is refreshed; with neither REST nor a cache, a venue that
+needs contract sizes fails with a clear message (CLI exit code 2)."""
 
 from __future__ import annotations
 
+import json
+import logging
+import time
 from pathlib import Path
 
 import pytest
 import trio
 
-from core.instruments import InstrumentsUnavailable, cache_path, load_instruments
+from core.instruments import (
+    CACHE_MAX_AGE_S,
+    InstrumentsUnavailable,
+    cache_path,
+    load_instruments,
+)
 from core.run import async_main
 from core.testing.fake_servers import serve_http
+from plugins.bybit.protocol import BybitProtocol
 from plugins.htx.protocol import HtxProtocol
 from tests.session.test_htx_e2e import CONTRACT_INFO, contract_info
 
 CEILING_S = 20
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
+S_NS = 1_000_000_000
+
+
+def htx_body(*codes: tuple[str, float]) -> bytes:
+    return json.dumps({"status": "ok", "data": [
+        {"symbol": code.split("-")[0], "contract_code": code, "contract_size": size,
+         "price_tick": 0.1, "contract_status": 1, "business_type": "swap",
+         "contract_type": "swap", "pair": code} for code, size in codes]}).encode()
+
+
+class Counting:
+    """A REST route that counts its requests and serves whatever body is current."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.requests = 0
+
+    def __call__(self, target: str) -> bytes | None:
+        if target != CONTRACT_INFO:
+            return None
+        self.requests += 1
+        return self.body
 
 
 async def test_fetch_writes_the_cache_and_an_offline_start_reads_it(tmp_path: Path) -> None:
@@ -26,16 +59,111 @@ async def test_fetch_writes_the_cache_and_an_offline_start_reads_it(tmp_path: Pa
             nursery.cancel_scope.cancel()
     assert online.source == "rest" and online.body == contract_info()
     assert online.instruments["BTC-USDT"].contract_size == 0.001
-    assert cache_path(tmp_path, "htx").exists()
+    assert cache_path(tmp_path, "htx", rest).exists()
 
-    offline = await load_instruments(HtxProtocol, DEAD, tmp_path, required=True)
+    # The server is gone; even a stale cache for the same URL carries an offline start.
+    later = time.time_ns() + int(2 * CACHE_MAX_AGE_S * S_NS)
+    offline = await load_instruments(HtxProtocol, rest, tmp_path, required=True, now_ns=later)
     assert offline.source == "cache"
     assert offline.instruments == online.instruments
+    assert offline.body == contract_info()  # so a raw recording still gets the response
+
+
+async def test_an_overridden_endpoint_never_poisons_the_real_venues_cache(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # A local "testnet" lists BTC-USDT only, with a wrong contract size.
+    testnet = htx_body(("BTC-USDT", 1.0))
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            rest = await nursery.start(serve_http, {CONTRACT_INFO: testnet})
+            result = await load_instruments(HtxProtocol, rest, tmp_path, required=True)
+            nursery.cancel_scope.cancel()
+    assert result.instruments["BTC-USDT"].contract_size == 1.0
+    real = HtxProtocol.default_rest_url
+    assert real is not None
+    assert cache_path(tmp_path, "htx", real) != cache_path(tmp_path, "htx", rest)
+    assert not cache_path(tmp_path, "htx", real).exists()
+
+    # "The real venue" unreachable (a dead loopback port stands in for it): the testnet's
+    # cache is not used in its place.
+    monkeypatch.setattr(HtxProtocol, "default_rest_url", DEAD)
+    with pytest.raises(InstrumentsUnavailable, match="no cache for that URL"):
+        await load_instruments(HtxProtocol, None, tmp_path, required=True)
+    code = await async_main(["--plugins", "htx", "--symbols", "SOL-USDT",
+                             "--out", str(tmp_path / "data"), "--cache-dir", str(tmp_path)],
+                            handle_signals=False)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"htx: cannot load instruments from {DEAD}/linear-swap-api" in err
+    assert "does not list" not in err
+
+
+async def test_a_fresh_cache_is_used_without_a_request(tmp_path: Path,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    route = Counting(contract_info())
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            rest = await nursery.start(serve_http, route)
+            await load_instruments(HtxProtocol, rest, tmp_path, required=True)
+            assert route.requests == 1
+            with caplog.at_level(logging.INFO, logger="core.instruments"):
+                again = await load_instruments(HtxProtocol, rest, tmp_path, required=True,
+                                               symbols=["BTC-USDT"])
+            assert route.requests == 1
+            assert again.source == "cache"
+            assert "instruments from cache" in caplog.text and "ago" in caplog.text
+            # A requested symbol the fresh cache lacks (a new listing) is fetched again.
+            route.body = htx_body(("BTC-USDT", 0.001), ("SOL-USDT", 1.0))
+            newer = await load_instruments(HtxProtocol, rest, tmp_path, required=True,
+                                           symbols=["SOL-USDT"])
+            assert route.requests == 2 and newer.source == "rest"
+            assert "SOL-USDT" in newer.instruments
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_stale_cache_is_refreshed_when_the_venue_answers(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    route = Counting(htx_body(("BTC-USDT", 0.001)))
+    t0 = time.time_ns() - int(CACHE_MAX_AGE_S * S_NS) - 3600 * S_NS  # 25 h ago
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            rest = await nursery.start(serve_http, route)
+            old = await load_instruments(HtxProtocol, rest, tmp_path, required=True, now_ns=t0)
+            assert old.fetched_ns == t0
+            route.body = htx_body(("BTC-USDT", 0.001), ("ETH-USDT", 0.01))
+            with caplog.at_level(logging.INFO, logger="core.instruments"):
+                fresh = await load_instruments(HtxProtocol, rest, tmp_path, required=True)
+            nursery.cancel_scope.cancel()
+    assert route.requests == 2
+    assert fresh.source == "rest" and set(fresh.instruments) == {"BTC-USDT", "ETH-USDT"}
+    assert fresh.fetched_ns is not None and fresh.fetched_ns > t0
+    assert "cache 25.0 h old" in caplog.text
+    # The refreshed response replaced the stale one on disk.
+    offline = await load_instruments(HtxProtocol, DEAD, tmp_path,
+                                     required=False)
+    assert offline.source == "none"  # another URL: no cache of its own
+    reread = await load_instruments(HtxProtocol, rest, tmp_path, required=True)
+    assert reread.source == "cache" and set(reread.instruments) == {"BTC-USDT", "ETH-USDT"}
+
+
+async def test_an_unreadable_cache_is_ignored_and_replaced(tmp_path: Path) -> None:
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            rest = await nursery.start(serve_http, {CONTRACT_INFO: contract_info()})
+            path = cache_path(tmp_path, "htx", rest)
+            path.parent.mkdir(parents=True)
+            path.write_bytes(b"{not json")
+            result = await load_instruments(HtxProtocol, rest, tmp_path, required=True)
+            nursery.cancel_scope.cancel()
+    assert result.source == "rest"
+    assert b"BTC-USDT" not in path.read_bytes()  # the body is kept base64-encoded
+    assert json.loads(path.read_bytes())["rest_url"] == rest
 
 
 async def test_neither_rest_nor_cache_is_a_clear_error(tmp_path: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(InstrumentsUnavailable, match="no cache at"):
+    with pytest.raises(InstrumentsUnavailable, match="no cache for that URL"):
         await load_instruments(HtxProtocol, DEAD, tmp_path, required=True)
     code = await async_main(["--plugins", "htx", "--out", str(tmp_path / "data"),
                              "--cache-dir", str(tmp_path / "empty"),
@@ -47,7 +175,5 @@ async def test_neither_rest_nor_cache_is_a_clear_error(tmp_path: Path,
 
 
 async def test_a_venue_that_does_not_need_them_starts_without(tmp_path: Path) -> None:
-    from plugins.bybit.protocol import BybitProtocol
-
     result = await load_instruments(BybitProtocol, DEAD, tmp_path, required=False)
     assert result.source == "none" and result.instruments == {}
