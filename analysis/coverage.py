@@ -5,9 +5,10 @@ share of the recording with a trusted book, the numbers of gaps, resyncs and rec
 longest outage, and draws a timeline PNG of trusted and untrusted intervals.
 
 * **What was asked for.** Every venue with rows in any table (``health``, ``tob``, ``l2``,
-  ``trades``) plus those named with ``--venues``; per venue, the symbols its rows name (a health
-  row with a symbol, such as ``subscribed``, ``subscribe_error``, ``snapshot``, or a market-data
-  row). A venue whose rows name no symbol (it never subscribed) is reported for every symbol the
+  ``trades``) plus those named with ``--venues``; per venue, the symbols its ``started`` row
+  lists (the recorder writes one per venue before connecting) and the symbols its rows name (a
+  health row with a symbol, such as ``subscribed``, ``subscribe_error``, ``snapshot``, or a
+  market-data row). A venue whose rows name no symbol at all is reported for every symbol the
   recording names; ``--symbols`` gives the list for every venue instead.
 * **The span** is the whole recording: from its first row in any table to its last row in any
   table (the recorder's ``stopped`` rows included), or ``--start``/``--end``. Every venue and
@@ -129,6 +130,11 @@ def load_recording(data: Path, *, exchange: str | None = None, start: datetime |
     named: dict[str, set[str]] = {}
     for ex, syms in both.select("exchange", "symbols").iter_rows():
         named.setdefault(ex, set()).update(syms or [])
+    # the recorder's ``started`` rows say exactly what each venue was asked for
+    for ex, detail in health.filter(pl.col("event") == HealthKind.STARTED).select(
+            "exchange", "detail").iter_rows():
+        asked = dict(f.split("=", 1) for f in (detail or "").split() if "=" in f)
+        named.setdefault(ex, set()).update(filter(None, asked.get("symbols", "").split(",")))
     t0 = int(both["first"].min()) if start is None else _ns(start)
     t1 = int(both["last"].max()) if end is None else _ns(end)
     # files of one venue are in write order; a stable sort keeps same-time rows in that order

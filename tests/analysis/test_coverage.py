@@ -144,3 +144,19 @@ def test_symbols_flag_lists_what_was_asked(tmp_path: Path) -> None:
     assert sorted(covs) == [("bybit", "BTC-USDT"), ("bybit", "SOL-USDT"), ("htx", "BTC-USDT"),
                             ("htx", "SOL-USDT")]
     assert covs[("bybit", "SOL-USDT")].trusted_s == 0
+
+
+def test_started_rows_say_what_was_asked_for(tmp_path: Path) -> None:
+    """A symbol asked for but never subscribed (the venue refused it) is still reported, 0%."""
+    rows = [
+        (0, "bybit", None, "started", "symbols=BTC-USDT,SOL-USDT channels=l2 url=ws://x"),
+        (0.5, "bybit", None, "connected", "ws://x conn=1"),
+        (1, "bybit", "BTC-USDT", "snapshot", ""),
+        (10, "bybit", None, "stopped", "produced l2=5 health=4"),
+    ]
+    rec = load_recording(ledger(tmp_path, rows))
+    wanted = asked_for(rec)
+    assert sorted(wanted["bybit"]) == ["BTC-USDT", "SOL-USDT"]
+    by_symbol = {c.symbol: c for c in coverage(rec, wanted)}
+    assert by_symbol["SOL-USDT"].trusted_s == 0
+    assert by_symbol["BTC-USDT"].trusted_s == 9
