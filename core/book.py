@@ -24,16 +24,20 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import neg
 
 from core.codec import S_NS
 from core.schema import BookUpdate, Event, Health, HealthKind, Level, TopOfBook
 
 
 class OrderBook:
-    """One symbol's L2 book. Sizes are absolute; a size of 0 removes the level."""
+    """One symbol's L2 book. Sizes are absolute; a size of 0 removes the level.
 
-    __slots__ = ("_ask_keys", "_bid_keys", "ask_text", "asks", "bid_text", "bids")
+    With ``keep_text`` the venue's wire text of each level (``"price:size"``) is kept in lists
+    aligned with the sorted keys, so a checksum over the best levels reads them with one C-level
+    slice instead of a lookup per level.
+    """
+
+    __slots__ = ("_ask_keys", "_ask_text", "_bid_keys", "_bid_text", "asks", "bids")
 
     def __init__(self, keep_text: bool = False) -> None:
         self.bids: dict[float, float] = {}
@@ -41,18 +45,35 @@ class OrderBook:
         # bids ascending (best = last); asks stored as negated prices ascending (best = last).
         self._bid_keys: list[float] = []
         self._ask_keys: list[float] = []
-        # Wire text of each level as "price:size", kept only for venues that checksum it.
-        self.bid_text: dict[float, str] | None = {} if keep_text else None
-        self.ask_text: dict[float, str] | None = {} if keep_text else None
+        # Wire text aligned with the keys above, kept only for venues that checksum it.
+        self._bid_text: list[str] | None = [] if keep_text else None
+        self._ask_text: list[str] | None = [] if keep_text else None
+
+    @property
+    def keeps_text(self) -> bool:
+        return self._bid_text is not None
+
+    @property
+    def bid_text(self) -> dict[float, str] | None:
+        """Price -> ``"price:size"`` wire text of every bid (None without ``keep_text``)."""
+        if self._bid_text is None:
+            return None
+        return dict(zip(self._bid_keys, self._bid_text, strict=True))
+
+    @property
+    def ask_text(self) -> dict[float, str] | None:
+        if self._ask_text is None:
+            return None
+        return {-k: t for k, t in zip(self._ask_keys, self._ask_text, strict=True)}
 
     def clear(self) -> None:
         self.bids.clear()
         self.asks.clear()
         self._bid_keys.clear()
         self._ask_keys.clear()
-        if self.bid_text is not None and self.ask_text is not None:
-            self.bid_text.clear()
-            self.ask_text.clear()
+        if self._bid_text is not None and self._ask_text is not None:
+            self._bid_text.clear()
+            self._ask_text.clear()
 
     def replace(
         self,
@@ -64,12 +85,18 @@ class OrderBook:
         """Replace the whole book (a snapshot). Zero-size levels in a snapshot are ignored.
         ``bid_text``/``ask_text`` are the same levels' wire text, in the same order."""
         self.clear()
-        if bid_text is not None and self.bid_text is not None and ask_text is not None \
-                and self.ask_text is not None:
-            self.bid_text.update((p, ":".join(t)) for (p, s), t in zip(bids, bid_text, strict=True)
-                                 if s > 0)
-            self.ask_text.update((p, ":".join(t)) for (p, s), t in zip(asks, ask_text, strict=True)
-                                 if s > 0)
+        if self._bid_text is not None and self._ask_text is not None:
+            if bid_text is None or ask_text is None:
+                raise ValueError("this book keeps wire text: pass bid_text and ask_text")
+            btext = {p: ":".join(t) for (p, s), t in zip(bids, bid_text, strict=True) if s > 0}
+            atext = {p: ":".join(t) for (p, s), t in zip(asks, ask_text, strict=True) if s > 0}
+            self.bids.update((p, s) for p, s in bids if s > 0)
+            self.asks.update((p, s) for p, s in asks if s > 0)
+            self._bid_keys = sorted(self.bids)
+            self._ask_keys = sorted(-p for p in self.asks)
+            self._bid_text = [btext[k] for k in self._bid_keys]
+            self._ask_text = [atext[-k] for k in self._ask_keys]
+            return
         self.bids.update((p, s) for p, s in bids if s > 0)
         self.asks.update((p, s) for p, s in asks if s > 0)
         self._bid_keys = sorted(self.bids)
@@ -91,6 +118,12 @@ class OrderBook:
         ask_text: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         """Apply absolute-size updates to both sides (the hot path: loops kept inline)."""
+        if self._bid_text is not None and self._ask_text is not None:
+            if bid_text is None or ask_text is None:
+                raise ValueError("this book keeps wire text: pass bid_text and ask_text")
+            _apply_text(self.bids, self._bid_keys, self._bid_text, bids, bid_text, 1.0)
+            _apply_text(self.asks, self._ask_keys, self._ask_text, asks, ask_text, -1.0)
+            return
         sizes = self.bids
         keys = self._bid_keys
         for p, s in bids:
@@ -111,10 +144,6 @@ class OrderBook:
             elif p in sizes:
                 del sizes[p]
                 del keys[bisect_left(keys, -p)]
-        if bid_text is not None and self.bid_text is not None:
-            _set_text(self.bid_text, bids, bid_text)
-        if ask_text is not None and self.ask_text is not None:
-            _set_text(self.ask_text, asks, ask_text)
 
     def best_bid(self) -> Level | None:
         if not self._bid_keys:
@@ -141,12 +170,10 @@ class OrderBook:
     def top_text(self, n: int) -> tuple[list[str], list[str]]:
         """Wire text (``"price:size"``) of the best ``n`` bids and asks, best first (the book
         must keep text)."""
-        bid_text, ask_text = self.bid_text, self.ask_text
-        if bid_text is None or ask_text is None:
+        if self._bid_text is None or self._ask_text is None:
             raise ValueError("the book keeps no wire text (create it with keep_text=True)")
-        bids = list(map(bid_text.__getitem__, reversed(self._bid_keys[-n:])))
-        asks = list(map(ask_text.__getitem__, map(neg, reversed(self._ask_keys[-n:]))))
-        return bids, asks
+        stop = -n - 1 if n else None
+        return self._bid_text[:stop:-1], self._ask_text[:stop:-1]
 
     def is_crossed(self) -> bool:
         """True when the best bid is at or above the best ask (crossed or locked)."""
@@ -158,13 +185,25 @@ class OrderBook:
         return len(self.bids) + len(self.asks)
 
 
-def _set_text(text: dict[float, str], levels: Iterable[Level],
-              wire: Sequence[tuple[str, str]]) -> None:
+def _apply_text(sizes: dict[float, float], keys: list[float], texts: list[str],
+                levels: Iterable[Level], wire: Sequence[tuple[str, str]], sign: float) -> None:
+    """Apply one side's levels, keeping ``texts`` aligned with ``keys`` (``sign`` -1.0 for asks,
+    whose keys are negated prices)."""
     for (p, s), t in zip(levels, wire, strict=True):
+        k = p * sign
+        i = bisect_left(keys, k)
+        here = i < len(keys) and keys[i] == k
         if s > 0:
-            text[p] = ":".join(t)
-        else:
-            text.pop(p, None)
+            if here:
+                texts[i] = ":".join(t)
+            else:
+                keys.insert(i, k)
+                texts.insert(i, ":".join(t))
+            sizes[p] = s
+        elif here:
+            del sizes[p]
+            del keys[i]
+            del texts[i]
 
 
 # A venue checksum: given the book after an update, is it the book the venue has?
@@ -202,7 +241,8 @@ class BookKeeper:
     snapshot_timeout_s: float = 15.0
     snapshot_timeout_max_s: float = 300.0
     states: dict[str, SymbolState] = field(default_factory=dict)
-    _resync: list[str] = field(default_factory=list)
+    #: symbols waiting for a fresh snapshot (the protocol base class drains it into resync())
+    pending_resyncs: list[str] = field(default_factory=list)
     # the earliest snapshot deadline, recomputed only after a deadline changed: the session asks
     # for it after every frame, so it must not cost a walk over every symbol
     _due: int | None = None
@@ -288,7 +328,7 @@ class BookKeeper:
         checksum: ChecksumCheck | None = None,
     ) -> list[Event]:
         """Apply an update whose rule says the book must be at ``prev_seq`` (None: no check)."""
-        st = self.state(symbol)
+        st = self.states.get(symbol) or self.state(symbol)
         if not st.live:
             st.skipped += 1
             return []
@@ -298,16 +338,30 @@ class BookKeeper:
                              f"book at seq={st.seq}, update needs {prev_seq} (seq={seq})",
                              ts_local, events)
             return events
-        st.book.apply(bids, asks, bid_text, ask_text)
+        book = st.book
+        book.apply(bids, asks, bid_text, ask_text)
         if seq is not None:
             st.seq = seq
-        if checksum is not None and not checksum(st.book):
+        if checksum is not None and not checksum(book):
             self._invalidate(st, symbol, HealthKind.CHECKSUM_MISMATCH, f"seq={seq}", ts_local,
                              events)
             return events
-        if st.book.is_crossed():
-            self._invalidate(st, symbol, HealthKind.CROSSED, _crossed_detail(st.book, seq),
+        bk, ak = book._bid_keys, book._ask_keys
+        if bk and ak and bk[-1] >= -ak[-1]:  # crossed or locked (is_crossed, inlined)
+            self._invalidate(st, symbol, HealthKind.CROSSED, _crossed_detail(book, seq),
                              ts_local, events)
+            return events
+        if self.publish_l2 and not self.publish_tob and (bids or asks):
+            # the l2-only keeper's publication, inlined (the common hot path; see _publish)
+            msg_id = st.msg_id + 1
+            if msg_id < ts_local:
+                msg_id = ts_local
+            st.msg_id = msg_id
+            events.append(BookUpdate(
+                exchange=self.exchange, ts_local=ts_local, symbol=symbol, ts_exchange=ts_exchange,
+                seq=seq, msg_id=msg_id, is_snapshot=False,
+                bids=bids if type(bids) is tuple else tuple(bids),
+                asks=asks if type(asks) is tuple else tuple(asks)))
             return events
         self._publish(st, symbol, False, bids, asks, ts_local, ts_exchange, seq, events)
         return events
@@ -328,16 +382,16 @@ class BookKeeper:
             st.snapshot_due_ns = None
             if not st.invalid_reason and st.ever_live:
                 st.invalid_reason = "disconnect"
-        self._resync.clear()
+        self.pending_resyncs.clear()
         self._due, self._due_dirty = None, False
 
     def wants_resync(self) -> bool:
         """True when :meth:`take_resyncs` has symbols to hand out (no allocation)."""
-        return bool(self._resync)
+        return bool(self.pending_resyncs)
 
     def take_resyncs(self) -> list[str]:
         """Symbols that need a fresh snapshot (drained by the plugin into resubscribe frames)."""
-        out, self._resync = self._resync, []
+        out, self.pending_resyncs = self.pending_resyncs, []
         return out
 
     # -- snapshot deadlines -----------------------------------------------------------------
@@ -379,8 +433,8 @@ class BookKeeper:
             st.snapshot_due_ns = None
             self._due_dirty = True
             st.snapshot_wait_s = min(st.snapshot_wait_s * 2, self.snapshot_timeout_max_s)
-            if symbol not in self._resync:
-                self._resync.append(symbol)
+            if symbol not in self.pending_resyncs:
+                self.pending_resyncs.append(symbol)
         return events
 
     # -- internals ---------------------------------------------------------------------------
@@ -397,8 +451,8 @@ class BookKeeper:
         st.last_tob = None
         st.book.clear()
         events.append(self._health(symbol, kind, detail, ts_local))
-        if symbol not in self._resync:
-            self._resync.append(symbol)
+        if symbol not in self.pending_resyncs:
+            self.pending_resyncs.append(symbol)
 
     def _publish(self, st: SymbolState, symbol: str, is_snapshot: bool, bids: Sequence[Level],
                  asks: Sequence[Level], ts_local: int, ts_exchange: int | None,
@@ -408,22 +462,34 @@ class BookKeeper:
             # and runs writing into the same dataset: the receive time, raised by one where a
             # message arrives in the same nanosecond as the previous one (docs/data.md).
             msg_id = st.msg_id + 1
-            st.msg_id = msg_id if msg_id > ts_local else ts_local
+            if msg_id < ts_local:
+                msg_id = ts_local
+            st.msg_id = msg_id
             events.append(BookUpdate(
                 exchange=self.exchange, ts_local=ts_local, symbol=symbol, ts_exchange=ts_exchange,
-                seq=seq, msg_id=st.msg_id, is_snapshot=is_snapshot, bids=tuple(bids),
-                asks=tuple(asks)))
+                seq=seq, msg_id=msg_id, is_snapshot=is_snapshot,
+                bids=bids if type(bids) is tuple else tuple(bids),
+                asks=asks if type(asks) is tuple else tuple(asks)))
         if self.publish_tob:
-            bb = st.book.best_bid()
-            ba = st.book.best_ask()
-            top = (bb[0] if bb else None, bb[1] if bb else None,
-                   ba[0] if ba else None, ba[1] if ba else None)
+            book = st.book
+            bk, ak = book._bid_keys, book._ask_keys
+            if bk:
+                bp = bk[-1]
+                bid_px, bid_sz = bp, book.bids[bp]
+            else:
+                bid_px = bid_sz = None
+            if ak:
+                ap = -ak[-1]
+                ask_px, ask_sz = ap, book.asks[ap]
+            else:
+                ask_px = ask_sz = None
+            top = (bid_px, bid_sz, ask_px, ask_sz)
             if top != st.last_tob:
                 st.last_tob = top
                 events.append(TopOfBook(
                     exchange=self.exchange, ts_local=ts_local, symbol=symbol,
-                    ts_exchange=ts_exchange, bid_px=top[0], bid_sz=top[1], ask_px=top[2],
-                    ask_sz=top[3], seq=seq))
+                    ts_exchange=ts_exchange, bid_px=bid_px, bid_sz=bid_sz, ask_px=ask_px,
+                    ask_sz=ask_sz, seq=seq))
 
 
 def _crossed_detail(book: OrderBook, seq: int | None) -> str:

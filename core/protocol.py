@@ -172,7 +172,7 @@ class ExchangeProtocol:
         self.now_ns = recv_ns
         self._frame_book = None
         payload: str | bytes = frame
-        if isinstance(frame, bytes) and self.compression is not None:
+        if type(frame) is bytes and self.compression is not None:
             try:
                 payload = inflate(frame, self.compression, self.max_inflated_bytes)
             except FrameError as exc:
@@ -183,7 +183,10 @@ class ExchangeProtocol:
         # frame becomes a decode_error and the connector keeps running.
         except Exception as exc:
             events = self._reject(payload, exc, recv_ns)
-        self._drain_resyncs(recv_ns)
+        for keeper in self.keepers:  # (the resync drain, inlined: it runs after every frame)
+            if keeper.pending_resyncs:
+                self._drain_resyncs(recv_ns)
+                break
         return events
 
     def _reject(self, payload: str | bytes, exc: Exception, recv_ns: int) -> list[Event]:
@@ -198,7 +201,7 @@ class ExchangeProtocol:
 
     def _drain_resyncs(self, now_ns: int) -> None:
         for keeper in self.keepers:
-            if keeper.wants_resync():
+            if keeper.pending_resyncs:
                 self.resync(keeper, keeper.take_resyncs(), now_ns)
 
     def frames_to_send(self) -> list[str]:

@@ -21,7 +21,8 @@ CHECKSUM_DEPTH = 25
 
 def checksum_text(bids: Sequence[str], asks: Sequence[str], depth: int = CHECKSUM_DEPTH) -> str:
     """The string the venue hashes, from best-first ``"price:size"`` wire texts per side."""
-    b, a = list(bids[:depth]), list(asks[:depth])
+    b = bids[:depth] if type(bids) is list else list(bids[:depth])
+    a = asks[:depth] if type(asks) is list else list(asks[:depth])
     n = min(len(b), len(a))
     parts: list[str] = [""] * (2 * n)
     parts[::2] = b[:n]  # interleaved with C-level slice assignments, not a Python loop

@@ -45,6 +45,15 @@ class BookData(msgspec.Struct):
     pseq: Seq | None = None
 
 
+class BooksFrame(msgspec.Struct):
+    """A whole ``books``/``books1`` push in one pass (the hot path); anything else, or a push
+    that does not fit, goes through :class:`Envelope`."""
+
+    action: str
+    arg: Arg
+    data: list[BookData]
+
+
 class TradeData(msgspec.Struct):
     """A ``trade`` entry: ``side`` is the taker's side, ``size`` in base coin."""
 

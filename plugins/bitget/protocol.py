@@ -41,6 +41,7 @@ from plugins.bitget.checksum import book_checksum
 from plugins.bitget.messages import (
     Arg,
     BookData,
+    BooksFrame,
     ContractsReply,
     Envelope,
     TradeData,
@@ -90,6 +91,8 @@ class BitgetProtocol(ExchangeProtocol):
                     self.routes[(wire, native)] = sym
                     self.wanted.append((wire, sym))
         self._env = msgspec.json.Decoder(Envelope)
+        self._books_frame = msgspec.json.Decoder(BooksFrame)
+        self._expected = 0  # the checksum the frame being applied carries
         self._books = msgspec.json.Decoder(list[BookData])
         self._trades = msgspec.json.Decoder(list[TradeData])
         self._failed: set[tuple[str, str]] = set()
@@ -149,6 +152,21 @@ class BitgetProtocol(ExchangeProtocol):
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
         if payload == "pong" or payload == b"pong":
             return []
+        if type(payload) is str and '"books' in payload[:96]:
+            try:
+                frame = self._books_frame.decode(payload)
+            except msgspec.MsgspecError:
+                pass  # the two-step path below reports exactly what is wrong, and with which book
+            else:
+                arg = frame.arg
+                sym = self.routes.get((arg.channel, arg.instId))
+                if sym is not None and frame.data and frame.action in ("snapshot", "update"):
+                    if arg.channel == "books":
+                        self.book_frame(self.l2, sym)
+                        return self._on_books(sym, frame.action, frame.data, recv_ns)
+                    if arg.channel == "books1":
+                        self.book_frame(self.tob, sym)
+                        return self._on_books1(sym, frame.data, recv_ns)
         env = self._env.decode(payload)
         if env.event is not None:
             return self._on_event(env)
@@ -167,15 +185,16 @@ class BitgetProtocol(ExchangeProtocol):
             raise msgspec.ValidationError(f"unknown action {env.action!r}")
         if arg.channel == "books":
             self.book_frame(self.l2, sym)
-            return self._on_books(sym, env, recv_ns)
+            return self._on_books(sym, env.action, self._books.decode(env.data), recv_ns)
         self.book_frame(self.tob, sym)
-        return self._on_books1(sym, env, recv_ns)
+        return self._on_books1(sym, self._books.decode(env.data), recv_ns)
 
-    def _on_books(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
+    def _on_books(self, sym: str, action: str, entries: list[BookData],
+                  recv_ns: int) -> list[Event]:
         events: list[Event] = []
-        for d, bids, asks, ts_exchange in self._book_entries(sym, env):
-            check = _checksum_of(d.checksum) if d.checksum else None
-            if env.action == "snapshot":
+        for d, bids, asks, ts_exchange in self._book_entries(sym, entries):
+            check = self._check_against(d.checksum) if d.checksum else None
+            if action == "snapshot":
                 events += self.l2.snapshot(
                     sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange, seq=d.seq,
                     bid_text=d.bids, ask_text=d.asks, checksum=check)
@@ -185,18 +204,25 @@ class BitgetProtocol(ExchangeProtocol):
                     prev_seq=d.pseq, bid_text=d.bids, ask_text=d.asks, checksum=check)
         return events
 
-    def _on_books1(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
+    def _on_books1(self, sym: str, entries: list[BookData], recv_ns: int) -> list[Event]:
         events: list[Event] = []
-        for d, bids, asks, ts_exchange in self._book_entries(sym, env):
+        for d, bids, asks, ts_exchange in self._book_entries(sym, entries):
             events += self.tob.snapshot(sym, bids, asks, ts_local=recv_ns,
                                         ts_exchange=ts_exchange, seq=d.seq)
         return events
 
-    def _book_entries(self, sym: str, env: Envelope
+    def _check_against(self, expected: int) -> Callable[[OrderBook], bool]:
+        """The checksum check of one entry (a bound method: no closure per frame)."""
+        self._expected = expected
+        return self._check_expected
+
+    def _check_expected(self, book: OrderBook) -> bool:
+        return book_checksum(book) == self._expected
+
+    def _book_entries(self, sym: str, entries: list[BookData]
                       ) -> list[tuple[BookData, list[Level], list[Level], int]]:
-        """Decode and convert every entry before any is applied, so that a malformed frame
-        leaves the book untouched."""
-        entries = self._books.decode(env.data)
+        """Convert every entry before any is applied, so that a malformed frame leaves the book
+        untouched."""
         if not entries:
             raise msgspec.ValidationError("book push with empty `data`")
         scale = self.contract_size(sym)
@@ -328,10 +354,3 @@ def _ms_to_ns(ms: str | int) -> int:
     if ns is None:
         raise BadValue("empty millisecond timestamp")
     return ns
-
-
-def _checksum_of(expected: int) -> Callable[[OrderBook], bool]:
-    def check(book: OrderBook) -> bool:
-        return book_checksum(book) == expected
-
-    return check

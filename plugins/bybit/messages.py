@@ -31,10 +31,21 @@ class BookData(msgspec.Struct):
     """``orderbook.{depth}.{symbol}`` payload; ``b``/``a`` are ``[price, size]`` levels."""
 
     s: str
-    b: list[WireLevel]
-    a: list[WireLevel]
+    b: tuple[WireLevel, ...]
+    a: tuple[WireLevel, ...]
     u: Seq
     seq: Seq | None = None
+
+
+class BookFrame(msgspec.Struct):
+    """A whole ``orderbook.*`` push in one pass (the hot path); anything else, or a book push
+    that does not fit, goes through :class:`Envelope`."""
+
+    topic: str
+    type: str
+    data: BookData
+    ts: TsMs | None = None
+    cts: TsMs | None = None
 
 
 class TradeData(msgspec.Struct):

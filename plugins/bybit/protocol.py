@@ -28,7 +28,7 @@ from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Trade
 from core.symbols import split_concatenated
-from plugins.bybit.messages import BookData, Envelope, InstrumentsReply, TradeData
+from plugins.bybit.messages import BookData, BookFrame, Envelope, InstrumentsReply, TradeData
 
 PING_INTERVAL_S = 20.0
 L2_DEPTHS = ("50", "200", "1000")
@@ -81,6 +81,7 @@ class BybitProtocol(ExchangeProtocol):
             self.topics_of[sym] = wanted
         self._env = msgspec.json.Decoder(Envelope)
         self._book = msgspec.json.Decoder(BookData, strict=False)
+        self._book_frame = msgspec.json.Decoder(BookFrame, strict=False)
         self._trades = msgspec.json.Decoder(list[TradeData], strict=False)
         self._req_n = 0
         self._pending: dict[str, str] = {}  # req_id -> symbol
@@ -130,6 +131,24 @@ class BybitProtocol(ExchangeProtocol):
     # -- frames -------------------------------------------------------------------------------
 
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
+        if type(payload) is str and "orderbook." in payload[:48]:
+            try:
+                frame = self._book_frame.decode(payload)
+            except msgspec.MsgspecError:
+                pass  # the two-step path below reports exactly what is wrong, and with which book
+            else:
+                route = self.topics.get(frame.topic)
+                if route is not None:
+                    what, sym = route
+                    data = frame.data
+                    u = data.u
+                    ts_ms = frame.cts if frame.cts is not None else frame.ts
+                    keeper = self.l2 if what == "l2" else self.tob
+                    if frame.type == "delta" and u != 1:
+                        return keeper.delta(sym, data.b, data.a, ts_local=recv_ns,
+                                            ts_exchange=ts_ms * MS_NS if ts_ms else None,
+                                            seq=u, prev_seq=u - 1)
+                    return self._apply(keeper, sym, frame.type, data, ts_ms, recv_ns)
         env = self._env.decode(payload)
         if env.topic is not None:
             route = self.topics.get(env.topic)
@@ -146,13 +165,18 @@ class BybitProtocol(ExchangeProtocol):
     def _on_book(self, keeper: BookKeeper, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
         self.book_frame(keeper, sym)
         data = self._book.decode(env.data)
-        ts_ms = env.cts if env.cts is not None else env.ts
+        return self._apply(keeper, sym, env.type, data,
+                           env.cts if env.cts is not None else env.ts, recv_ns)
+
+    def _apply(self, keeper: BookKeeper, sym: str, kind: str | None, data: BookData,
+               ts_ms: int | None, recv_ns: int) -> list[Event]:
         ts_exchange = ts_ms * MS_NS if ts_ms is not None else None
-        if env.type == "snapshot" or data.u == 1:
+        u = data.u
+        if kind == "snapshot" or u == 1:
             return keeper.snapshot(sym, data.b, data.a, ts_local=recv_ns,
-                                   ts_exchange=ts_exchange, seq=data.u)
+                                   ts_exchange=ts_exchange, seq=u)
         return keeper.delta(sym, data.b, data.a, ts_local=recv_ns, ts_exchange=ts_exchange,
-                            seq=data.u, prev_seq=data.u - 1)
+                            seq=u, prev_seq=u - 1)
 
     def _on_trades(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
         return [
