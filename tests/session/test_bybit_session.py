@@ -11,7 +11,6 @@ from functools import partial
 
 import trio
 
-from core.book import BookKeeper
 from core.bus import Bus, Subscription
 from core.clock import WallClock
 from core.protocol import ProtocolConfig
@@ -20,7 +19,6 @@ from core.schema import BookUpdate, Event, Health
 from core.session import Backoff, Session, VenueStats, connect_websocket
 from core.supervisor import VenuePlan, run_connector
 from core.testing.fake_servers import serve_ws
-from plugins.bybit.messages import Envelope
 from plugins.bybit.protocol import BybitProtocol
 from tests.fakes.bybit import ConnectionPlan, FakeBybit, book_msg
 
@@ -125,16 +123,17 @@ async def test_pongs_keep_a_quiet_socket_alive() -> None:
 
 
 class ExplodingBybit(FastBybit):
-    """Plugin code with a bug tripped by its first book frame."""
+    """Plugin code with a bug tripped by its first book frame (after it named the book)."""
 
     exploded = 0
 
-    def _on_book(self, keeper: BookKeeper, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
-        if ExplodingBybit.exploded == 0:
+    def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
+        text = payload if isinstance(payload, str) else payload.decode()
+        if "orderbook.50.BTCUSDT" in text and ExplodingBybit.exploded == 0:
             ExplodingBybit.exploded += 1
-            self.book_frame(keeper, sym)
+            self.book_frame(self.l2, "BTC-USDT")
             raise KeyError("boom")
-        return super()._on_book(keeper, sym, env, recv_ns)
+        return super().handle(payload, recv_ns)
 
 
 class BrokenOnConnect(FastBybit):
