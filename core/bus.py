@@ -5,7 +5,9 @@ Each consumer gets its own bounded subscription with an explicit policy:
 * :attr:`Policy.LOSSLESS` (writers, sinks): a queue of the batches published since the consumer
   last woke up, bounded in **bytes** (an estimate per batch: a fixed cost per event plus one per
   price level). A consumer's wake-up takes *everything* waiting, as one flat list of events, so any
-  number of producers cannot outrun a consumer that keeps up on average. Publishing never awaits:
+  number of producers cannot outrun a consumer that keeps up on average. With ``coalesce_s`` the
+  consumer is woken at most that often (earlier when its queue passes half its bound): a few
+  hundred wake-ups a second instead of one per frame. Publishing never awaits:
   when a batch does not fit, it is dropped and counted per (venue, table), and the loss is
   reported to that very consumer as ``dropped`` health rows (``table``, ``count``, first and last
   ``ts_local`` of what was lost) at its next wake-up. The report is carried outside the full
@@ -124,8 +126,14 @@ class LosslessSubscription(Subscription):
     policy = Policy.LOSSLESS
 
     def __init__(self, name: str, kinds: frozenset[str] | None, max_bytes: int,
-                 table_of_kind: Callable[[str], str] | None = None) -> None:
+                 table_of_kind: Callable[[str], str] | None = None,
+                 coalesce_s: float = 0.0) -> None:
         super().__init__(name, kinds)
+        #: let at least this long pass between two deliveries (unless the queue is half full),
+        #: so that a consumer wakes up a few hundred times a second, not once per frame
+        self.coalesce_s = coalesce_s
+        self._last_delivery: float | None = None
+        self._pressure = trio.Event()  # set when the queue passes half its bound
         if max_bytes <= 0:
             raise ValueError("a lossless subscription needs a positive buffer size in bytes")
         self.max_bytes = max_bytes
@@ -160,6 +168,8 @@ class LosslessSubscription(Subscription):
         self._bytes += nbytes
         if self._bytes > self.stats.buffer_peak:
             self.stats.buffer_peak = self._bytes
+            if self._bytes > self.max_bytes // 2:
+                self._pressure.set()
         self.stats.delivered_events += len(batch)
         self._wakeup.set()
 
@@ -220,11 +230,20 @@ class LosslessSubscription(Subscription):
         self._room.set()
 
     async def __anext__(self) -> list[Event]:
+        if self._last_delivery is not None and not self._closed:
+            due = self._last_delivery + self.coalesce_s
+            if trio.current_time() < due and self._bytes <= self.max_bytes // 2:
+                with trio.move_on_at(due):
+                    await self._pressure.wait()
         while not self._queue and not self._drops:
             if self._closed or self._receiver_closed:
                 raise StopAsyncIteration
             await self._wakeup.wait()
             self._wakeup = trio.Event()
+        if self.coalesce_s:
+            self._last_delivery = trio.current_time()
+            if self._pressure.is_set():
+                self._pressure = trio.Event()
         events: list[Event] = []
         if self._drops:
             events.extend(self._drop_report())
@@ -305,12 +324,12 @@ class Bus:
     table_of_kind: Callable[[str], str] | None = None
 
     def subscribe(self, name: str, kinds: Iterable[str] | None = None, *,
-                  policy: Policy = Policy.LOSSLESS,
-                  max_bytes: int = DEFAULT_BUFFER_BYTES) -> Subscription:
+                  policy: Policy = Policy.LOSSLESS, max_bytes: int = DEFAULT_BUFFER_BYTES,
+                  coalesce_s: float = 0.0) -> Subscription:
         ks = frozenset(kinds) if kinds is not None else None
         sub: Subscription
         if policy is Policy.LOSSLESS:
-            sub = LosslessSubscription(name, ks, max_bytes, self.table_of_kind)
+            sub = LosslessSubscription(name, ks, max_bytes, self.table_of_kind, coalesce_s)
         else:
             sub = ConflatingSubscription(name, ks)
         self.subscriptions.append(sub)

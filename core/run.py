@@ -49,6 +49,7 @@ from core.plugins import ExchangeRegistry, load_plugins
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.replay import ReplayError, replay
 from core.schema import CHANNELS
+from core.session import Connect, connect_websocket
 from core.status import RunInfo
 from core.summary import EXIT_FAILED, EXIT_OK, EXIT_USAGE, outcome, summary_lines
 from core.supervisor import RunPlan, VenuePlan, record
@@ -58,8 +59,10 @@ from core.writers.parquet import (
     MIB,
     WriteFailed,
 )
+from core.wsclient import connect_lean
 
 log = logging.getLogger("bookwire")
+TRANSPORTS: dict[str, Connect] = {"trio-websocket": connect_websocket, "lean": connect_lean}
 DEFAULT_BUFFER_MB = 256
 
 
@@ -98,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="SECONDS",
                    help="at the end, give up writing what is left after this long; it is "
                         f"counted as lost (default: {DEFAULT_FINAL_FLUSH_TIMEOUT_S:g})")
+    p.add_argument("--transport", choices=sorted(TRANSPORTS), default="trio-websocket",
+                   help="websocket client: trio-websocket (default) or lean, a one-pass "
+                        "frame parser that costs less per message (docs/performance.md)")
     p.add_argument("--status-interval", type=float, default=10.0,
                    help="seconds between status lines on stderr (default: 10)")
     p.add_argument("--no-live", action="store_true",
@@ -303,7 +309,7 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
         return EXIT_USAGE
     plan.handle_signals = handle_signals
     log.info("recording %s to %s", ", ".join(v.proto.name for v in plan.venues), plan.out)
-    result = await record(plan)
+    result = await record(plan, connect=TRANSPORTS[args.transport])
     for exc in result.writer.failures[:1]:
         print(f"{parser.prog}: error: {exc}; stopped", file=sys.stderr)
     for line in summary_lines(result):
