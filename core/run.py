@@ -280,6 +280,7 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
         venues.append(VenuePlan(proto=proto, url=ws_urls.get(name, proto.default_url),
                                 config=config, instruments_http=http))
     raise_if(problems)
+    run_info = RunInfo(out=args.out, duration_s=args.duration)
     return RunPlan(venues=venues, out=args.out, duration_s=args.duration,
                    flush_interval_s=args.flush_interval, status_interval_s=args.status_interval,
                    buffer_bytes=int(args.buffer_mb * MIB),
@@ -287,8 +288,8 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
                    final_flush_timeout_s=args.final_flush_timeout,
                    instruments=instruments, record_raw=args.record_raw,
                    consumers=[spreads.consumer()] if spreads is not None else [],
-                   status_view=choose_status_view(
-                       args.no_live, spreads, run=RunInfo(out=args.out, duration_s=args.duration)))
+                   status_view=choose_status_view(args.no_live, spreads, run=run_info),
+                   run_info=run_info)
 
 
 async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool = True) -> int:

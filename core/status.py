@@ -8,7 +8,7 @@ Reads counters only; never touches the data path.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +24,22 @@ DEFAULT_STATUS_INTERVAL_S = 10.0
 S_NS = 1_000_000_000
 
 
-@dataclass(frozen=True)
+@dataclass
 class RunInfo:
-    """What the status views say about the run as a whole."""
+    """What the status views say about the run as a whole. ``written`` is filled in by the
+    supervisor once the writer exists: (rows written, bytes on disk) so far."""
 
     out: Path
     duration_s: float | None = None
+    written: Callable[[], tuple[int, int]] | None = None
+
+
+def size_text(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 def clock_time(seconds: float) -> str:
@@ -46,7 +56,11 @@ def format_run(run: RunInfo, elapsed_s: float) -> str:
     else:
         span = (f"left {clock_time(max(run.duration_s - elapsed_s, 0.0))} of "
                 f"{clock_time(run.duration_s)}")
-    return f"elapsed {clock_time(elapsed_s)}, {span}, out {run.out}"
+    text = f"elapsed {clock_time(elapsed_s)}, {span}, out {run.out}"
+    if run.written is not None:
+        rows, size = run.written()
+        text += f", {rows:,} rows, {size_text(size)} on disk"
+    return text
 
 
 def format_status(stats: VenueStats, rate: float, now_ns: int) -> str:

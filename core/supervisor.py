@@ -39,7 +39,7 @@ from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.recording import NullRecorder, RawRecorder, Recorder
 from core.schema import Health, HealthKind
 from core.session import Backoff, Connect, Session, VenueStats, connect_websocket
-from core.status import DEFAULT_STATUS_INTERVAL_S, report_status
+from core.status import DEFAULT_STATUS_INTERVAL_S, RunInfo, report_status
 from core.tables import RECORDER_TABLES, table_of_kind
 from core.writers.parquet import (
     DEFAULT_FINAL_FLUSH_TIMEOUT_S,
@@ -114,6 +114,8 @@ class RunPlan:
     consumers: list[Consumer] = field(default_factory=list)
     status_view: StatusView = report_status
     record_raw: bool = False
+    #: what the status views show about the run (its rows and bytes are filled in here)
+    run_info: RunInfo | None = None
 
 
 async def run_connector(plan: VenuePlan, bus: Bus, stats: VenueStats, *, clock: Clock,
@@ -239,6 +241,8 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
     subscription = bus.subscribe("parquet", policy=Policy.LOSSLESS, max_bytes=plan.buffer_bytes,
                                  coalesce_s=WRITER_COALESCE_S)
     stats = {v.proto.name: VenueStats(v.proto.name) for v in plan.venues}
+    if plan.run_info is not None:
+        plan.run_info.written = lambda: (sum(writer.rows_written.values()), writer.bytes_written)
     raw = RawRecorder(plan.out, writer.run_id) if plan.record_raw else None
     recorder: Recorder = raw if raw is not None else NullRecorder()
     started_ns = clock.now_ns()

@@ -44,6 +44,8 @@ def test_run_line_with_and_without_duration() -> None:
         "elapsed 0:01:40, left 0:08:20 of 0:10:00, out data"
     assert format_run(RunInfo(Path("data"), 600.0), 700.0) == \
         "elapsed 0:11:40, left 0:00:00 of 0:10:00, out data"
+    busy = RunInfo(Path("data"), None, written=lambda: (1_234_567, 45_600_000))
+    assert format_run(busy, 5.0).endswith(", out data, 1,234,567 rows, 45.6 MB on disk")
     assert format_run(RunInfo(Path("/srv/books")), 3661.0) == \
         "elapsed 1:01:01, until stopped, out /srv/books"
 
