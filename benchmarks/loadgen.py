@@ -35,6 +35,7 @@ from benchmarks.frames import stream
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SNDBUF = 64 * 1024
 CHUNK_FRAMES = 64  # frames per sendall when paced
+PRINT_LOCK = threading.Lock()
 
 INSTRUMENTS: dict[str, tuple[str, bytes]] = {
     "bybit": ("/v5/market/instruments-info", json.dumps({"retCode": 0, "result": {
@@ -148,8 +149,9 @@ class Venue:
         except OSError:
             return
         end = time.time()
-        print(json.dumps({"venue": self.name, "start": start, "end": end,
-                          "frames": len(self.frames)}), flush=True)
+        with PRINT_LOCK:
+            print(json.dumps({"venue": self.name, "start": start, "end": end,
+                              "frames": len(self.frames)}), flush=True)
 
 
 def rest_server() -> ThreadingHTTPServer:

@@ -161,6 +161,7 @@ class StallProbe:
                 self.max_ns = late_ns
             if late_ns > 20_000_000:
                 self.over_20ms += 1
+                log.debug("event loop stalled for %.1f ms", late_ns / 1e6)
 
 
 @dataclass

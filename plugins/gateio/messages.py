@@ -89,6 +89,16 @@ class ObuData(msgspec.Struct):
     a: list[WireLevel] = []
 
 
+class ObuFrame(msgspec.Struct):
+    """A whole ``futures.obu`` push in one pass (the hot path); anything else, or a push that
+    does not fit, goes through :class:`Envelope`."""
+
+    channel: str
+    event: str
+    result: ObuData
+    time_ms: int | None = None
+
+
 class PriceSize(msgspec.Struct):
     """One ``{"p": price, "s": size}`` level of the REST book and ``futures.order_book_update``."""
 

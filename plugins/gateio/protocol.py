@@ -51,6 +51,7 @@ from plugins.gateio.messages import (
     Contract,
     Envelope,
     ObuData,
+    ObuFrame,
     OrderBookUpdate,
     PriceSize,
     RestOrderBook,
@@ -65,6 +66,7 @@ L2_DEPTHS = ("50", "400")
 
 BOOK_TICKER = "futures.book_ticker"
 OBU = "futures.obu"
+OBU_MARK = '"futures.obu"'
 TRADES = "futures.trades"
 PING = "futures.ping"
 PONG = "futures.pong"
@@ -168,6 +170,7 @@ class GateioProtocol(ExchangeProtocol):
         # strict=False: decimal strings decode straight into the float fields.
         self._ticker = msgspec.json.Decoder(BookTicker, strict=False)
         self._obu = msgspec.json.Decoder(ObuData, strict=False)
+        self._obu_frame = msgspec.json.Decoder(ObuFrame, strict=False)
         self._trades = msgspec.json.Decoder(list[TradeData], strict=False)
         self._req_n = 0
         self._pending: dict[int, _Request] = {}
@@ -239,6 +242,14 @@ class GateioProtocol(ExchangeProtocol):
     # -- frames -------------------------------------------------------------------------------
 
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
+        if type(payload) is str and OBU_MARK in payload[:96]:
+            try:
+                frame = self._obu_frame.decode(payload)
+            except msgspec.MsgspecError:
+                pass  # the two-step path below reports exactly what is wrong, and with which book
+            else:
+                if frame.channel == OBU and frame.event in ("update", "all"):
+                    return self._on_obu_data(frame.result, frame.time_ms, recv_ns)
         env = self._env.decode(payload)
         event = env.event
         if event == "update" or event == "all":
@@ -267,12 +278,15 @@ class GateioProtocol(ExchangeProtocol):
         except msgspec.ValidationError:
             self._announce(self.l2, self.by_stream, env.result)
             raise
+        return self._on_obu_data(data, env.time_ms, recv_ns)
+
+    def _on_obu_data(self, data: ObuData, time_ms: int | None, recv_ns: int) -> list[Event]:
         sym = self.by_stream.get(data.s)
         if sym is None:
             return [self.health(HealthKind.VENUE_ERROR, f"push for unsubscribed stream {data.s!r}")]
         self.book_frame(self.l2, sym)
         scale = self.scale[sym]
-        ts_exchange = _exchange_time(data.t, env.time_ms)
+        ts_exchange = _exchange_time(data.t, time_ms)
         bids = scale.levels(data.b)
         asks = scale.levels(data.a)
         if data.full:
