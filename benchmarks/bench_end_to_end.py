@@ -271,7 +271,7 @@ def soak(rate: float, minutes: float) -> str:
         try:
             proc = subprocess.Popen(recorder_args(gen, ["bybit"], out, "l2", []), cwd=ROOT,
                                     stderr=subprocess.PIPE, text=True)
-            sampler = Sampler(proc.pid, period=10.0)
+            sampler = Sampler(proc.pid, period=1.0)
             sampler.start()
             gen.wait(1, minutes * 60 + 120)
             proc.send_signal(2)
@@ -279,21 +279,29 @@ def soak(rate: float, minutes: float) -> str:
         finally:
             gen.close()
     t0 = sampler.samples[0][0]
-    after = [(t - t0, r) for t, _, r in sampler.samples if t - t0 >= 70]
-    if not after:
-        return "soak: too short to judge (needs more than 70 s)"
-    lo, hi = min(r for _, r in after), max(r for _, r in after)
-    series = ", ".join(f"{t:.0f}s {r:.0f}" for t, r in after[:: max(len(after) // 8, 1)])
+    # one window per flush cycle (60 s), after the first: its lowest and highest RSS
+    windows: dict[int, list[float]] = {}
+    for t, _, r in sampler.samples:
+        k = int((t - t0) // 60)
+        if k >= 1 and t - t0 <= minutes * 60:
+            windows.setdefault(k, []).append(r)
+    cycles = [(k, min(v), max(v)) for k, v in sorted(windows.items()) if len(v) >= 30]
+    if len(cycles) < 2:
+        return "soak: too short to judge (needs at least three flush cycles)"
+    rows = [f"| {k} min | {lo:.0f} | {hi:.0f} |" for k, lo, hi in cycles]
+    low_growth = cycles[-1][1] / cycles[0][1] - 1
+    high_growth = cycles[-1][2] / cycles[0][2] - 1
     return "\n".join([
-        f"One Bybit stream at {rate:,.0f} frames/s for {minutes:g} min; resident memory (MiB) "
-        "after the first flush cycle:",
+        f"One Bybit stream at {rate:,.0f} frames/s for {minutes:g} min, resident memory in MiB "
+        "sampled every second; one row per flush cycle (60 s) after the first:",
         "",
-        "| first | min | max | last | growth (max / min) | target |",
-        "|---|---|---|---|---|---|",
-        f"| {after[0][1]:.0f} | {lo:.0f} | {hi:.0f} | {after[-1][1]:.0f} | "
-        f"{hi / lo - 1:+.1%} | within 10% |",
+        "| cycle | lowest | highest |",
+        "|---|---|---|",
+        *rows,
         "",
-        f"samples: {series}",
+        f"Growth from the first to the last cycle: lowest {low_growth:+.1%}, highest "
+        f"{high_growth:+.1%} (target: within 10%). Within a cycle memory rises while rows "
+        "are buffered and falls when a file is written.",
     ])
 
 
