@@ -48,9 +48,10 @@ from core.session import CONNECTION_ERRORS, STABLE_CONNECTION_S, Session, descri
 
 log = logging.getLogger(__name__)
 
-#: start the replacement this long before the age limit (at most a quarter of the limit)
+#: start the replacement this long before the age limit (at most a quarter of the limit), unless
+#: the protocol says otherwise (``handover_lead_s``)
 HANDOVER_LEAD_S: Final = 600.0
-#: give a replacement this long to have every book live (at most a fifth of the lead)
+#: give a replacement this long to have every book live (at most half the lead)
 HANDOVER_MAX_WAIT_S: Final = 120.0
 #: both groups stream at least this long before the switch (at most a tenth of the lead)
 HANDOVER_MIN_OVERLAP_S: Final = 2.0
@@ -75,10 +76,10 @@ class Timing:
     retry_s: float
 
     @classmethod
-    def for_age(cls, max_age_s: float) -> Timing:
-        lead = min(HANDOVER_LEAD_S, max_age_s / 4)
+    def for_age(cls, max_age_s: float, lead_s: float | None = None) -> Timing:
+        lead = min(HANDOVER_LEAD_S, max_age_s / 4) if lead_s is None else lead_s
         return cls(max_age_s=max_age_s, lead_s=lead,
-                   max_wait_s=min(HANDOVER_MAX_WAIT_S, lead / 5),
+                   max_wait_s=min(HANDOVER_MAX_WAIT_S, lead / 2),
                    min_overlap_s=min(HANDOVER_MIN_OVERLAP_S, lead / 10),
                    retry_s=min(HANDOVER_RETRY_S, lead / 10))
 
@@ -193,7 +194,7 @@ class ConnectionRunner:
         self.plan = self.proto_cls.lane_plan(session.proto.config)
         self.handover = Handover(self.name)
         age = session.proto.max_connection_age_s
-        self.timing = Timing.for_age(age) if age else None
+        self.timing = Timing.for_age(age, session.proto.handover_lead_s) if age else None
         self._nursery: trio.Nursery | None = None
 
     # -- the loop --------------------------------------------------------------------------------

@@ -138,6 +138,9 @@ class ExchangeProtocol:
     #: the venue closes connections older than this (None: no limit); the session replaces a
     #: connection shortly before, overlapping old and new so that no update is lost
     max_connection_age_s: ClassVar[float | None] = None
+    #: how long before that limit the replacement starts (None: 10 minutes, at most a quarter
+    #: of the limit)
+    handover_lead_s: ClassVar[float | None] = None
     #: separate websocket endpoints per group of channels (empty: one socket at the URL)
     lanes: ClassVar[tuple[Lane, ...]] = ()
     #: plugin REST calls: the most one response body may hold (past it the call fails), the

@@ -216,7 +216,8 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
         check_listed(proto, symbols, result.instruments)
         instruments[name] = result.instruments
         config = ProtocolConfig(symbols=tuple(symbols), channels=tuple(channels),
-                                instruments=result.instruments, options=options[name])
+                                instruments=result.instruments, options=options[name],
+                                rest_url=rest_urls.get(name))
         try:
             proto(config)  # constructor validates options
         except ValueError as exc:

@@ -16,7 +16,7 @@ from core.testing.conformance import check_protocol
 from plugins.bybit.protocol import BybitProtocol
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILT_IN = {"bybit", "htx", "bitget", "gateio", "coinbase", "coinbase-exchange"}
+BUILT_IN = {"bybit", "htx", "bitget", "gateio", "coinbase", "coinbase-exchange", "binance", "okx"}
 
 
 def registered() -> ExchangeRegistry:

@@ -1,0 +1,118 @@
+"""Connections replaced before the venue's age limit, without a gap (``core.connections``).
+
+A Binance protocol with a 3 s age limit (the venue cuts at 24 h; the loopback fake cuts at 3 s)
+records for 5.6 s through the supervisor with raw recording: every group of sockets is replaced
+after 1.5 s. The tables must show trusted books from the first snapshot to the end (no ``gap``,
+no ``disconnected`` before the final ``stopped``), every trade once and none missing, ``msg_id``
+increasing, books that rebuild to the venue's; and ``--replay`` of the raw files must give the
+same tables row for row (REST snapshots and handovers included)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import trio
+
+from analysis.coverage import coverage, load_health
+from core.bus import Bus
+from core.clock import Clock
+from core.protocol import ProtocolConfig
+from core.run import async_main
+from core.session import VenueStats
+from core.supervisor import RunPlan, VenuePlan, record
+from core.testing.captures import open_text
+from core.testing.fake_servers import serve_http, serve_ws
+from plugins.binance.protocol import BinanceProtocol
+from tests.fakes.binance import FakeBinance, walk_script
+from tests.session.test_binance_e2e import check_books, check_trades, read
+
+CEILING_S = 60
+TABLES = ("tob", "l2", "trades", "health")
+
+
+class ShortLivedBinance(BinanceProtocol):
+    """Binance whose connections live 3 s; replacements start 1.5 s before."""
+
+    max_connection_age_s = 3.0
+    handover_lead_s = 1.5
+
+
+async def quiet(stats: list[VenueStats], bus: Bus, clock: Clock, interval_s: float) -> None:
+    await trio.sleep_forever()
+
+
+async def record_with_handovers(tmp_path: Path) -> tuple[Path, FakeBinance]:
+    fake = FakeBinance({"BTCUSDT": walk_script(65000.0, 230), "ETHUSDT": walk_script(3000.0, 230)},
+                       tick_s=0.02, cut_after_s=3.0)
+    out = tmp_path / "live"
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            ws_url = await nursery.start(serve_ws, fake.handler)
+            rest_url = await nursery.start(serve_http, fake.rest)
+            await nursery.start(fake.run)
+            config = ProtocolConfig(symbols=("BTC-USDT", "ETH-USDT"),
+                                    channels=("tob", "l2", "trades"), rest_url=rest_url)
+            await record(RunPlan(
+                venues=[VenuePlan(proto=ShortLivedBinance, url=ws_url, config=config)],
+                out=out, duration_s=5.6, flush_interval_s=0.5, handle_signals=False,
+                record_raw=True, status_view=quiet))
+            nursery.cancel_scope.cancel()
+    return out, fake
+
+
+async def test_handover_keeps_books_trusted_and_trades_whole(tmp_path: Path) -> None:
+    out, fake = await record_with_handovers(tmp_path)
+    assert fake.done.is_set()
+    assert not any(c.cut_by_venue for c in fake.conns)  # always replaced before the cut
+    groups = len(fake.conns) // 2
+    assert groups >= 3 and len(fake.conns) == 2 * groups  # two endpoints per group
+
+    health = read(out, "health")
+    venue = health.filter(pl.col("symbol").is_null())
+    handovers = venue.filter(pl.col("event") == "handover")["detail"].to_list()
+    assert len(handovers) == groups - 1
+    assert all(" -> " in d and "books carried 4, not carried 0" in d for d in handovers)
+    events = venue["event"].to_list()
+    assert events.count("connected") == 2  # the first group only
+    assert venue.filter(pl.col("event") == "disconnected")["detail"].to_list() == [
+        "stopped", "stopped"]  # the end of the run, nothing before
+    per_symbol = health.filter(pl.col("symbol").is_not_null())["event"].to_list()
+    assert sorted(set(per_symbol)) == ["snapshot", "subscribed"]
+    assert per_symbol.count("snapshot") == 4  # tob and l2 of two symbols, once
+
+    # trusted from the first snapshot to the end of the run, in one piece
+    stopped = venue.filter(pl.col("event") == "disconnected")["ts_local"].dt.epoch("ns").min()
+    for cov in coverage(load_health(out, "binance")):
+        assert len(cov.trusted) == 1 and (cov.gaps, cov.reconnects) == (0, 0), cov
+        start, end = cov.trusted[0]
+        assert end == stopped and (end - start) / 1e9 > 4.5
+
+    check_books(out, fake)  # msg_id strictly increasing, books rebuild to the venue's
+    check_trades(out, fake)  # each trade once, none missing
+
+    # every handover republished each book whole, right at the switch
+    l2 = read(out, "l2", by_time=False)
+    switch_times = health.filter(pl.col("event") == "handover")["ts_local"].to_list()
+    for sym in ("BTC-USDT", "ETH-USDT"):
+        snaps = l2.filter((pl.col("symbol") == sym) & pl.col("is_snapshot"))
+        at = snaps.unique("msg_id", maintain_order=True)["ts_local"].to_list()
+        assert at[1:] == switch_times
+        assert snaps.filter(pl.col("ts_local") == switch_times[0])["ts_exchange"].null_count() \
+            == snaps.filter(pl.col("ts_local") == switch_times[0]).height
+
+    # the raw recording has what a replay needs
+    records = [json.loads(line) for f in sorted((out / "raw").rglob("*.jsonl.gz"))
+               for line in open_text(f)]
+    kinds = [r["kind"] for r in records]
+    assert kinds.count("handover") == groups - 1
+    assert kinds.count("rest") >= 2 * groups  # a depth snapshot per symbol per group
+    assert {r.get("lane") for r in records if r["kind"] == "open"} == {"public", "market"}
+
+    replayed = tmp_path / "replayed"
+    assert await async_main(["--replay", str(out / "raw"), "--out", str(replayed)],
+                            handle_signals=False) == 0
+    for name in TABLES:
+        live, again = read(out, name, by_time=False), read(replayed, name, by_time=False)
+        assert live.equals(again), f"{name} differs:\nlive\n{live}\nreplayed\n{again}"
