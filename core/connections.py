@@ -244,10 +244,9 @@ class ConnectionRunner:
         assert failed is not None and failed.reason is not None
         for link in group.links:
             link.scope.cancel()
-        for link in group.links:
-            if link is failed:
-                link.session._lost(failed.reason)  # type: ignore[union-attr]
-            elif link.conn is not None:
+        failed.session._lost(failed.reason)  # type: ignore[union-attr]
+        for link in group.links:  # the others were up: they go down with it
+            if link is not failed and link.conn is not None:
                 link.session._lost(  # type: ignore[union-attr]
                     f"{failed.reason} (on the {failed.lane.name or 'other'} socket)")
         shadow, group.shadow = group.shadow, None

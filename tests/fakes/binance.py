@@ -13,7 +13,8 @@ loopback tests.
   ``/fapi/v1/exchangeInfo`` lists the markets (serve :meth:`FakeBinance.rest` with
   ``core.testing.fake_servers.serve_http``).
 * Faults: diffs never sent on a given ``/public`` connection (so the next ``pu`` does not
-  match); connections closed at a given age (the venue's 24 h cut); websocket pings from the
+  match); connections closed at a given age (the venue's 24 h cut), or only the first one of an
+  endpoint; depth snapshots refused (404) after a number of them; websocket pings from the
   server, whose pongs are counted.
 
 Test-only code: loopback, no real venue.
@@ -156,6 +157,8 @@ class FakeBinance:
     #: (ordinal of the /public connection, native symbol) -> update indexes never sent on it
     drop_diffs: dict[tuple[int, str], set[int]] = field(default_factory=dict)
     cut_after_s: float | None = None  # the venue closes connections this old
+    cut_first: dict[str, float] = field(default_factory=dict)  # path -> close its 1st after s
+    depth_fails_after: int | None = None  # depth snapshots served before all others are 404
     ping_every_s: float | None = None  # websocket pings from the server
     conns: list[Conn] = field(default_factory=list)
     depth_calls: Counter[str] = field(default_factory=Counter)
@@ -213,6 +216,9 @@ class FakeBinance:
             native = query.get("symbol", [""])[0]
             if native not in self.markets or query.get("limit") != ["1000"]:
                 return None
+            if self.depth_fails_after is not None and \
+                    sum(self.depth_calls.values()) >= self.depth_fails_after:
+                return None
             self.depth_calls[native] += 1
             return self.markets[native].rest_depth()
         return None
@@ -232,8 +238,11 @@ class FakeBinance:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, ws, receive)
-                if self.cut_after_s is not None:
-                    nursery.start_soon(self._cut, ws, conn)
+                first_on_path = sum(1 for c in self.conns if c.path == path) == 1
+                cut = self.cut_first.get(path) if first_on_path else None
+                cut = self.cut_after_s if cut is None else cut
+                if cut is not None:
+                    nursery.start_soon(self._cut, ws, conn, cut)
                 if self.ping_every_s is not None:
                     nursery.start_soon(self._pinger, ws, conn)
                 while True:
@@ -263,9 +272,8 @@ class FakeBinance:
         async for text in receive:
             await ws.send_message(text)
 
-    async def _cut(self, ws: WebSocketConnection, conn: Conn) -> None:
-        assert self.cut_after_s is not None
-        await trio.sleep(self.cut_after_s)
+    async def _cut(self, ws: WebSocketConnection, conn: Conn, after_s: float) -> None:
+        await trio.sleep(after_s)
         conn.cut_by_venue = True
         await ws.aclose(code=1000, reason="connection too old")
 

@@ -138,3 +138,40 @@ async def test_cli_records_binance_with_a_resync(tmp_path: Path) -> None:
     snaps = l2.filter(pl.col("is_snapshot")).unique("msg_id", maintain_order=True)
     assert snaps.height == 2 and l2["seq"].dtype == pl.Int64
     assert all(seq >= 7_000_000_000 for seq in snaps["seq"].to_list())
+
+
+async def test_one_failed_socket_takes_its_group_down_and_both_reconnect(tmp_path: Path) -> None:
+    """The venue closes the trades socket: the books' socket is closed with it, both record
+    their ``disconnected`` row, both reconnect, and the books are resynced from new snapshots."""
+    fake = FakeBinance({"BTCUSDT": walk_script(65000.0, 100), "ETHUSDT": walk_script(3000.0, 100)},
+                       tick_s=0.02, cut_first={MARKET: 0.6})
+    out = tmp_path / "data"
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            ws_url = await nursery.start(serve_ws, fake.handler)
+            rest_url = await nursery.start(serve_http, fake.rest)
+            await nursery.start(fake.run)
+            code = await async_main([
+                "--plugins", "binance", "--symbols", "BTC-USDT,ETH-USDT",
+                "--channels", "tob,l2,trades", "--out", str(out), "--duration", "3.5",
+                "--endpoint", f"binance={ws_url}", "--endpoint", f"binance.rest={rest_url}",
+                "--no-live"], handle_signals=False)
+            nursery.cancel_scope.cancel()
+    assert code == 0 and fake.done.is_set()
+    assert sorted(c.path for c in fake.conns) == [MARKET, MARKET, PUBLIC, PUBLIC]
+    assert fake.depth_calls == {"BTCUSDT": 2, "ETHUSDT": 2}
+
+    health = read(out, "health")
+    venue = health.filter(pl.col("symbol").is_null()).select("event", "detail").rows()
+    assert [e for e, _ in venue if e in ("connected", "disconnected")] == [
+        "connected", "connected", "disconnected", "disconnected", "connected", "connected",
+        "disconnected", "disconnected"]
+    lost = [d for e, d in venue if e == "disconnected"]
+    assert lost[0].startswith("closed by peer") and lost[1].endswith("(on the market socket)")
+    for sym in ("BTC-USDT", "ETH-USDT"):
+        resynced = health.filter((pl.col("symbol") == sym) & (pl.col("event") == "resynced"))
+        assert resynced.height == 2  # tob and l2
+        assert all(d.startswith("after disconnect;") for d in resynced["detail"].to_list())
+    check_books(out, fake)
+    trades = read(out, "trades")
+    assert trades.height == trades.unique(["symbol", "trade_id"]).height

@@ -116,3 +116,55 @@ async def test_handover_keeps_books_trusted_and_trades_whole(tmp_path: Path) -> 
     for name in TABLES:
         live, again = read(out, name, by_time=False), read(replayed, name, by_time=False)
         assert live.equals(again), f"{name} differs:\nlive\n{live}\nreplayed\n{again}"
+
+
+async def test_the_replacement_takes_over_when_the_old_connections_die_first(
+        tmp_path: Path) -> None:
+    """The venue cuts at 2 s, while the replacement (started at 1.5 s) cannot get its depth
+    snapshots: the replacement takes over at once, and its trade stream, open since 1.5 s,
+    leaves no trade missing."""
+    fake = FakeBinance({"BTCUSDT": walk_script(65000.0, 140), "ETHUSDT": walk_script(3000.0, 140)},
+                       tick_s=0.02, cut_after_s=2.0, depth_fails_after=2)
+    out = tmp_path / "live"
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            ws_url = await nursery.start(serve_ws, fake.handler)
+            rest_url = await nursery.start(serve_http, fake.rest)
+            await nursery.start(fake.run)
+            config = ProtocolConfig(symbols=("BTC-USDT", "ETH-USDT"),
+                                    channels=("tob", "l2", "trades"), rest_url=rest_url)
+            await record(RunPlan(
+                venues=[VenuePlan(proto=ShortLivedBinance, url=ws_url, config=config)],
+                out=out, duration_s=3.2, flush_interval_s=0.5, handle_signals=False,
+                record_raw=True, status_view=quiet))
+            nursery.cancel_scope.cancel()
+    assert sum(c.cut_by_venue for c in fake.conns) == 2  # the first group, both endpoints
+    # no reconnect: the replacement was there (the next one may have started before the end)
+    assert len(fake.conns) in (4, 6)
+
+    health = read(out, "health")
+    venue = health.filter(pl.col("symbol").is_null()).select("event", "detail").rows()
+    names = [e for e, _ in venue if e in ("connected", "disconnected", "handover")]
+    assert names == ["connected", "connected", "disconnected", "disconnected", "handover",
+                     "disconnected", "disconnected"]
+    lost = [d for e, d in venue if e == "disconnected"]
+    assert lost[0].startswith("closed by peer") and lost[2:] == ["stopped", "stopped"]
+    [handover] = [d for e, d in venue if e == "handover"]
+    assert "old connection lost" in handover
+    # the books broke with the connection; the replacement's top of book (bookTicker) was
+    # live and is trusted again at the switch, its depth (REST snapshots refused) is not
+    per_symbol = health.filter(pl.col("symbol").is_not_null())
+    assert per_symbol["event"].to_list().count("snapshot") == 4
+    resynced = per_symbol.filter(pl.col("event") == "resynced")
+    assert sorted(resynced["symbol"].to_list()) == ["BTC-USDT", "ETH-USDT"]
+    assert all(d.startswith("handover: the book of the new connection")
+               for d in resynced["detail"].to_list())
+    assert "books carried 2" in handover
+    check_trades(out, fake)  # none missing across the cut, none doubled
+
+    replayed = tmp_path / "replayed"
+    assert await async_main(["--replay", str(out / "raw"), "--out", str(replayed)],
+                            handle_signals=False) == 0
+    for name in TABLES:
+        live, again = read(out, name, by_time=False), read(replayed, name, by_time=False)
+        assert live.equals(again), f"{name} differs:\nlive\n{live}\nreplayed\n{again}"
