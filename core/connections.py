@@ -99,9 +99,10 @@ class _Route(Bus):
 class _LinkRecorder:
     """The venue's recorder, with this socket's connection number and lane on every record."""
 
-    def __init__(self, inner: Recorder, link: _Link) -> None:
+    link: _Link
+
+    def __init__(self, inner: Recorder) -> None:
         self.inner = inner
-        self.link = link
 
     def opened(self, venue: str, conn: int, url: str, ts_ns: int, *, lane: str = "") -> None:
         self.link.conn = conn
@@ -119,8 +120,9 @@ class _LinkRecorder:
         self.inner.timer(venue, self.link.conn or conn, ts_ns)
 
     def rest(self, venue: str, conn: int, ts_ns: int, key: str, url: str, status: int,
-             body: bytes, error: str | None) -> None:
-        self.inner.rest(venue, self.link.conn or conn, ts_ns, key, url, status, body, error)
+             body: bytes, error: str | None, *, sent_ns: int | None = None) -> None:
+        self.inner.rest(venue, self.link.conn or conn, ts_ns, key, url, status, body, error,
+                        sent_ns=sent_ns)
 
     def handover(self, venue: str, conn: int, ts_ns: int, detail: str) -> None:
         self.inner.handover(venue, conn, ts_ns, detail)
@@ -139,7 +141,7 @@ class _Link:
     lane: Lane
     proto: ExchangeProtocol
     group: _Group
-    session: Session | None = None
+    session: Session
     role: str = CURRENT
     conn: int | None = None  # the open connection's number
     opened_at: float | None = None  # trio time
@@ -244,10 +246,10 @@ class ConnectionRunner:
         assert failed is not None and failed.reason is not None
         for link in group.links:
             link.scope.cancel()
-        failed.session._lost(failed.reason)  # type: ignore[union-attr]
+        failed.session._lost(failed.reason)
         for link in group.links:  # the others were up: they go down with it
             if link is not failed and link.conn is not None:
-                link.session._lost(  # type: ignore[union-attr]
+                link.session._lost(
                     f"{failed.reason} (on the {failed.lane.name or 'other'} socket)")
         shadow, group.shadow = group.shadow, None
         if shadow is not None:
@@ -258,7 +260,6 @@ class ConnectionRunner:
         return None
 
     async def _run_link(self, group: _Group, link: _Link) -> None:
-        assert link.session is not None
         with link.scope:
             try:
                 await link.session._connection()
@@ -339,7 +340,6 @@ class ConnectionRunner:
             link.role = RETIRED
             link.scope.cancel()
             if link.conn is not None:
-                assert link.session is not None
                 link.session.recorder.closed(self.name, link.conn, now,
                                              f"replacement dropped: {reason}")
         shadow.running = False
@@ -349,7 +349,7 @@ class ConnectionRunner:
     def _stop(self, group: _Group) -> None:
         """End of run: the open sockets' ``disconnected`` rows, as ``Session.run`` writes."""
         for link in group.links:
-            if link.conn is not None and link.session is not None:
+            if link.conn is not None:
                 link.session._lost("stopped")
         if group.shadow is not None:
             self._drop(group.shadow, "stopped")
@@ -374,12 +374,14 @@ class ConnectionRunner:
         for lane, config in self.plan:
             reuse = first and not self.proto_cls.lanes  # the supervisor's protocol, one socket
             proto = self.session.proto if reuse else self.proto_cls(config)
-            link = _Link(lane=lane, proto=proto, group=group)
             url = base.rstrip("/") + lane.path if lane.path else base
-            link.session = Session(
-                proto, _Route(link=link, runner=self), url=url, clock=self.session.clock,
-                stats=self.session.stats, recorder=_LinkRecorder(self.session.recorder, link),
-                connect=self.session.connect, backoff=self.session.backoff)
+            route = _Route(runner=self)
+            recorder = _LinkRecorder(self.session.recorder)
+            session = Session(proto, route, url=url, clock=self.session.clock,
+                              stats=self.session.stats, recorder=recorder,
+                              connect=self.session.connect, backoff=self.session.backoff)
+            link = _Link(lane=lane, proto=proto, group=group, session=session)
+            route.link = recorder.link = link
             group.links.append(link)
         return group
 

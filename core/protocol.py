@@ -33,8 +33,8 @@ Optional, for venues that need them (see ``plugins/README.md``):
   :meth:`rest_requests_to_send`, performs it against the venue's REST base URL with a timeout, a
   body-size bound and a bounded number in flight, and hands the outcome back through
   :meth:`rest_response` (wrapped like :meth:`receive`: whatever :meth:`handle_rest` raises is a
-  ``decode_error``). Failures come back as a response with ``error`` set; the plugin decides
-  whether and when to retry (through its deadlines).
+  ``decode_error``) as a :class:`RestResponse`. Failures come back as a response with ``error``
+  set; the plugin decides whether and when to retry (through its deadlines).
 * **Lanes**: a venue that serves some channels on another websocket endpoint declares
   :attr:`lanes`; each lane gets its own connection and protocol instance (:meth:`lane_plan`).
 * **Connection age limit**: :attr:`max_connection_age_s` makes the session open a replacement
@@ -90,6 +90,17 @@ class RestRequest(msgspec.Struct, frozen=True, kw_only=True):
 
     key: str  # the plugin's own name for the call; comes back with the response
     path: str  # path and query under the venue's REST base URL
+
+
+class RestResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of a :class:`RestRequest`, handed to :meth:`ExchangeProtocol.handle_rest`."""
+
+    key: str  # the request's key
+    status: int  # the HTTP status; 0 when no response came
+    body: bytes  # the body (bounded by ``max_rest_body_bytes``); empty when the call failed
+    sent_ns: int  # when the request was sent (with ``recv_ns``: a round trip, a clock offset)
+    recv_ns: int  # when the outcome was known; the ``ts_local`` of the events it produces
+    error: str | None = None  # why the call failed (timeout, connection, size, status), or None
 
 
 class Lane(msgspec.Struct, frozen=True, kw_only=True):
@@ -257,15 +268,18 @@ class ExchangeProtocol:
                 self.resync(keeper, keeper.take_resyncs(), now_ns)
 
     def rest_response(self, key: str, status: int, body: bytes, recv_ns: int,
-                      error: str | None = None) -> list[Event]:
+                      error: str | None = None, *, sent_ns: int | None = None) -> list[Event]:
         """The outcome of a :meth:`request_rest` call, normalized events out. ``status`` is the
         HTTP status (0 when no response came), ``error`` says why the call failed (timeout,
-        connection error, body too large, a status other than 200), else None. Like
-        :meth:`receive`, anything :meth:`handle_rest` raises becomes a ``decode_error``."""
+        connection error, body too large, a status other than 200), else None; ``sent_ns`` when
+        the request left (default ``recv_ns``). Like :meth:`receive`, anything
+        :meth:`handle_rest` raises becomes a ``decode_error``."""
         self.now_ns = recv_ns
         self._frame_book = None
+        response = RestResponse(key=key, status=status, body=body, recv_ns=recv_ns, error=error,
+                                sent_ns=recv_ns if sent_ns is None else sent_ns)
         try:
-            events = self.handle_rest(key, status, body, recv_ns, error)
+            events = self.handle_rest(response)
         except Exception as exc:  # the response's fault, never the connection's
             events = self._reject(body, exc, recv_ns)
         self._drain_resyncs(recv_ns)
@@ -330,9 +344,8 @@ class ExchangeProtocol:
         """The venue's app-level ping frame (called every ``ping_interval_s`` when it is set)."""
         raise NotImplementedError
 
-    def handle_rest(self, key: str, status: int, body: bytes, recv_ns: int,
-                    error: str | None) -> list[Event]:
-        """The response to a :meth:`request_rest` call (see :meth:`rest_response`); required of
+    def handle_rest(self, response: RestResponse) -> list[Event]:
+        """The outcome of a :meth:`request_rest` call (see :meth:`rest_response`); required of
         plugins that make REST calls."""
         raise NotImplementedError
 

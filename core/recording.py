@@ -43,7 +43,7 @@ class Recorder(Protocol):
     def sent(self, venue: str, conn: int, ts_ns: int, frame: str | bytes) -> None: ...
     def timer(self, venue: str, conn: int, ts_ns: int) -> None: ...
     def rest(self, venue: str, conn: int, ts_ns: int, key: str, url: str, status: int,
-             body: bytes, error: str | None) -> None: ...
+             body: bytes, error: str | None, *, sent_ns: int | None = None) -> None: ...
     def handover(self, venue: str, conn: int, ts_ns: int, detail: str) -> None: ...
     def closed(self, venue: str, conn: int, ts_ns: int, reason: str, *,
                lane: str = "") -> None: ...
@@ -63,7 +63,7 @@ class NullRecorder:
         pass
 
     def rest(self, venue: str, conn: int, ts_ns: int, key: str, url: str, status: int,
-             body: bytes, error: str | None) -> None:
+             body: bytes, error: str | None, *, sent_ns: int | None = None) -> None:
         pass
 
     def handover(self, venue: str, conn: int, ts_ns: int, detail: str) -> None:
@@ -91,6 +91,7 @@ class RawRecord(msgspec.Struct, omit_defaults=True):
     lane: str | None = None  # open/close of a venue with several websocket endpoints
     key: str | None = None  # rest: the plugin's name for the call
     status: int | None = None  # rest: the HTTP status (0: no response)
+    sent: int | None = None  # rest: when the request was sent (UTC ns)
 
 
 _encoder = msgspec.json.Encoder()
@@ -157,10 +158,11 @@ class RawRecorder:
         self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="timer", exchange=venue))
 
     def rest(self, venue: str, conn: int, ts_ns: int, key: str, url: str, status: int,
-             body: bytes, error: str | None) -> None:
+             body: bytes, error: str | None, *, sent_ns: int | None = None) -> None:
         """A plugin REST call's outcome, body byte-exact (replayed into ``rest_response``)."""
         self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="rest", exchange=venue, url=url,
-                                   key=key, status=status, reason=error, **_body_fields(body)))
+                                   key=key, status=status, sent=sent_ns, reason=error,
+                                   **_body_fields(body)))
 
     def handover(self, venue: str, conn: int, ts_ns: int, detail: str) -> None:
         """The connections opened last (``conn`` is the first of them) replaced the previous

@@ -25,6 +25,7 @@ import logging
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import msgspec
@@ -193,8 +194,8 @@ class _Run:
             elif kind == "rest":
                 body = base64.b64decode(rec.b64) if rec.b64 is not None else \
                     (rec.text or "").encode()
-                await self._call(conn, proto.rest_response, rec.key or "", rec.status or 0, body,
-                                 rec.ts, rec.reason)
+                await self._call(conn, partial(proto.rest_response, sent_ns=rec.sent),
+                                 rec.key or "", rec.status or 0, body, rec.ts, rec.reason)
 
     async def _open(self, rec: RawRecord) -> None:
         lane = rec.lane or ""

@@ -95,6 +95,7 @@ class RestCalls:
         proto = self.proto
         url = f"{self.base_url}{request.path}"
         status, body, error = 0, b"", None
+        sent_ns = self.clock.now_ns()
         try:
             if not self.base_url:
                 error = f"{proto.name} has no REST base URL (give --endpoint {proto.name}.rest=URL)"
@@ -112,8 +113,10 @@ class RestCalls:
             self.failures += 1
             log.info("%s: REST %s failed: %s", proto.name, request.path, error)
         recv_ns = self.clock.now_ns()
-        self.recorder.rest(proto.name, self.conn, recv_ns, request.key, url, status, body, error)
-        self.deliver(proto.rest_response(request.key, status, body, recv_ns, error))
+        self.recorder.rest(proto.name, self.conn, recv_ns, request.key, url, status, body, error,
+                           sent_ns=sent_ns)
+        self.deliver(proto.rest_response(request.key, status, body, recv_ns, error,
+                                         sent_ns=sent_ns))
 
     async def _get(self, client: httpx.AsyncClient, url: str) -> tuple[int, bytes, str | None]:
         limit = self.proto.max_rest_body_bytes

@@ -45,7 +45,7 @@ import msgspec
 
 from core.book import BookKeeper
 from core.codec import MS_NS, S_NS
-from core.protocol import ExchangeProtocol, Instrument, Lane, ProtocolConfig
+from core.protocol import ExchangeProtocol, Instrument, Lane, ProtocolConfig, RestResponse
 from core.schema import Event, HealthKind, Trade
 from core.symbols import split_concatenated
 from plugins.binance.messages import (
@@ -319,8 +319,8 @@ class BinanceProtocol(ExchangeProtocol):
 
     # -- the REST snapshot --------------------------------------------------------------------
 
-    def handle_rest(self, key: str, status: int, body: bytes, recv_ns: int,
-                    error: str | None) -> list[Event]:
+    def handle_rest(self, response: RestResponse) -> list[Event]:
+        key, body, recv_ns, error = response.key, response.body, response.recv_ns, response.error
         what, _, rest = key.partition(":")
         sym, _, call = rest.rpartition(":")
         state = self.depth.get(sym)
@@ -329,7 +329,7 @@ class BinanceProtocol(ExchangeProtocol):
             return []  # an answer to a call made before a resync or a reconnect
         state.requested = False
         if error is not None:
-            return self._snapshot_failed(sym, status, body, error, recv_ns)
+            return self._snapshot_failed(sym, body, error, recv_ns)
         self.book_frame(self.l2, sym)
         snap = self._rest_depth.decode(body)
         last = snap.lastUpdateId
@@ -354,8 +354,7 @@ class BinanceProtocol(ExchangeProtocol):
                 break
         return events
 
-    def _snapshot_failed(self, sym: str, status: int, body: bytes, error: str,
-                         recv_ns: int) -> list[Event]:
+    def _snapshot_failed(self, sym: str, body: bytes, error: str, recv_ns: int) -> list[Event]:
         code = 0
         if body:
             try:

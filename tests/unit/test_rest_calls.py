@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.lowlevel
 
-from core.protocol import ExchangeProtocol, ProtocolConfig
+from core.protocol import ExchangeProtocol, ProtocolConfig, RestResponse
 from core.rest_calls import MAX_PENDING_CALLS, RestCalls, RestOverflow
 from core.schema import Event, Health, HealthKind
 
@@ -35,11 +35,12 @@ class Toy(ExchangeProtocol):
     def subscribe(self, now_ns: int) -> list[str]:
         return []
 
-    def handle_rest(self, key: str, status: int, body: bytes, recv_ns: int,
-                    error: str | None) -> list[Event]:
-        if key == "boom":
-            json.loads(body)  # raises on a body that is not JSON
-        return [self.health("rest", f"{key} {status} {len(body)} {error}")]
+    def handle_rest(self, response: RestResponse) -> list[Event]:
+        if response.key == "boom":
+            json.loads(response.body)  # raises on a body that is not JSON
+        assert response.sent_ns <= response.recv_ns
+        return [self.health("rest", f"{response.key} {response.status} {len(response.body)} "
+                                    f"{response.error}")]
 
 
 class ListRecorder:
@@ -47,7 +48,8 @@ class ListRecorder:
         self.rest_records: list[tuple] = []
 
     def rest(self, venue: str, conn: int, ts_ns: int, key: str, url: str, status: int,
-             body: bytes, error: str | None) -> None:
+             body: bytes, error: str | None, *, sent_ns: int | None = None) -> None:
+        assert sent_ns is not None and sent_ns <= ts_ns
         self.rest_records.append((venue, conn, key, url, status, body, error))
 
 
