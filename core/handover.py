@@ -4,9 +4,11 @@ A venue that cuts connections at a known age (Binance: 24 h) is run by :mod:`cor
 which opens *shadow* connections (a fresh protocol instance per lane) shortly before the cut,
 while the *current* ones keep publishing. This module decides what reaches the bus:
 
-* **current** events pass, except trades already published (by trade id, per symbol, over the
-  last ``RECENT_TRADE_IDS``): across the overlap both connections carry the same trades, and each
-  must be written once;
+* **current** events pass, except trades already published (by symbol and trade id): across the
+  overlap both connections carry the same trades, and each must be written once. While a shadow
+  is held back, every trade id the current connections publish is remembered (bounded); after
+  the switch those ids keep filtering the new connections' trades for ``AFTER_SWITCH_NS`` of
+  receive time; otherwise only the last ``RECENT_TRADE_IDS`` ids per symbol are kept;
 * **shadow** events are held back: its trades (bounded), its non-book health rows (bounded), its
   last top of book per symbol. Its book rows are not kept: the switch republishes its books whole;
 * at the **switch** (every book live on the old connections is live on the new ones, or a bound
@@ -49,8 +51,10 @@ from core.schema import (
 
 #: the ``health`` event of a switch
 HANDOVER: Final = "handover"
-#: trade ids remembered per symbol to drop repeats
-RECENT_TRADE_IDS: Final = 20_000
+#: trade ids remembered per symbol to drop repeats outside of a handover
+RECENT_TRADE_IDS: Final = 1_000
+#: how long after a switch the old connections' trade ids still filter the new ones' trades
+AFTER_SWITCH_NS: Final = 60 * 1_000_000_000
 #: what a shadow may hold back before its oldest held trades / rows are dropped (and counted)
 MAX_HELD_TRADES: Final = 200_000
 MAX_HELD_HEALTH: Final = 1_000
@@ -93,6 +97,13 @@ class Handover:
         self._tob: dict[str, TopOfBook] = {}
         self._summarized: Counter[str] = Counter()
         self._held_dropped = 0
+        # trade ids the current connections published while a shadow was held back
+        self._overlap: dict[str, set[str]] | None = None
+        self._overlap_size = 0
+        self._max_overlap = max_held_trades
+        # the previous overlap's ids, still filtering until _after_until (receive time)
+        self._after: dict[str, set[str]] = {}
+        self._after_until = 0
         #: trades dropped as repeats since the start (all switches)
         self.duplicates = 0
         self.switches = 0
@@ -113,6 +124,8 @@ class Handover:
 
     def hold(self, events: Sequence[Event]) -> None:
         """Keep what the switch will need of a shadow's events."""
+        if self._overlap is None:
+            self._overlap, self._overlap_size = {}, 0
         for e in events:
             if isinstance(e, Trade):
                 if len(self._trades) == self._trades.maxlen:
@@ -136,6 +149,7 @@ class Handover:
         self._tob.clear()
         self._summarized.clear()
         self._held_dropped = 0
+        self._overlap = None
 
     @staticmethod
     def ready(old: Sequence[ExchangeProtocol], new: Sequence[ExchangeProtocol]) -> bool:
@@ -177,7 +191,13 @@ class Handover:
                             HealthKind.GAP, "handover: the new connection has no valid book yet",
                             now_ns, symbol))
         held_trades = list(self._trades)
-        trades = [t for t in held_trades if self._fresh(t)]
+        overlap = self._overlap or {}
+        trades = []
+        for t in held_trades:
+            if t.trade_id in overlap.get(t.symbol, ()):
+                self.duplicates += 1  # the old connections published it meanwhile
+            elif self._fresh(t):
+                trades.append(t)
         tobs = [t for symbol, t in self._tob.items() if not _tob_kept(new, symbol)]
         summary = ", ".join(f"{k}={v}" for k, v in sorted(self._summarized.items()))
         text = (f"{detail}; {'old connection lost; ' if old_lost else ''}books carried "
@@ -189,6 +209,7 @@ class Handover:
             text += f"; new connection before the switch: {summary}"
         out: list[Event] = [self._row(HANDOVER, text, now_ns), *books, *self._health, *tobs,
                             *trades]
+        self._after, self._after_until = overlap, now_ns + AFTER_SWITCH_NS
         self.discard()
         self.switches += 1
         return out
@@ -196,13 +217,22 @@ class Handover:
     # -- internals -------------------------------------------------------------------------------
 
     def _fresh(self, trade: Trade) -> bool:
-        recent = self._recent.get(trade.symbol)
+        """Not published yet (remembering it as published)."""
+        symbol, trade_id = trade.symbol, trade.trade_id
+        if self._after and trade.ts_local <= self._after_until and \
+                trade_id in self._after.get(symbol, ()):
+            self.duplicates += 1
+            return False
+        recent = self._recent.get(symbol)
         if recent is None:
-            recent = self._recent[trade.symbol] = _RecentIds(self._recent_size)
-        if recent.add(trade.trade_id):
-            return True
-        self.duplicates += 1
-        return False
+            recent = self._recent[symbol] = _RecentIds(self._recent_size)
+        if not recent.add(trade_id):
+            self.duplicates += 1
+            return False
+        if self._overlap is not None and self._overlap_size < self._max_overlap:
+            self._overlap.setdefault(symbol, set()).add(trade_id)
+            self._overlap_size += 1
+        return True
 
     def _row(self, event: str, detail: str, now_ns: int, symbol: str | None = None) -> Health:
         return Health(exchange=self.venue, ts_local=now_ns, symbol=symbol, event=event,

@@ -141,3 +141,22 @@ def test_held_trades_beyond_the_bound_are_counted() -> None:
     out = h.switch(T0 + 1, [binance()], [binance()], old_lost=False, detail="d")
     assert [t.trade_id for t in rows(out, Trade)] == ["2", "3"]
     assert "1 held events dropped at the bound" in out[0].detail
+
+
+def test_trades_of_the_whole_overlap_are_recognised_then_forgotten() -> None:
+    """The old connections' trade ids are remembered for as long as a replacement is held back,
+    however many (not only the last few), and filter the new connections for a while after."""
+    h = Handover("binance", recent_ids=3)
+    old, new = binance(), binance()
+    go_live(old, T0)
+    h.hold(go_live(new, T0 + 10))  # the replacement starts: remember what is published
+    early = trade("100", T0 + 11)
+    h.current([early, *(trade(str(i), T0 + 12) for i in range(200, 210))])
+    h.hold([early, trade("300", T0 + 13)])  # the replacement got the early one too
+    out = h.switch(T0 + 20, [old], [new], old_lost=False, detail="d")
+    assert [t.trade_id for t in rows(out, Trade)] == ["300"]  # "100" fell out of the 3 recent
+    assert "held trades 2, 1 already published" in out[0].detail
+    # the new connection lags: it still sends what the old one published, for a while
+    assert h.current([trade("205", T0 + 21)]) == []
+    later = T0 + 21 + 61 * 10**9
+    assert [t.trade_id for t in h.current([trade("201", later)])] == ["201"]  # forgotten
