@@ -110,6 +110,8 @@ class BinanceProtocol(ExchangeProtocol):
 
     def __init__(self, config: ProtocolConfig) -> None:
         super().__init__(config)
+        if config.options:
+            raise ValueError(f"binance has no options (given: {', '.join(sorted(config.options))})")
         self.tob = BookKeeper(self.name, publish_tob=True, publish_l2=False)
         self.l2 = BookKeeper(self.name, publish_tob=False, publish_l2=True)
         self.keepers = [self.tob, self.l2]

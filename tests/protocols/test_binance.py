@@ -73,6 +73,12 @@ def test_subscribe_requests_name_every_stream_in_lower_case() -> None:
         "ethusdt@bookTicker", "ethusdt@depth@100ms", "ethusdt@aggTrade"]}
 
 
+def test_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="binance has no options"):
+        BinanceProtocol(ProtocolConfig(symbols=("BTC-USDT",), channels=("tob",),
+                                       options={"l2_depth": "20"}))
+
+
 def test_lanes_split_books_and_trades() -> None:
     plan = BinanceProtocol.lane_plan(config("BTC-USDT"))
     assert [(lane.path, c.channels) for lane, c in plan] == [
