@@ -6,9 +6,10 @@ loopback tests.
   the other endpoint is acknowledged and then silent, as Binance does with unrouted streams.
 * ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` get ``{"result": ..., "id": n}``.
 * One market per symbol evolves on a clock shared by every connection (:meth:`FakeBinance.run`,
-  one tick every ``tick_s``): each tick applies the next scripted update, sends it as a
-  ``depthUpdate`` (``U``/``u``/``pu``) to every depth subscriber, a ``bookTicker`` when the top
-  changed, and the trades scheduled at that tick as ``aggTrade`` pushes (ids consecutive).
+  one tick every ``tick_s`` from the first subscription on): each tick applies the next scripted
+  update, sends it as a ``depthUpdate`` (``U``/``u``/``pu``) to every depth subscriber, a
+  ``bookTicker`` when the top changed, and the trades scheduled at that tick as ``aggTrade``
+  pushes (ids consecutive).
 * REST: ``/fapi/v1/depth`` returns the market's book as it is now with its ``lastUpdateId``;
   ``/fapi/v1/exchangeInfo`` lists the markets (serve :meth:`FakeBinance.rest` with
   ``core.testing.fake_servers.serve_http``).
@@ -164,6 +165,7 @@ class FakeBinance:
     depth_calls: Counter[str] = field(default_factory=Counter)
     markets: dict[str, Market] = field(default_factory=dict)
     done: trio.Event = field(default_factory=trio.Event)  # every script played out
+    subscribed: trio.Event = field(default_factory=trio.Event)  # a first subscription came
 
     def __post_init__(self) -> None:
         self.markets = {native: Market(native, s) for native, s in self.scripts.items()}
@@ -172,8 +174,13 @@ class FakeBinance:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        await self.subscribed.wait()  # the market moves once a client listens
+        start = trio.current_time()
+        tick = 0
         while True:
-            await trio.sleep(self.tick_s)
+            # ticks on a fixed schedule: a loaded machine catches up instead of drifting late
+            tick += 1
+            await trio.sleep_until(start + tick * self.tick_s)
             active = False
             for native, market in self.markets.items():
                 index = market.position
@@ -258,6 +265,7 @@ class FakeBinance:
         method, params, req_id = msg.get("method"), msg.get("params", []), msg.get("id")
         if method == "SUBSCRIBE":
             conn.streams.update(params)
+            self.subscribed.set()
             return {"result": None, "id": req_id}
         if method == "UNSUBSCRIBE":
             conn.streams.difference_update(params)

@@ -6,7 +6,8 @@ tests.
   ``{"event":"error","code":"60018","msg":"... instId:X doesn't exist ..."}``, which names the
   argument only in its message, as OKX does.
 * The text ``ping`` is answered with the text ``pong``.
-* One market per swap evolves on a clock shared by every connection (:meth:`FakeOkx.run`):
+* One market per swap evolves on a clock shared by every connection (:meth:`FakeOkx.run`,
+  from the first subscription on):
   each tick applies the next scripted step and pushes to the subscribers of ``books`` an
   ``update`` with ``prevSeqId``/``seqId`` and the real CRC32 ``checksum`` of the book after it
   (computed here, from the documented rule); a step can also be an idle update (``seqId ==
@@ -161,6 +162,7 @@ class FakeOkx:
     pings: int = 0
     live: dict[str, Swap] = field(default_factory=dict)
     done: trio.Event = field(default_factory=trio.Event)
+    subscribed: trio.Event = field(default_factory=trio.Event)  # a first subscription came
 
     def __post_init__(self) -> None:
         self.live = {inst: Swap(inst, s) for inst, s in self.swaps.items()}
@@ -169,8 +171,13 @@ class FakeOkx:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        await self.subscribed.wait()  # the market moves once a client listens
+        start = trio.current_time()
+        tick = 0
         while True:
-            await trio.sleep(self.tick_s)
+            # ticks on a fixed schedule: a loaded machine catches up instead of drifting late
+            tick += 1
+            await trio.sleep_until(start + tick * self.tick_s)
             active = False
             for inst, swap in self.live.items():
                 index = swap.position
@@ -274,6 +281,7 @@ class FakeOkx:
                 continue
             self.subscriptions[key] += 1
             conn.args.add(key)
+            self.subscribed.set()
             swap = self.live[inst]
             if channel == "books":
                 bids, asks = swap.sides()

@@ -1,11 +1,13 @@
 """Connections replaced before the venue's age limit, without a gap (``core.connections``).
 
-A Binance protocol with a 3 s age limit (the venue cuts at 24 h; the loopback fake cuts at 3 s)
-records for 5.6 s through the supervisor with raw recording: every group of sockets is replaced
-after 1.5 s. The tables must show trusted books from the first snapshot to the end (no ``gap``,
-no ``disconnected`` before the final ``stopped``), every trade once and none missing, ``msg_id``
-increasing, books that rebuild to the venue's; and ``--replay`` of the raw files must give the
-same tables row for row (REST snapshots and handovers included)."""
+A Binance protocol with a 5 s age limit (the venue cuts at 24 h; the loopback fake cuts at 5 s)
+records for 7 s through the supervisor with raw recording: every group of sockets is replaced
+after 2.5 s (a margin a loaded test machine needs: a replacement not ready in time when the cut
+is close is switched to anyway, with ``gap`` rows). The tables must show trusted books from the
+first snapshot to the end (no ``gap``, no ``disconnected`` before the final ``stopped``), every
+trade once and none missing, ``msg_id`` increasing, books that rebuild to the venue's; and
+``--replay`` of the raw files must give the same tables row for row (REST snapshots and
+handovers included)."""
 
 from __future__ import annotations
 
@@ -33,10 +35,10 @@ TABLES = ("tob", "l2", "trades", "health")
 
 
 class ShortLivedBinance(BinanceProtocol):
-    """Binance whose connections live 3 s; replacements start 1.5 s before."""
+    """Binance whose connections live 5 s; replacements start 2.5 s before."""
 
-    max_connection_age_s = 3.0
-    handover_lead_s = 1.5
+    max_connection_age_s = 5.0
+    handover_lead_s = 2.5
 
 
 async def quiet(stats: list[VenueStats], bus: Bus, clock: Clock, interval_s: float) -> None:
@@ -44,8 +46,8 @@ async def quiet(stats: list[VenueStats], bus: Bus, clock: Clock, interval_s: flo
 
 
 async def record_with_handovers(tmp_path: Path) -> tuple[Path, FakeBinance]:
-    fake = FakeBinance({"BTCUSDT": walk_script(65000.0, 230), "ETHUSDT": walk_script(3000.0, 230)},
-                       tick_s=0.02, cut_after_s=3.0)
+    fake = FakeBinance({"BTCUSDT": walk_script(65000.0, 300), "ETHUSDT": walk_script(3000.0, 300)},
+                       tick_s=0.02, cut_after_s=5.0)
     out = tmp_path / "live"
     with trio.fail_after(CEILING_S):
         async with trio.open_nursery() as nursery:
@@ -56,7 +58,7 @@ async def record_with_handovers(tmp_path: Path) -> tuple[Path, FakeBinance]:
                                     channels=("tob", "l2", "trades"), rest_url=rest_url)
             await record(RunPlan(
                 venues=[VenuePlan(proto=ShortLivedBinance, url=ws_url, config=config)],
-                out=out, duration_s=5.6, flush_interval_s=0.5, handle_signals=False,
+                out=out, duration_s=7.0, flush_interval_s=0.5, handle_signals=False,
                 record_raw=True, status_view=quiet))
             nursery.cancel_scope.cancel()
     return out, fake
@@ -67,13 +69,13 @@ async def test_handover_keeps_books_trusted_and_trades_whole(tmp_path: Path) -> 
     assert fake.done.is_set()
     assert not any(c.cut_by_venue for c in fake.conns)  # always replaced before the cut
     groups = len(fake.conns) // 2
-    assert groups >= 3 and len(fake.conns) == 2 * groups  # two endpoints per group
+    assert groups >= 2 and len(fake.conns) == 2 * groups  # two endpoints per group
 
     health = read(out, "health")
     venue = health.filter(pl.col("symbol").is_null())
     handovers = venue.filter(pl.col("event") == "handover")["detail"].to_list()
     assert len(handovers) == groups - 1
-    assert all(" -> " in d and "books carried 4, not carried 0" in d for d in handovers)
+    assert all(" -> " in d and "books carried 4, not carried 0" in d for d in handovers), handovers
     events = venue["event"].to_list()
     assert events.count("connected") == 2  # the first group only
     assert venue.filter(pl.col("event") == "disconnected")["detail"].to_list() == [
@@ -87,7 +89,7 @@ async def test_handover_keeps_books_trusted_and_trades_whole(tmp_path: Path) -> 
     for cov in coverage(load_health(out, "binance")):
         assert len(cov.trusted) == 1 and (cov.gaps, cov.reconnects) == (0, 0), cov
         start, end = cov.trusted[0]
-        assert end == stopped and (end - start) / 1e9 > 4.5
+        assert end == stopped and (end - start) / 1e9 > 6.0
 
     check_books(out, fake)  # msg_id strictly increasing, books rebuild to the venue's
     check_trades(out, fake)  # each trade once, none missing
@@ -120,11 +122,11 @@ async def test_handover_keeps_books_trusted_and_trades_whole(tmp_path: Path) -> 
 
 async def test_the_replacement_takes_over_when_the_old_connections_die_first(
         tmp_path: Path) -> None:
-    """The venue cuts at 2 s, while the replacement (started at 1.5 s) cannot get its depth
-    snapshots: the replacement takes over at once, and its trade stream, open since 1.5 s,
+    """The venue cuts at 3 s, while the replacement (started at 2.5 s) cannot get its depth
+    snapshots: the replacement takes over at once, and its trade stream, open since 2.5 s,
     leaves no trade missing."""
-    fake = FakeBinance({"BTCUSDT": walk_script(65000.0, 120), "ETHUSDT": walk_script(3000.0, 120)},
-                       tick_s=0.02, cut_after_s=2.0, depth_fails_after=2)
+    fake = FakeBinance({"BTCUSDT": walk_script(65000.0, 160), "ETHUSDT": walk_script(3000.0, 160)},
+                       tick_s=0.02, cut_after_s=3.0, depth_fails_after=2)
     out = tmp_path / "live"
     with trio.fail_after(CEILING_S):
         async with trio.open_nursery() as nursery:
@@ -135,7 +137,7 @@ async def test_the_replacement_takes_over_when_the_old_connections_die_first(
                                     channels=("tob", "l2", "trades"), rest_url=rest_url)
             await record(RunPlan(
                 venues=[VenuePlan(proto=ShortLivedBinance, url=ws_url, config=config)],
-                out=out, duration_s=2.8, flush_interval_s=0.5, handle_signals=False,
+                out=out, duration_s=3.8, flush_interval_s=0.5, handle_signals=False,
                 record_raw=True, status_view=quiet))
             nursery.cancel_scope.cancel()
     assert sum(c.cut_by_venue for c in fake.conns) == 2  # the first group, both endpoints

@@ -35,8 +35,8 @@ VENUES = ("bybit", "htx", "bitget", "gateio", "binance", "okx")
 
 
 async def test_six_venue_command_writes_one_tob_table_in_btc(tmp_path: Path) -> None:
-    binance = FakeBinance({"BTCUSDT": walk_script(63700.0, 40)})
-    okx = FakeOkx({"BTC-USDT-SWAP": okx_script(63700.0, "0.01", 40)})
+    binance = FakeBinance({"BTCUSDT": walk_script(63700.0, 150)})  # ticks through the run
+    okx = FakeOkx({"BTC-USDT-SWAP": okx_script(63700.0, "0.01", 150)})
     fakes = {
         "bybit": FakeBybit(scripts=[bybit_btc()]),
         "htx": FakeHtx(htx_script(), listed={"BTC-USDT"}),
