@@ -26,6 +26,21 @@ bugs: they propagate, and the supervisor records them and restarts the connector
 After every frame and every deadline the base class drains the keepers' resync requests into
 :meth:`resync`, so a plugin cannot forget to act on a gap.
 
+Optional, for venues that need them (see ``plugins/README.md``):
+
+* **REST calls** (a book snapshot, later funding rates or server time): the plugin queues a GET
+  with :meth:`request_rest`; the session (:mod:`core.rest_calls`) drains
+  :meth:`rest_requests_to_send`, performs it against the venue's REST base URL with a timeout, a
+  body-size bound and a bounded number in flight, and hands the outcome back through
+  :meth:`rest_response` (wrapped like :meth:`receive`: whatever :meth:`handle_rest` raises is a
+  ``decode_error``) as a :class:`RestResponse`. Failures come back as a response with ``error``
+  set; the plugin decides whether and when to retry (through its deadlines).
+* **Lanes**: a venue that serves some channels on another websocket endpoint declares
+  :attr:`lanes`; each lane gets its own connection and protocol instance (:meth:`lane_plan`).
+* **Connection age limit**: :attr:`max_connection_age_s` makes the session open a replacement
+  connection shortly before the venue cuts the old one, and switch without a gap
+  (:mod:`core.connections`).
+
 Rules for plugins: no trio, no sockets, no clock reads (time only arrives as arguments), no
 logging of whole payloads on the hot path.
 """
@@ -40,7 +55,7 @@ import msgspec
 
 from core.book import BookKeeper
 from core.codec import DEFAULT_MAX_INFLATED_BYTES, S_NS, FrameError, inflate
-from core.options import OptionSpec, option_value
+from core.options import OptionSpec, option_problems, option_value
 from core.schema import Event, Health, HealthKind
 
 log = logging.getLogger(__name__)
@@ -66,6 +81,35 @@ class ProtocolConfig(msgspec.Struct, frozen=True, kw_only=True):
     channels: tuple[str, ...]
     instruments: Mapping[str, Instrument] = msgspec.field(default_factory=dict)
     options: Mapping[str, str] = msgspec.field(default_factory=dict)
+    #: the REST base URL for plugin REST calls (``--endpoint VENUE.rest=URL``); None: the
+    #: protocol's ``default_rest_url``
+    rest_url: str | None = None
+
+
+class RestRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """An HTTP GET a plugin wants performed (see :meth:`ExchangeProtocol.request_rest`)."""
+
+    key: str  # the plugin's own name for the call; comes back with the response
+    path: str  # path and query under the venue's REST base URL
+
+
+class RestResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of a :class:`RestRequest`, handed to :meth:`ExchangeProtocol.handle_rest`."""
+
+    key: str  # the request's key
+    status: int  # the HTTP status; 0 when no response came
+    body: bytes  # the body (bounded by ``max_rest_body_bytes``); empty when the call failed
+    sent_ns: int  # when the request was sent (with ``recv_ns``: a round trip, a clock offset)
+    recv_ns: int  # when the outcome was known; the ``ts_local`` of the events it produces
+    error: str | None = None  # why the call failed (timeout, connection, size, status), or None
+
+
+class Lane(msgspec.Struct, frozen=True, kw_only=True):
+    """One websocket endpoint of a venue that spreads its channels over several."""
+
+    name: str  # short name, used in logs and raw recordings ("public")
+    path: str  # appended to the venue's websocket URL ("/public/ws")
+    channels: frozenset[str]  # the channels this endpoint serves
 
 
 class SymbolError(ValueError):
@@ -105,8 +149,24 @@ class ExchangeProtocol:
     description: ClassVar[str] = ""
     #: the ``--opt`` keys this venue accepts, with their defaults and valid values
     options: ClassVar[Mapping[str, OptionSpec]] = {}
+    #: the venue closes connections older than this (None: no limit); the session replaces a
+    #: connection shortly before, overlapping old and new so that no update is lost
+    max_connection_age_s: ClassVar[float | None] = None
+    #: how long before that limit the replacement starts (None: 10 minutes, at most a quarter
+    #: of the limit)
+    handover_lead_s: ClassVar[float | None] = None
+    #: separate websocket endpoints per group of channels (empty: one socket at the URL)
+    lanes: ClassVar[tuple[Lane, ...]] = ()
+    #: plugin REST calls: the most one response body may hold (past it the call fails), the
+    #: time one call may take, and how many may be in flight at once per connection
+    max_rest_body_bytes: ClassVar[int] = 8 * 1024 * 1024
+    rest_timeout_s: ClassVar[float] = 10.0
+    max_rest_in_flight: ClassVar[int] = 2
 
     def __init__(self, config: ProtocolConfig) -> None:
+        problems = option_problems(self.name, self.options, config.options)
+        if problems:  # a protocol built directly (tests, replay) is held to the CLI's rules
+            raise ValueError("; ".join(problems))
         self.config = config
         self._outbox: list[str] = []
         self._urgent: list[str] = []
@@ -117,6 +177,7 @@ class ExchangeProtocol:
         self._next_ping_ns: int | None = None
         #: the book the frame being handled updates, if the plugin said so (see book_frame)
         self._frame_book: tuple[BookKeeper, str] | None = None
+        self._rest: list[RestRequest] = []
 
     # -- symbols ----------------------------------------------------------------------------
 
@@ -155,6 +216,22 @@ class ExchangeProtocol:
         inst = self.config.instruments.get(symbol)
         return inst.contract_size if inst is not None else 1.0
 
+    # -- lanes ----------------------------------------------------------------------------------
+
+    @classmethod
+    def lane_plan(cls, config: ProtocolConfig) -> list[tuple[Lane, ProtocolConfig]]:
+        """The connections one connection of this venue consists of: each lane that serves a
+        requested channel, with the config of its own protocol instance (only its channels).
+        A venue without :attr:`lanes` is one unnamed lane with the whole config."""
+        if not cls.lanes:
+            return [(Lane(name="", path="", channels=frozenset(config.channels)), config)]
+        plan = []
+        for lane in cls.lanes:
+            mine = tuple(c for c in config.channels if c in lane.channels)
+            if mine:
+                plan.append((lane, msgspec.structs.replace(config, channels=mine)))
+        return plan
+
     # -- session-facing calls ------------------------------------------------------------------
 
     def connection_made(self, now_ns: int) -> list[Event]:
@@ -162,6 +239,7 @@ class ExchangeProtocol:
         self.now_ns = now_ns
         self._outbox.clear()
         self._urgent.clear()
+        self._rest.clear()
         self._outbox.extend(self.subscribe(now_ns))
         if self.ping_interval_s:
             self._next_ping_ns = now_ns + int(self.ping_interval_s * S_NS)
@@ -203,6 +281,29 @@ class ExchangeProtocol:
         for keeper in self.keepers:
             if keeper.pending_resyncs:
                 self.resync(keeper, keeper.take_resyncs(), now_ns)
+
+    def rest_response(self, key: str, status: int, body: bytes, recv_ns: int,
+                      error: str | None = None, *, sent_ns: int | None = None) -> list[Event]:
+        """The outcome of a :meth:`request_rest` call, normalized events out. ``status`` is the
+        HTTP status (0 when no response came), ``error`` says why the call failed (timeout,
+        connection error, body too large, a status other than 200), else None; ``sent_ns`` when
+        the request left (default ``recv_ns``). Like :meth:`receive`, anything
+        :meth:`handle_rest` raises becomes a ``decode_error``."""
+        self.now_ns = recv_ns
+        self._frame_book = None
+        response = RestResponse(key=key, status=status, body=body, recv_ns=recv_ns, error=error,
+                                sent_ns=recv_ns if sent_ns is None else sent_ns)
+        try:
+            events = self.handle_rest(response)
+        except Exception as exc:  # the response's fault, never the connection's
+            events = self._reject(body, exc, recv_ns)
+        self._drain_resyncs(recv_ns)
+        return events
+
+    def rest_requests_to_send(self) -> list[RestRequest]:
+        """Queued REST calls, performed by the session (:mod:`core.rest_calls`)."""
+        out, self._rest = self._rest, []
+        return out
 
     def frames_to_send(self) -> list[str]:
         """Queued frames, sent in order and paced to ``max_sends_per_s``."""
@@ -258,6 +359,11 @@ class ExchangeProtocol:
         """The venue's app-level ping frame (called every ``ping_interval_s`` when it is set)."""
         raise NotImplementedError
 
+    def handle_rest(self, response: RestResponse) -> list[Event]:
+        """The outcome of a :meth:`request_rest` call (see :meth:`rest_response`); required of
+        plugins that make REST calls."""
+        raise NotImplementedError
+
     def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
         """Get fresh snapshots of ``symbols`` in ``keeper`` (for example unsubscribe and
         subscribe their book topics) and call ``keeper.expect_snapshot`` for each one that was
@@ -273,6 +379,12 @@ class ExchangeProtocol:
         handling it fails, that book is invalidated and resynced. Call it as soon as the frame's
         symbol is known, before its levels are decoded."""
         self._frame_book = (keeper, symbol)
+
+    def request_rest(self, key: str, path: str) -> None:
+        """Ask the session for an HTTP GET of ``path`` (with query) under the venue's REST base
+        URL; the outcome comes back through :meth:`handle_rest` with the same ``key``. Requests
+        belong to the connection: one that ends cancels its calls."""
+        self._rest.append(RestRequest(key=key, path=path))
 
     def send(self, frame: str, *, urgent: bool = False) -> None:
         """Queue a text frame for the session to send. ``urgent`` frames (pong replies) skip

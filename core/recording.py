@@ -10,9 +10,10 @@ appended to the venue's current file::
     <out>/raw/exchange=<venue>/date=<YYYY-MM-DD>/raw-<run>-<n>.jsonl.gz
 
 One JSON object per line (format in ``docs/data.md``): ``ts`` (UTC ns), ``conn``, ``kind``
-(``meta``, ``http``, ``open``, ``recv``, ``send``, ``timer``, ``close``, ``stop``),
-``exchange``, and ``text`` for text frames or ``b64`` for binary frames kept byte-exact. Every
-file starts with the venue's ``meta`` and ``http`` records, so each file replays on its own.
+(``meta``, ``http``, ``open``, ``recv``, ``send``, ``timer``, ``rest``, ``handover``,
+``close``, ``stop``), ``exchange``, and ``text`` for text frames or ``b64`` for binary frames
+kept byte-exact. Every file starts with the venue's ``meta`` and ``http`` records, so each file
+replays on its own.
 
 :class:`NullRecorder` is the default and does nothing. Must not: do file I/O on the trio thread.
 """
@@ -37,15 +38,19 @@ DAY_NS = 86_400 * 1_000_000_000
 
 
 class Recorder(Protocol):
-    def opened(self, venue: str, conn: int, url: str, ts_ns: int) -> None: ...
+    def opened(self, venue: str, conn: int, url: str, ts_ns: int, *, lane: str = "") -> None: ...
     def received(self, venue: str, conn: int, ts_ns: int, frame: str | bytes) -> None: ...
     def sent(self, venue: str, conn: int, ts_ns: int, frame: str | bytes) -> None: ...
     def timer(self, venue: str, conn: int, ts_ns: int) -> None: ...
-    def closed(self, venue: str, conn: int, ts_ns: int, reason: str) -> None: ...
+    def rest(self, venue: str, conn: int, ts_ns: int, key: str, url: str, status: int,
+             body: bytes, error: str | None, *, sent_ns: int | None = None) -> None: ...
+    def handover(self, venue: str, conn: int, ts_ns: int, detail: str) -> None: ...
+    def closed(self, venue: str, conn: int, ts_ns: int, reason: str, *,
+               lane: str = "") -> None: ...
 
 
 class NullRecorder:
-    def opened(self, venue: str, conn: int, url: str, ts_ns: int) -> None:
+    def opened(self, venue: str, conn: int, url: str, ts_ns: int, *, lane: str = "") -> None:
         pass
 
     def received(self, venue: str, conn: int, ts_ns: int, frame: str | bytes) -> None:
@@ -57,7 +62,15 @@ class NullRecorder:
     def timer(self, venue: str, conn: int, ts_ns: int) -> None:
         pass
 
-    def closed(self, venue: str, conn: int, ts_ns: int, reason: str) -> None:
+    def rest(self, venue: str, conn: int, ts_ns: int, key: str, url: str, status: int,
+             body: bytes, error: str | None, *, sent_ns: int | None = None) -> None:
+        pass
+
+    def handover(self, venue: str, conn: int, ts_ns: int, detail: str) -> None:
+        pass
+
+    def closed(self, venue: str, conn: int, ts_ns: int, reason: str, *,
+               lane: str = "") -> None:
         pass
 
 
@@ -75,6 +88,10 @@ class RawRecord(msgspec.Struct, omit_defaults=True):
     symbols: list[str] | None = None
     channels: list[str] | None = None
     options: dict[str, str] | None = None
+    lane: str | None = None  # open/close of a venue with several websocket endpoints
+    key: str | None = None  # rest: the plugin's name for the call
+    status: int | None = None  # rest: the HTTP status (0: no response)
+    sent: int | None = None  # rest: when the request was sent (UTC ns)
 
 
 _encoder = msgspec.json.Encoder()
@@ -125,8 +142,9 @@ class RawRecorder:
         vf.preamble.append(line)
         vf.lines.append(line)
 
-    def opened(self, venue: str, conn: int, url: str, ts_ns: int) -> None:
-        self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="open", exchange=venue, url=url))
+    def opened(self, venue: str, conn: int, url: str, ts_ns: int, *, lane: str = "") -> None:
+        self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="open", exchange=venue, url=url,
+                                   lane=lane or None))
 
     def received(self, venue: str, conn: int, ts_ns: int, frame: str | bytes) -> None:
         self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="recv", exchange=venue,
@@ -139,9 +157,23 @@ class RawRecorder:
     def timer(self, venue: str, conn: int, ts_ns: int) -> None:
         self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="timer", exchange=venue))
 
-    def closed(self, venue: str, conn: int, ts_ns: int, reason: str) -> None:
+    def rest(self, venue: str, conn: int, ts_ns: int, key: str, url: str, status: int,
+             body: bytes, error: str | None, *, sent_ns: int | None = None) -> None:
+        """A plugin REST call's outcome, body byte-exact (replayed into ``rest_response``)."""
+        self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="rest", exchange=venue, url=url,
+                                   key=key, status=status, sent=sent_ns, reason=error,
+                                   **_body_fields(body)))
+
+    def handover(self, venue: str, conn: int, ts_ns: int, detail: str) -> None:
+        """The connections opened last (``conn`` is the first of them) replaced the previous
+        ones (see :mod:`core.connections`)."""
+        self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="handover", exchange=venue,
+                                   reason=detail))
+
+    def closed(self, venue: str, conn: int, ts_ns: int, reason: str, *,
+               lane: str = "") -> None:
         self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="close", exchange=venue,
-                                   reason=reason))
+                                   reason=reason, lane=lane or None))
 
     def stop(self, ts_ns: int) -> None:
         """End of run (the replay stamps its end-of-run rows with this time)."""

@@ -268,7 +268,8 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
             continue
         instruments[name] = result.instruments
         config = ProtocolConfig(symbols=tuple(symbols), channels=tuple(channels),
-                                instruments=result.instruments, options=options[name])
+                                instruments=result.instruments, options=options[name],
+                                rest_url=rest_urls.get(name))
         try:
             proto(config)  # the constructor's own checks (options were checked above)
         except ValueError as exc:

@@ -108,6 +108,7 @@ class HealthKind:
     PLUGIN_ERROR: Final = "plugin_error"
     DROPPED: Final = "dropped"
     WRITE_FAILED: Final = "write_failed"
+    HANDOVER: Final = "handover"  # a connection replaced before its age limit, without a gap
     STARTED: Final = "started"
     STOPPED: Final = "stopped"
     ROWS_WRITTEN: Final = "rows_written"

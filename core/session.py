@@ -13,6 +13,10 @@ Per connection, a nursery runs four small tasks around the reader loop:
   which is closed and reconnected; a quiet symbol on a live socket is the protocol's business.
 * **pinger** (only where the venue wants protocol-level pings): websocket ping, pong expected
   within ``WS_PONG_TIMEOUT_S``.
+* **rest** (:mod:`core.rest_calls`): the protocol's REST calls, bounded in number, time and size.
+
+Venues with several websocket endpoints (lanes) or a connection age limit are run by
+:mod:`core.connections`, which drives one session per socket.
 
 Any failure of the connection (refused, TLS/handshake error, closed by the venue, silence, a
 missing pong, a connect timeout) is caught at the nursery boundary with ``except*``, recorded as
@@ -49,6 +53,7 @@ from core.bus import Bus
 from core.clock import Clock, WallClock
 from core.protocol import ExchangeProtocol
 from core.recording import NullRecorder, Recorder
+from core.rest_calls import RestCalls, RestOverflow
 from core.schema import Event, Health, HealthKind
 
 log = logging.getLogger(__name__)
@@ -82,7 +87,7 @@ class OutboxOverflow(Exception):
 CONNECTION_ERRORS = (
     ConnectionClosed, ConnectionRejected, ConnectionTimeout, DisconnectionTimeout,
     HandshakeError, OSError, trio.BrokenResourceError, trio.TooSlowError, SilenceTimeout,
-    PongTimeout, OutboxOverflow,
+    PongTimeout, OutboxOverflow, RestOverflow,
 )
 
 Connect = Callable[[str, int, Sequence[tuple[str, str]]],
@@ -183,11 +188,16 @@ class Session:
         self._timer_wake = trio.Event()
         self._out: trio.MemorySendChannel[str] | None = None
         self._urgent: trio.MemorySendChannel[str] | None = None
+        self._rest: RestCalls | None = None
 
     # -- public --------------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, stream, reconnect; forever (until cancelled)."""
+        if self.proto.lanes or self.proto.max_connection_age_s:  # several sockets at a time
+            from core.connections import run_connections  # it builds on this module
+            await run_connections(self, task_status=task_status)
+            return
         task_status.started()
         attempt = 0
         try:
@@ -233,6 +243,9 @@ class Session:
                 nursery.start_soon(self._watchdog)
                 if proto.ws_ping_interval_s:
                     nursery.start_soon(self._pinger, ws, proto.ws_ping_interval_s)
+                self._rest = RestCalls(proto, clock=self.clock, recorder=self.recorder,
+                                       conn=self.stats.conn_id, deliver=self._deliver)
+                await nursery.start(self._rest.run)
                 self._flush()
                 await self._reader(ws)
 
@@ -313,6 +326,8 @@ class Session:
     # -- helpers -------------------------------------------------------------------------------
 
     def _flush(self) -> None:
+        if self._rest is not None:
+            self._rest.submit(self.proto.rest_requests_to_send())
         for frames, channel in ((self.proto.urgent_frames_to_send(), self._urgent),
                                 (self.proto.frames_to_send(), self._out)):
             if not frames or channel is None:
@@ -323,6 +338,14 @@ class Session:
                 except trio.WouldBlock:
                     raise OutboxOverflow(f"more than {OUTBOX_FRAMES} frames waiting to be "
                                          "sent") from None
+
+    def _deliver(self, events: list[Event]) -> None:
+        """A REST response's events: publish, send what the protocol queued, re-arm the timer."""
+        self._publish(events)
+        self._flush()
+        deadline = self.proto.next_deadline()
+        if deadline is not None and (self._timer_target is None or deadline < self._timer_target):
+            self._timer_wake.set()
 
     def _publish(self, events: Sequence[Event]) -> None:
         if events:

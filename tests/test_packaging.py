@@ -17,6 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 LOCAL = {"core", "plugins", "analysis", "tests", "benchmarks", "bookwire_binance"}
+#: imported only inside ``except ImportError`` guards, for an optional comparison; never a
+#: dependency (benchmarks/bench_plugins.py times cryptofeed when it happens to be installed)
+OPTIONAL = {"cryptofeed"}
 
 
 def normalize(name: str) -> str:
@@ -41,7 +44,7 @@ def imported_modules(*folders: str) -> dict[str, set[str]]:
                     continue
                 for name in names:
                     top = name.split(".")[0]
-                    if top not in sys.stdlib_module_names and top not in LOCAL:
+                    if top not in sys.stdlib_module_names and top not in LOCAL | OPTIONAL:
                         found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
     return found
 

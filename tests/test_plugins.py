@@ -22,7 +22,7 @@ from core.testing.conformance import check_protocol
 from plugins.bybit.protocol import BybitProtocol
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILT_IN = {"bybit", "htx", "bitget", "gateio", "coinbase", "coinbase-exchange"}
+BUILT_IN = {"bybit", "htx", "bitget", "gateio", "coinbase", "coinbase-exchange", "binance", "okx"}
 
 
 def registered() -> ExchangeRegistry:
@@ -179,7 +179,8 @@ def test_list_plugins_survives_a_broken_installed_plugin(tmp_path: Path) -> None
 def test_declared_options_accept_their_default_and_every_choice() -> None:
     registry = registered()
     with_options = {name for name in registry.names() if registry.get(name).options}
-    assert with_options == {"bybit", "htx", "gateio", "coinbase-exchange"} & set(registry.names())
+    assert with_options == {"bybit", "htx", "gateio", "coinbase-exchange", "okx"} & set(
+        registry.names())
     for venue in sorted(with_options):
         proto = registry.get(venue)
         symbol = "ETC-USD" if venue.startswith("coinbase") else "BTC-USDT"

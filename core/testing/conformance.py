@@ -4,7 +4,8 @@
 clear message on the first violation. It checks the class attributes, that a fresh connection
 produces subscribe frames, that malformed frames (bad JSON, wrong shapes, random bytes, empty
 frames) become ``decode_error``/``venue_error`` health events instead of exceptions, that the
-plugin's module does not import trio or read clocks, and that deadlines advance.
+plugin's module does not import trio or read clocks, that deadlines advance, and that a venue
+with several endpoints (``lanes``) serves every channel on one of them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ def check_protocol(proto_cls: type[ExchangeProtocol], config: ProtocolConfig) ->
         f"{proto_cls.name}: unknown channels {set(proto_cls.channels) - set(CHANNELS)}"
     assert proto_cls.default_url.startswith("wss://"), \
         f"{proto_cls.name}: default URL must use TLS (wss://)"
+    if proto_cls.lanes:  # every channel is served by one of the venue's endpoints
+        served = set().union(*(lane.channels for lane in proto_cls.lanes))
+        assert set(proto_cls.channels) <= served, \
+            f"{proto_cls.name}: no lane serves {sorted(set(proto_cls.channels) - served)}"
+    age = proto_cls.max_connection_age_s
+    assert age is None or age > 0, f"{proto_cls.name}: max_connection_age_s must be positive"
     check_pure_module(proto_cls)
 
     proto = proto_cls(config)

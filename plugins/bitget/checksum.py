@@ -1,43 +1,18 @@
-"""Bitget order-book checksum: CRC32 of the top 25 levels in their original wire text.
-
-The string is built from the local book *after* applying a frame, best levels first, interleaved
-``bid1px:bid1sz:ask1px:ask1sz:bid2px:...``; once one side runs out only the other side's levels
-follow. Prices and sizes are the venue's own text (``"0.01030"`` and ``"0.0103"`` differ), so the
-book must keep them (``OrderBook(keep_text=True)``). The CRC32 (zlib) of the UTF-8 string is read
-as a signed 32-bit integer and compared with the frame's ``checksum``.
+"""Bitget order-book checksum: CRC32 of the top 25 levels in their original wire text, both
+sides interleaved (:mod:`core.checksums`), read as a signed 32-bit integer and compared with the
+frame's ``checksum``.
 
 Pure functions over an :class:`~core.book.OrderBook`; no I/O, no clocks.
 """
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Sequence
-
+from core import checksums
 from core.book import OrderBook
 
 CHECKSUM_DEPTH = 25
 
 
-def checksum_text(bids: Sequence[str], asks: Sequence[str], depth: int = CHECKSUM_DEPTH) -> str:
-    """The string the venue hashes, from best-first ``"price:size"`` wire texts per side."""
-    b = bids[:depth] if type(bids) is list else list(bids[:depth])
-    a = asks[:depth] if type(asks) is list else list(asks[:depth])
-    n = min(len(b), len(a))
-    parts: list[str] = [""] * (2 * n)
-    parts[::2] = b[:n]  # interleaved with C-level slice assignments, not a Python loop
-    parts[1::2] = a[:n]
-    parts += b[n:] or a[n:]
-    return ":".join(parts)
-
-
-def signed_crc32(text: str) -> int:
-    """zlib CRC32 of ``text`` (UTF-8) as a signed 32-bit integer."""
-    crc = zlib.crc32(text.encode())
-    return crc - (1 << 32) if crc >= 1 << 31 else crc
-
-
 def book_checksum(book: OrderBook, depth: int = CHECKSUM_DEPTH) -> int:
     """The checksum of ``book``, which must have been created with ``keep_text=True``."""
-    bids, asks = book.top_text(depth)
-    return signed_crc32(checksum_text(bids, asks, depth))
+    return checksums.book_checksum(book, depth)

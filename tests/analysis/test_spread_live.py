@@ -273,7 +273,7 @@ def test_analyzer_from_command_line_options(caplog: pytest.LogCaptureFixture) ->
 def test_default_fees_name_rate_date_and_page() -> None:
     table = load_fee_table()
     assert taker_rates(table) == {"bybit": 0.00055, "bitget": 0.0006, "htx": 0.0006,
-                                  "gateio": 0.0005}
+                                  "gateio": 0.0005, "binance": 0.0005, "okx": 0.0005}
     for fee in table.values():
         assert fee.date[:2] == "20" and fee.date_kind in ("published", "effective", "checked")
         assert fee.page and fee.url.startswith("https://")

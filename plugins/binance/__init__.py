@@ -1,0 +1,17 @@
+"""Binance USD-M futures; registers :class:`~plugins.binance.protocol.BinanceProtocol`.
+
+Registration only: importing this package starts nothing and does no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core import hookimpl
+from core.protocol import ExchangeProtocol
+from plugins.binance.protocol import BinanceProtocol
+
+
+@hookimpl
+def bookwire_register_exchanges(register: Callable[[type[ExchangeProtocol]], None]) -> None:
+    register(BinanceProtocol)

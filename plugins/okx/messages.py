@@ -1,0 +1,86 @@
+"""OKX v5 public websocket and REST wire messages (msgspec Structs listing only the fields used).
+
+Book levels are ``[price, size, "0", orders]`` strings and stay text: the book checksum hashes
+the venue's own text, and the protocol converts each value once. ``seqId``/``prevSeqId`` are JSON
+integers (``prevSeqId`` is -1 on a snapshot).
+
+Data only: no I/O, no conversion logic.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from core.codec import Seq
+
+
+class Arg(msgspec.Struct):
+    """A channel argument: ``{"channel": "books", "instId": "BTC-USDT-SWAP"}``."""
+
+    channel: str = ""
+    instId: str = ""
+
+
+class Envelope(msgspec.Struct):
+    """Every JSON frame: a push (``arg``/``data``, ``action`` on books) or an event (acks,
+    errors, notices)."""
+
+    event: str | None = None
+    arg: Arg | None = None
+    action: str | None = None
+    data: msgspec.Raw = msgspec.Raw(b"")  # empty when absent
+    code: str | None = None
+    msg: str | None = None
+
+
+class BookData(msgspec.Struct):
+    """A ``books`` entry: levels best first; ``checksum`` 0 when the venue sends none."""
+
+    asks: list[list[str]]
+    bids: list[list[str]]
+    ts: str
+    checksum: int = 0
+    seqId: Seq | None = None
+    prevSeqId: Seq | None = None
+
+
+class BboData(msgspec.Struct):
+    """A ``bbo-tbt`` entry: the best level of each side."""
+
+    asks: list[list[str]]
+    bids: list[list[str]]
+    ts: str
+    seqId: Seq | None = None
+
+
+class TradeData(msgspec.Struct):
+    """A ``trades`` entry: ``side`` is the taker's side, ``sz`` in contracts for swaps."""
+
+    instId: str
+    tradeId: str
+    px: str
+    sz: str
+    side: str
+    ts: str
+
+
+class InstrumentData(msgspec.Struct):
+    """One entry of ``GET /api/v5/public/instruments?instType=SWAP``."""
+
+    instId: str
+    instType: str = ""
+    instFamily: str = ""
+    uly: str = ""
+    ctVal: str = ""
+    ctValCcy: str = ""
+    ctType: str = ""
+    settleCcy: str = ""
+    tickSz: str = ""
+    lotSz: str = ""
+    state: str = ""
+
+
+class InstrumentsReply(msgspec.Struct):
+    code: str
+    msg: str = ""
+    data: list[InstrumentData] | None = None

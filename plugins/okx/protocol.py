@@ -1,0 +1,359 @@
+"""Sans-IO protocol for OKX v5 public perpetual swaps (USDT- and USDC-margined, linear).
+
+Channels: ``tob`` from ``bbo-tbt`` (the best level, pushed on every change), ``l2`` from
+``books`` (a 400-level snapshot, then updates every 100 ms), ``trades`` from ``trades`` (``side``
+is the taker's side). Symbols: canonical ``BTC-USDT`` is the swap ``BTC-USDT-SWAP``.
+
+Sizes: swap sizes are contracts; they leave in base units, times the instrument's ``ctVal``
+(``/api/v5/public/instruments?instType=SWAP``, required). A fractional ``ctVal`` such as 0.01 is
+applied as a division by 100, which lands on the nearest float to the decimal result.
+
+Book rule (``books``): a ``snapshot`` (``prevSeqId`` -1) replaces the book; an ``update``
+applies only when its ``prevSeqId`` is the book's last ``seqId``. An update with ``seqId ==
+prevSeqId`` and no levels is the venue's keep-alive of a quiet book: valid, nothing to write.
+After maintenance the venue may reset the sequence: an update whose ``seqId`` is smaller than its
+``prevSeqId`` (which still equals the last ``seqId``) is accepted, and the book continues from
+the new ``seqId``. Checksum: the book after each frame must hash to the frame's ``checksum``
+(CRC32 of the top 25 levels of each side interleaved, wire text, signed 32-bit; see
+:mod:`plugins.okx.checksum`), verified on every frame by default (option ``checksum``: ``on``
+or ``off``). A ``checksum`` of 0 is not checked: since 2026-06-23 the venue sends 0 in every
+``books`` frame (the field is deprecated), and then the ``seqId`` chain alone guards the book.
+A break, a mismatch or a crossed book invalidates that symbol's book alone and resubscribes its
+``books`` argument (unsubscribe + subscribe), which brings a new snapshot.
+
+Top of book: every ``bbo-tbt`` push is a whole one-level book (a keeper snapshot), ``seq`` =
+``seqId``. A quiet instrument pushes nothing, so the top-of-book keeper has no snapshot deadline
+(the instruments list proves the symbol exists).
+
+Heartbeat: the text ``ping`` every 20 s (the venue drops connections idle for 30 s) and the text
+``pong`` is accepted. Binary frames are raw-deflate compressed (``compression``). Requests are
+batched (at most 4096 bytes each) and paced at 3 per second; the venue allows 480 subscribe and
+unsubscribe requests per connection per hour, and a resync costs two. Acknowledgements name their
+argument; an error names it only in its message, from which the instrument is read when it can
+be. A ``notice`` (code 64008: the venue will close the connection for an upgrade) becomes a
+``venue_upgrade`` health row.
+
+Pure: no trio, no sockets, no clock reads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import ClassVar, Final
+
+import msgspec
+
+from core.book import BookKeeper, OrderBook
+from core.codec import BadValue, check_price, check_size, levels_from_text, ms_to_ns
+from core.options import OptionSpec
+from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
+from core.schema import Event, HealthKind, Level, Trade
+from plugins.okx.checksum import book_checksum
+from plugins.okx.messages import (
+    BboData,
+    BookData,
+    Envelope,
+    InstrumentsReply,
+    TradeData,
+)
+
+PING_INTERVAL_S: Final = 20.0
+MAX_REQUEST_BYTES: Final = 4096
+WIRE_CHANNEL: Final = {"tob": "bbo-tbt", "l2": "books", "trades": "trades"}
+#: error codes that say the argument itself is wrong (does not exist): not asked again
+PERMANENT_ERROR_CODES: Final = frozenset({"60018"})
+#: notice code: the venue will close the connection soon for a service upgrade
+UPGRADE_NOTICE: Final = "64008"
+VENUE_UPGRADE: Final = "venue_upgrade"
+CHECKSUM_OPTIONS: Final = ("on", "off")
+_INST_IN_MESSAGE = re.compile(r"instId:([A-Za-z0-9._-]+)")
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Scale:
+    """Contract counts to base units: times ``ctVal``, or divided by its inverse when that is
+    a whole number (0.01 -> / 100), so that ``"415"`` contracts of 0.01 give exactly 4.15."""
+
+    __slots__ = ("div", "mul")
+
+    def __init__(self, contract_size: float) -> None:
+        self.mul, self.div = contract_size, 1.0
+        if 0 < contract_size < 1:
+            inverse = round(1 / contract_size)
+            if abs(inverse * contract_size - 1) < 1e-12:
+                self.mul, self.div = 1.0, float(inverse)
+
+    def __call__(self, contracts: float) -> float:
+        return contracts * self.mul / self.div
+
+    def levels(self, levels: Sequence[Level]) -> list[Level]:
+        mul, div = self.mul, self.div
+        return [(p, s * mul / div) for p, s in levels]
+
+
+class OkxProtocol(ExchangeProtocol):
+    name = "okx"
+    channels = frozenset({"tob", "l2", "trades"})
+    default_url = "wss://ws.okx.com:8443/ws/v5/public"
+    default_rest_url = "https://www.okx.com"
+    compression = "deflate"
+    silence_timeout_s = 45.0  # a ping every 20 s is always answered on a live socket
+    ping_interval_s = PING_INTERVAL_S
+    max_sends_per_s = 3.0
+    requires_instruments = True  # swap sizes are contracts
+    description = "OKX v5 perpetual swaps (bbo-tbt, books with seqId chain and checksum, trades)"
+    options: ClassVar[Mapping[str, OptionSpec]] = {
+        "checksum": OptionSpec(default="on", choices=CHECKSUM_OPTIONS,
+                               help="verify the books checksum of every frame that carries one"),
+    }
+
+    def __init__(self, config: ProtocolConfig) -> None:
+        super().__init__(config)
+        self.verify = self.option("checksum") == "on"
+        self.tob = BookKeeper(self.name, publish_tob=True, publish_l2=False)
+        self.l2 = BookKeeper(self.name, publish_tob=False, publish_l2=True, keep_text=True)
+        self.keepers = [self.tob, self.l2]
+        self.by_inst: dict[str, str] = {}
+        self.inst: dict[str, str] = {}
+        self.scale: dict[str, Scale] = {}
+        for sym in config.symbols:
+            inst = config.instruments.get(sym)
+            native = inst.native if inst is not None else self.to_native(sym)
+            self.by_inst[native] = sym
+            self.inst[sym] = native
+            self.scale[sym] = Scale(self.contract_size(sym))
+        self.wanted = [(WIRE_CHANNEL[ch], sym) for sym in config.symbols
+                       for ch in ("tob", "l2", "trades") if ch in config.channels]
+        self._env = msgspec.json.Decoder(Envelope)
+        self._books = msgspec.json.Decoder(list[BookData])
+        self._bbo = msgspec.json.Decoder(list[BboData])
+        self._trades = msgspec.json.Decoder(list[TradeData])
+        self._failed: set[tuple[str, str]] = set()  # (OKX channel, symbol)
+        #: checksums skipped because the venue sent 0 (the field is deprecated)
+        self.unchecked = 0
+
+    # -- symbols and instruments -----------------------------------------------------------------
+
+    @classmethod
+    def to_native(cls, symbol: str) -> str:
+        return f"{symbol}-SWAP"
+
+    @classmethod
+    def to_canonical(cls, native: str) -> str:
+        return native.removesuffix("-SWAP")
+
+    @classmethod
+    def instruments_path(cls) -> str:
+        return "/api/v5/public/instruments?instType=SWAP"
+
+    @classmethod
+    def parse_instruments(cls, body: bytes) -> dict[str, Instrument]:
+        """Linear swaps only (USDT- and USDC-margined; coin-margined swaps quote contracts in
+        USD). ``contract_size`` = ``ctVal`` (in ``ctValCcy``, the base coin), ``tick_size`` =
+        ``tickSz``, ``lot_size`` = ``lotSz`` contracts in base units; ``status`` is ``trading``
+        for ``live``, else OKX's state."""
+        doc = msgspec.json.decode(body, type=InstrumentsReply)
+        if doc.code != "0" or doc.data is None:
+            raise ValueError(f"okx instruments: code {doc.code}: {doc.msg}")
+        out: dict[str, Instrument] = {}
+        for item in doc.data:
+            family = item.instFamily or item.uly
+            if item.ctType != "linear" or not family or family.split("-")[0] != item.ctValCcy:
+                continue
+            try:
+                size = float(Decimal(item.ctVal))
+                tick = float(Decimal(item.tickSz))
+                lot = float(Decimal(item.lotSz) * Decimal(item.ctVal))
+            except InvalidOperation as exc:
+                raise ValueError(f"okx instruments: bad numbers for {item.instId}") from exc
+            if not size > 0:
+                raise ValueError(f"okx instruments: ctVal {item.ctVal!r} of {item.instId}")
+            status = "trading" if item.state == "live" else item.state
+            out[family] = Instrument(symbol=family, native=item.instId, contract_size=size,
+                                     tick_size=tick, lot_size=lot, status=status)
+        return out
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def subscribe(self, now_ns: int) -> list[str]:
+        args = []
+        for channel, sym in self.wanted:
+            if (channel, sym) in self._failed:
+                continue
+            args.append(self._arg(channel, sym))
+            if channel == "books":
+                self.l2.expect_snapshot(sym, now_ns)
+        return self._requests("subscribe", args)
+
+    def ping_frame(self, now_ns: int) -> str:
+        return "ping"  # text, not JSON
+
+    def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
+        """l2: unsubscribe + subscribe the ``books`` argument of each symbol (batched), which
+        brings a new snapshot. tob: nothing to ask, every ``bbo-tbt`` push is a whole book."""
+        if keeper is not self.l2:
+            return
+        args = []
+        for sym in symbols:
+            if ("books", sym) in self._failed or "l2" not in self.config.channels:
+                continue
+            args.append(self._arg("books", sym))
+            keeper.expect_snapshot(sym, now_ns)
+        for op in ("unsubscribe", "subscribe"):
+            for frame in self._requests(op, args):
+                self.send(frame)
+
+    # -- frames -------------------------------------------------------------------------------
+
+    def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
+        if payload == "pong" or payload == b"pong":
+            return []
+        env = self._env.decode(payload)
+        if env.event is not None:
+            return self._on_event(env)
+        arg = env.arg
+        if arg is None or not env.data:
+            raise msgspec.ValidationError("frame has neither `event` nor `arg` and `data`")
+        sym = self.by_inst.get(arg.instId)
+        if sym is None:
+            return [self.health(HealthKind.VENUE_ERROR,
+                                f"unexpected push {arg.channel!r} for {arg.instId!r}")]
+        if arg.channel == "books":
+            self.book_frame(self.l2, sym)
+            return self._on_books(sym, env, recv_ns)
+        if arg.channel == "bbo-tbt":
+            self.book_frame(self.tob, sym)
+            return self._on_bbo(sym, env, recv_ns)
+        if arg.channel == "trades":
+            return self._on_trades(sym, env, recv_ns)
+        return [self.health(HealthKind.VENUE_ERROR, f"unexpected channel {arg.channel!r}")]
+
+    def _on_books(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
+        if env.action not in ("snapshot", "update"):
+            raise msgspec.ValidationError(f"books push with action {env.action!r}")
+        entries = self._books.decode(env.data)
+        if not entries:
+            raise msgspec.ValidationError("books push with empty `data`")
+        scale = self.scale[sym]
+        # convert every entry before applying any: a malformed frame leaves the book untouched
+        converted = [(d, scale.levels(levels_from_text(d.bids)),
+                      scale.levels(levels_from_text(d.asks)), _ms(d.ts)) for d in entries]
+        events: list[Event] = []
+        for d, bids, asks, ts_exchange in converted:
+            bid_text = [(lv[0], lv[1]) for lv in d.bids]
+            ask_text = [(lv[0], lv[1]) for lv in d.asks]
+            check = self._checksum(d.checksum)
+            if env.action == "snapshot":
+                events += self.l2.snapshot(sym, bids, asks, ts_local=recv_ns,
+                                           ts_exchange=ts_exchange, seq=d.seqId,
+                                           bid_text=bid_text, ask_text=ask_text, checksum=check)
+            else:
+                if d.prevSeqId is None or d.seqId is None:
+                    raise msgspec.ValidationError("books update without seqId/prevSeqId")
+                events += self.l2.delta(sym, bids, asks, ts_local=recv_ns,
+                                        ts_exchange=ts_exchange, seq=d.seqId,
+                                        prev_seq=d.prevSeqId, bid_text=bid_text,
+                                        ask_text=ask_text, checksum=check)
+        return events
+
+    def _on_bbo(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
+        scale = self.scale[sym]
+        converted = [(d, scale.levels(levels_from_text(d.bids[:1])),
+                      scale.levels(levels_from_text(d.asks[:1])), _ms(d.ts))
+                     for d in self._bbo.decode(env.data)]
+        events: list[Event] = []
+        for d, bids, asks, ts_exchange in converted:
+            events += self.tob.snapshot(sym, bids, asks, ts_local=recv_ns,
+                                        ts_exchange=ts_exchange, seq=d.seqId)
+        return events
+
+    def _on_trades(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
+        scale = self.scale[sym]
+        rows: list[Event] = []
+        for t in self._trades.decode(env.data):
+            side = t.side.lower()
+            if side not in ("buy", "sell"):
+                raise msgspec.ValidationError(f"trade side {t.side!r}")
+            try:
+                price = check_price(float(t.px))
+                size = check_size(scale(float(t.sz)))
+            except ValueError as exc:
+                raise BadValue(f"bad trade {t.tradeId!r}: {exc}") from exc
+            rows.append(Trade(exchange=self.name, ts_local=recv_ns, symbol=sym,
+                              ts_exchange=_ms(t.ts), price=price, size=size, side=side,
+                              trade_id=t.tradeId))
+        return rows
+
+    def _on_event(self, env: Envelope) -> list[Event]:
+        arg = env.arg
+        sym = self.by_inst.get(arg.instId) if arg is not None else None
+        if env.event == "subscribe":
+            if arg is not None and sym is not None:
+                return [self.health(HealthKind.SUBSCRIBED, arg.channel, sym)]
+            return []
+        if env.event == "unsubscribe":
+            return []
+        if env.event == "error":
+            return [self._on_error(env)]
+        if env.event == "notice":
+            kind = VENUE_UPGRADE if env.code == UPGRADE_NOTICE else HealthKind.VENUE_ERROR
+            return [self.health(kind, f"notice {env.code}: {env.msg or ''}".rstrip(": "))]
+        return [self.health(HealthKind.VENUE_ERROR, f"unknown event {env.event!r}: {env.msg}")]
+
+    def _on_error(self, env: Envelope) -> Event:
+        """Errors do not echo their argument; its instrument is read from the message."""
+        code = env.code or ""
+        detail = f"error {code}: {env.msg or 'no reason given'}"
+        found = _INST_IN_MESSAGE.search(env.msg or "")
+        sym = self.by_inst.get(found.group(1)) if found else None
+        if sym is not None and code in PERMANENT_ERROR_CODES:
+            for channel, owner in self.wanted:
+                if owner == sym and channel in (env.msg or ""):
+                    self._failed.add((channel, sym))
+                    if channel == "books":
+                        self.l2.forget(sym)
+        return self.health(HealthKind.SUBSCRIBE_ERROR, detail, sym)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _checksum(self, expected: int) -> Callable[[OrderBook], bool] | None:
+        if not self.verify:
+            return None
+        if expected == 0:
+            self.unchecked += 1
+            return None
+
+        def check(book: OrderBook) -> bool:
+            return book_checksum(book) == expected
+
+        return check
+
+    def _arg(self, channel: str, sym: str) -> dict[str, str]:
+        return {"channel": channel, "instId": self.inst[sym]}
+
+    def _requests(self, op: str, args: Sequence[dict[str, str]]) -> list[str]:
+        """``op`` requests carrying ``args``, as few as fit in ``MAX_REQUEST_BYTES`` each."""
+        head = b'{"op":"' + op.encode() + b'","args":['
+        frames: list[str] = []
+        batch: list[bytes] = []
+        size = len(head) + 2
+        for arg in args:
+            item = _encode(arg)
+            if batch and size + len(item) + 1 > MAX_REQUEST_BYTES:
+                frames.append((head + b",".join(batch) + b"]}").decode())
+                batch, size = [], len(head) + 2
+            size += len(item) + (1 if batch else 0)
+            batch.append(item)
+        if batch:
+            frames.append((head + b",".join(batch) + b"]}").decode())
+        return frames
+
+
+def _ms(text: str) -> int:
+    ns = ms_to_ns(text)
+    if ns is None:
+        raise BadValue("empty millisecond timestamp")
+    return ns
