@@ -108,6 +108,7 @@ class HealthKind:
     PLUGIN_ERROR: Final = "plugin_error"
     DROPPED: Final = "dropped"
     WRITE_FAILED: Final = "write_failed"
+    SINK_ERROR: Final = "sink_error"  # a sink's server went away; it reconnects
     STARTED: Final = "started"
     STOPPED: Final = "stopped"
     ROWS_WRITTEN: Final = "rows_written"
