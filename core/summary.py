@@ -74,7 +74,8 @@ def outcome(result: RunResult) -> Outcome:
         detail = ", ".join(parts) or "produced and written counts differ"
         return Outcome(EXIT_DATA_LOST, f"{max(lost, result.lost_events())} events lost "
                                        f"({detail})")
-    silent = [v for v in result.venues if result.market_events(v) == 0]
+    wanted = result.venues if result.selected is None else result.selected
+    silent = [v for v in wanted if result.market_events(v) == 0]
     if silent:
         return Outcome(EXIT_NO_DATA, f"no market data from {', '.join(sorted(silent))}")
     return Outcome(EXIT_OK, "every venue delivered data and nothing was lost")

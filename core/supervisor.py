@@ -117,6 +117,8 @@ class RunPlan:
     record_raw: bool = False
     #: replaces the venue connectors (the Redis Streams source); ``venues`` is then empty
     feed: Feed | None = None
+    #: with a feed: the venues that must deliver market data (exit code 4 otherwise)
+    selected: list[str] = field(default_factory=list)
 
 
 async def run_connector(plan: VenuePlan, bus: Bus, stats: VenueStats, *, clock: Clock,
@@ -182,6 +184,9 @@ class RunResult:
     ended_ns: int
     #: the final flush was abandoned by a third signal
     aborted: bool = False
+    #: the venues asked for (None: every venue in ``venues``); one that delivered no market
+    #: data makes exit code 4 (a reader of Redis Streams asks for none)
+    selected: list[str] | None = None
 
     def market_events(self, venue: str) -> int:
         return sum(n for (ex, kind), n in self.produced.items()
@@ -316,7 +321,8 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
                      dropped=bus.dropped_events(), dropped_by_venue=bus.dropped_by_venue(),
                      max_stall_ms=probe.max_ns / 1e6,
                      started_ns=started_ns, ended_ns=ends[0] if ends else clock.now_ns(),
-                     aborted=shutdown.aborted)
+                     aborted=shutdown.aborted,
+                     selected=None if plan.feed is None else list(plan.selected))
 
 
 @dataclass
