@@ -160,6 +160,9 @@ def list_plugins(registry: ExchangeRegistry) -> str:
                      f"{proto.description}")
         lines.extend(f"{'':<20} --opt {name}.{key}: {spec.valid_values()} "
                      f"(default {spec.default})" for key, spec in sorted(proto.options.items()))
+    lines.extend(f"{spec.name:<20} {spec.role}, {spec.policy.value}"
+                 f"{', --sink ' + '|'.join(spec.schemes) if spec.schemes else ''}: "
+                 f"{spec.description}" for spec in registry.consumers.specs())
     lines.extend(f"{name:<20} NOT LOADED: {reason}"
                  for name, reason in sorted(registry.failed.items()))
     return "\n".join(lines)
@@ -267,10 +270,10 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
                                                    sink_values(args, registry.consumers))
     problems.extend(consumer_problems)
     raise_if(problems)
+    raise_if(await check_consumers(consumers))
     if not any(c.output is not None for c in consumers) or \
             any(c.output is not None and c.name == "parquet" for c in consumers):
         raise_if(check_out(args.out))
-    raise_if(await check_consumers(consumers))
     cache_dir = args.cache_dir or default_cache_dir()
     fetched = await fetch_instruments(plugins, registry, rest_urls, cache_dir, symbols)
     venues: list[VenuePlan] = []
@@ -342,8 +345,8 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
     plan.handle_signals = handle_signals
     log.info("recording %s to %s", ", ".join(v.proto.name for v in plan.venues), plan.out)
     result = await record(plan)
-    for exc in result.failures()[:1]:
-        print(f"{parser.prog}: error: {exc}; stopped", file=sys.stderr)
+    for failure in result.failures()[:1]:
+        print(f"{parser.prog}: error: {failure}; stopped", file=sys.stderr)
     for line in summary_lines(result):
         print(line, file=sys.stderr)
     return outcome(result).code

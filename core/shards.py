@@ -193,8 +193,8 @@ async def run_sharded(args: argparse.Namespace, registry: ExchangeRegistry, prog
     log.info("recording %s in %d processes through %s to %s", ", ".join(venues), len(shards),
              url, plan.out)
     result = await record_from_redis(plan, source)
-    for exc in result.failures()[:1]:
-        print(f"{prog}: error: {exc}; stopped", file=sys.stderr)
+    for failure in result.failures()[:1]:
+        print(f"{prog}: error: {failure}; stopped", file=sys.stderr)
     for line in [*source_lines(source), *summary_lines(result)]:
         print(line, file=sys.stderr)
     if feed.usage_error:

@@ -92,7 +92,7 @@ class Decoder:
         chosen = list(tables) if tables is not None else [REGISTRY.get(n) for n in REGISTRY.names()]
         types = tuple(dict.fromkeys(t.event_type for t in chosen))
         self._kinds = {t.name: t.kind for t in chosen}
-        self._dec = msgspec.msgpack.Decoder(Union[types])  # type: ignore[valid-type]  # noqa: UP007
+        self._dec = msgspec.msgpack.Decoder(Union[types])  # noqa: UP007
 
     def decode(self, table: str, fields: Mapping[bytes, bytes]) -> Event:
         payload = fields.get(FIELD)

@@ -136,8 +136,8 @@ async def run_from_redis(args: argparse.Namespace, registry: ExchangeRegistry, p
     plan.handle_signals = handle_signals
     log.info("recording %s (group %s) to %s", source.url, source.group, plan.out)
     result = await record_from_redis(plan, source)
-    for exc in result.failures()[:1]:
-        print(f"{prog}: error: {exc}; stopped", file=sys.stderr)
+    for failure in result.failures()[:1]:
+        print(f"{prog}: error: {failure}; stopped", file=sys.stderr)
     for line in [*source_lines(source), *summary_lines(result)]:
         print(line, file=sys.stderr)
     return outcome(result).code

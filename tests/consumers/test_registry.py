@@ -188,3 +188,27 @@ def test_a_table_registered_differently_skips_the_plugin() -> None:
 def test_sinks_and_writers_name_their_schemes() -> None:
     with pytest.raises(ValueError, match="names no --sink scheme"):
         ConsumerSpec(name="x", role=SINK, policy=Policy.LOSSLESS, factory=lambda ctx: None)
+
+
+def test_the_live_book_mirror_runs_on_request_and_reports_its_books() -> None:
+    from core.live_books import SPEC
+    from core.schema import BookUpdate
+
+    def ctx(k: int, channels: list[str]) -> RunContext:
+        c = context(argparse.Namespace(short_book=k, status_interval=1.0))
+        c.channels = channels
+        return c
+
+    assert SPEC.build(ctx(0, ["l2"])) == []
+    with pytest.raises(ValueError, match="--short-book needs the l2 channel"):
+        SPEC.build(ctx(2, ["tob"]))
+    with pytest.raises(ValueError, match="positive number of queues"):
+        SPEC.build(ctx(-1, ["l2"]))
+    [consumer] = SPEC.build(ctx(2, ["l2"]))
+    live = consumer.view
+    live.ticks[("bybit", "BTC-USDT")] = 1.0  # type: ignore[union-attr]
+    live.apply([BookUpdate(exchange="bybit", ts_local=1, symbol="BTC-USDT", ts_exchange=None,  # type: ignore[union-attr]
+                           seq=1, msg_id=1, is_snapshot=True, bids=((99.0, 1.0), (98.0, 2.0)),
+                           asks=((100.0, 3.0), (101.0, 4.0)))])
+    assert live.report_lines(2) == [  # type: ignore[union-attr]
+        "book bybit BTC-USDT: p_ref 99.5 | bids 2 1 | asks 3 4"]

@@ -11,9 +11,13 @@ import polars as pl
 import pytest
 import trio
 
+from core.bus import Bus, Policy
 from core.run import async_main
-from core.schema import Event
+from core.schema import Event, Trade
+from core.streams.client import Backoff, parse_url
 from core.streams.codec import Decoder, parse_stream
+from core.streams.sink import RedisSink
+from core.tables import table_of_kind
 from core.testing.fake_servers import serve_http, serve_ws
 from tests.fakes.bybit import FakeBybit
 from tests.session.test_cli_bybit import INSTRUMENTS, btc_script
@@ -21,6 +25,7 @@ from tests.session.test_durability import REST_PATH, endless_script
 from tests.streams.conftest import RedisServer, free_port
 
 CEILING_S = 40
+T = 1_786_310_818_000_000_000
 
 
 async def read_streams(url: str) -> dict[str, list[Event]]:
@@ -130,3 +135,36 @@ async def test_redis_going_away_is_a_sink_error_and_the_recording_goes_on(
     assert after[-1].ts_local == l2["ts_local"].dt.epoch("ns").max()
     ledger = [e.event for e in streams["bookwire:health:bybit"]]  # type: ignore[attr-defined]
     assert "sink_error" in ledger and ledger[-1] == "stopped"
+
+
+async def test_while_redis_is_away_the_excess_is_dropped_and_written_down(
+        redis_server: RedisServer) -> None:
+    """Bounded while Redis is down: the sink's queue fills, its bus subscription drops the excess
+    and reports it as ``dropped`` rows, which reach Redis with everything kept once it is back."""
+    redis_server.stop()
+    bus = Bus(table_of_kind=table_of_kind)
+    sink = RedisSink(parse_url(redis_server.url), max_pending_bytes=20_000,
+                     backoff=Backoff(base_s=0.05, cap_s=0.2), venues=["bybit"])
+    sub = bus.subscribe("redis", policy=Policy.LOSSLESS, max_bytes=50_000)
+    sink.bind(bus)
+    trades = [Trade(exchange="bybit", ts_local=T + i, symbol="BTC-USDT", ts_exchange=None,
+                    price=100.0, size=1.0, side="buy", trade_id=str(i)) for i in range(2000)]
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sink.run, sub)
+            for i in range(0, len(trades), 10):  # frames arrive; the readers never wait
+                bus.publish(trades[i:i + 10])
+                await trio.lowlevel.checkpoint()
+            await trio.sleep(0.3)
+            redis_server.start()
+            bus.close()
+    dropped = bus.dropped_events()
+    assert 0 < dropped < len(trades)
+    assert sink.events_written[("trades", "bybit")] == len(trades) - dropped
+    assert sink.outages == 1 and not sink.lost_events()
+    streams = await read_streams(redis_server.url)
+    assert len(streams["bookwire:trades:bybit"]) == len(trades) - dropped
+    ledger = streams["bookwire:health:bybit"]
+    reports = [e for e in ledger if e.event == "dropped"]  # type: ignore[attr-defined]
+    assert sum(int(e.detail.split("count=")[1].split()[0]) for e in reports) == dropped  # type: ignore[attr-defined]
+    assert any(e.event == "sink_error" for e in ledger)  # type: ignore[attr-defined]

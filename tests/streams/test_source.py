@@ -86,3 +86,24 @@ async def test_an_unreachable_redis_is_a_usage_error(
     code = await async_main(["--from-redis", dead, "--out", str(tmp_path)], handle_signals=False)
     assert code == 2
     assert f"--from-redis {dead}: Redis does not answer" in capsys.readouterr().err
+
+
+async def test_entries_a_dead_reader_left_pending_are_claimed(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    with trio.fail_after(CEILING_S):
+        assert await capture(tmp_path / "direct", redis_server.url, "--sink", "parquet") == 0
+        async with coredis.Redis(host="127.0.0.1", port=redis_server.port) as client:
+            # a reader of the group takes every trade and dies before acknowledging them
+            await client.xgroup_create("bookwire:trades:bybit", "g2", identifier="0")
+            got = await client.xreadgroup("g2", "dead", streams={"bookwire:trades:bybit": ">"})
+            assert got and len(got[b"bookwire:trades:bybit"]) == 2
+        await trio.sleep(0.05)
+        out = tmp_path / "claimed"
+        code = await async_main(["--from-redis", redis_server.url, "--group", "g2",
+                                 "--consumer", "alive", "--claim-idle", "0.01", "--consume",
+                                 "trades", "--out", str(out), "--duration", "1", "--no-live",
+                                 "--flush-interval", "0.3"], handle_signals=False)
+    assert code == 0
+    assert rows(out, "trades").sort("trade_id").equals(
+        rows(tmp_path / "direct", "trades").sort("trade_id"))
+    assert await pending(redis_server.url, "bookwire:trades:bybit", "g2") == 0
