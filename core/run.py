@@ -335,8 +335,7 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
     if args.processes is not None:
         from core.shards import run_sharded
 
-        return await run_sharded(args, registry, parser.prog, argv or sys.argv[1:],
-                                 handle_signals=handle_signals)
+        return await run_sharded(args, registry, parser.prog, handle_signals=handle_signals)
     try:
         plan = await plan_run(args, registry)
     except UsageError as exc:

@@ -114,7 +114,9 @@ class ShardFeed:
                     self._procs.append(proc)
                     log.info("shard %d (pid %d): %s", len(self._procs), proc.pid,
                              " ".join(argv[:4]))
-                nursery.start_soon(self._watch, ctx)
+                for index, proc in enumerate(self._procs, start=1):
+                    nursery.start_soon(self._watch, ctx, index, proc)
+                nursery.start_soon(self._all_gone, ctx)
                 await self.source.run(ctx)
         finally:
             with trio.CancelScope(shield=True):
@@ -127,12 +129,23 @@ class ShardFeed:
                     log.error("shards: Redis still had entries after %g s; they stay pending "
                               "for the next --from-redis run of this group", DRAIN_TIMEOUT_S)
 
-    async def _watch(self, ctx: FeedContext) -> None:
+    async def _watch(self, ctx: FeedContext, index: int, proc: trio.Process) -> None:
+        """A child that exits before it is asked to: a usage error (its own checks failed)
+        stops the run at once; any other exit is logged (its code counts at the end)."""
+        code = await proc.wait()
+        if code == EXIT_USAGE:
+            log.error("shards: capture process %d refused its flags (exit code 2); stopping",
+                      index)
+            self.usage_error = True
+            ctx.stop()
+        else:
+            log.error("shards: capture process %d (pid %d) exited with %d before the end of "
+                      "the run", index, proc.pid, code)
+
+    async def _all_gone(self, ctx: FeedContext) -> None:
         """When every child has exited on its own, the run is over."""
         for proc in self._procs:
             await proc.wait()
-            if proc.returncode == EXIT_USAGE:
-                self.usage_error = True
         log.warning("shards: every capture process has exited; finishing")
         ctx.stop()
 
@@ -153,9 +166,9 @@ class ShardFeed:
                       for p in self._procs if p.returncode is not None]
 
 
-async def run_sharded(args: argparse.Namespace, registry: ExchangeRegistry, prog: str,
-                      argv: Sequence[str], *, handle_signals: bool = True) -> int:
-    from core.run import validate
+async def run_sharded(args: argparse.Namespace, registry: ExchangeRegistry, prog: str, *,
+                      handle_signals: bool = True) -> int:
+    from core.run import parse_endpoints, parse_options, validate
 
     try:
         problems: list[str] = []
@@ -164,6 +177,12 @@ async def run_sharded(args: argparse.Namespace, registry: ExchangeRegistry, prog
         except UsageError as exc:
             problems += exc.problems
             venues, channels, symbols = [], [], []
+        for check in (lambda: parse_endpoints(args.endpoint, registry, venues),
+                      lambda: parse_options(args.opt, venues, registry)):
+            try:
+                check()
+            except UsageError as exc:
+                problems += exc.problems
         if args.processes < 1:
             problems.append(f"--processes must be at least 1, not {args.processes}")
         problems += check_positive("--claim-idle", args.claim_idle)

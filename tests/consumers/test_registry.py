@@ -212,3 +212,22 @@ def test_the_live_book_mirror_runs_on_request_and_reports_its_books() -> None:
                            asks=((100.0, 3.0), (101.0, 4.0)))])
     assert live.report_lines(2) == [  # type: ignore[union-attr]
         "book bybit BTC-USDT: p_ref 99.5 | bids 2 1 | asks 3 4"]
+
+
+async def test_the_analyzers_flags_are_checked_before_the_first_connection(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.run import async_main
+    from core.testing.fake_servers import serve_ws
+    from tests.fakes.bybit import FakeBybit
+
+    fake = FakeBybit(scripts=[{}])
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            ws_url = await nursery.start(serve_ws, fake.handler)
+            code = await async_main([
+                "--plugins", "bybit,htx", "--channels", "tob", "--out", str(tmp_path),
+                "--spread-threshold-bps", "x", "--endpoint", f"bybit={ws_url}"],
+                handle_signals=False)
+            nursery.cancel_scope.cancel()
+    assert code == 2 and fake.connections == 0
+    assert "--spread-threshold-bps 'x': expected comma-separated bps" in capsys.readouterr().err

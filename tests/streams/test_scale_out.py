@@ -248,3 +248,19 @@ async def test_processes_flag_shards_on_one_host_and_stops_on_ctrl_c(
         assert got.equals(comparable(single, table)), table
     spreads = read(sharded, "spreads")  # the analyzer ran across both shards
     assert set(spreads["buy_exchange"].to_list()) == {"bybit", "htx"}
+
+
+async def test_processes_refuses_bad_flags_before_starting_anything(
+        tmp_path: Path, redis_server: RedisServer, capsys: Any) -> None:
+    code = await async_main(["--plugins", "bybit,htx", "--processes", "2", "--out",
+                             str(tmp_path), "--opt", "bybit.l2_depth=7"], handle_signals=False)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--processes needs one --sink redis://HOST:PORT[/DB]" in err
+    assert "--opt bybit.l2_depth=7: bybit l2_depth must be one of 50, 200, 1000" in err
+    code = await async_main(["--plugins", "bybit,htx", "--processes", "2", "--out",
+                             str(tmp_path), "--sink", redis_server.url, "--opt",
+                             "bybit.l2_depth=7"], handle_signals=False)
+    assert code == 2  # refused before any capture process or consumer group was made
+    async with coredis.Redis(host="127.0.0.1", port=redis_server.port) as client:
+        assert [k async for k in client.scan_iter(match="bookwire:*")] == []
