@@ -46,6 +46,8 @@ DEFAULT_PENDING_BYTES = 16 * MIB
 BATCH_ENTRIES = 1000
 #: estimated bytes of a queued entry besides its payload
 ENTRY_OVERHEAD = 120
+#: how often a sink waiting for room looks whether the run is ending
+ROOM_CHECK_S = 0.25
 
 
 @dataclass(slots=True)
@@ -125,9 +127,7 @@ class RedisSink:
                 task_status.started()
                 async for events in subscription:
                     self.add(events)
-                    while self._pending_bytes > self.max_pending_bytes:
-                        await self._room.wait()
-                        self._room = trio.Event()
+                    await self._wait_for_room()
                 self._closing = True
                 self._work.set()
                 with self._abort, trio.move_on_after(self.final_flush_timeout_s):
@@ -136,6 +136,17 @@ class RedisSink:
         finally:
             subscription.close_receiver()
             self._give_up()
+
+    async def _wait_for_room(self) -> None:
+        """Stop taking events while the queue is full (the bus drops and reports the excess),
+        until the sender made room or the bus closed (then the final flush's bound applies)."""
+        while self._pending_bytes > self.max_pending_bytes:
+            if self.bus is not None and self.bus.closed:
+                return
+            with trio.move_on_after(ROOM_CHECK_S):
+                await self._room.wait()
+            if self._room.is_set():
+                self._room = trio.Event()
 
     def add(self, events: Sequence[Event]) -> None:
         """Encode and queue (synchronous). Drop reports of the bus and the sink's own rows are

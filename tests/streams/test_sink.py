@@ -168,3 +168,24 @@ async def test_while_redis_is_away_the_excess_is_dropped_and_written_down(
     reports = [e for e in ledger if e.event == "dropped"]  # type: ignore[attr-defined]
     assert sum(int(e.detail.split("count=")[1].split()[0]) for e in reports) == dropped  # type: ignore[attr-defined]
     assert any(e.event == "sink_error" for e in ledger)  # type: ignore[attr-defined]
+
+
+async def test_a_redis_still_away_at_the_end_costs_the_final_flush_bound_not_a_hang(
+        redis_server: RedisServer) -> None:
+    redis_server.stop()
+    bus = Bus(table_of_kind=table_of_kind)
+    sink = RedisSink(parse_url(redis_server.url), max_pending_bytes=5_000,
+                     final_flush_timeout_s=0.5, backoff=Backoff(base_s=0.05, cap_s=0.2))
+    sub = bus.subscribe("redis", policy=Policy.LOSSLESS, max_bytes=20_000)
+    sink.bind(bus)
+    trades = [Trade(exchange="bybit", ts_local=T + i, symbol="BTC-USDT", ts_exchange=None,
+                    price=100.0, size=1.0, side="buy", trade_id=str(i)) for i in range(500)]
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sink.run, sub)
+            for i in range(0, len(trades), 10):
+                bus.publish(trades[i:i + 10])
+                await trio.lowlevel.checkpoint()
+            bus.close()
+    assert sink.lost_events() > 0  # abandoned and counted (exit code 3), not hung
+    assert sink.lost_events() + bus.dropped_events() == len(trades)
