@@ -1,8 +1,9 @@
 """Lazy, typed access to the recorder's Parquet tables.
 
 Layout: ``<data>/<table>/exchange=<venue>/date=<YYYY-MM-DD>/<file>.parquet`` for the tables
-``tob``, ``l2``, ``trades`` and ``health``. Every scan uses the explicit schema below (the
-recorder's contract; a test keeps it equal to the writer's), hive partitioning for ``exchange``
+``tob``, ``l2``, ``trades`` and ``health`` (and any table a plugin registered, such as
+``spreads``). Every scan uses the schema of the table registry (``core.tables``, the one the
+writer uses), hive partitioning for ``exchange``
 and ``date`` (string-typed, so a file that also stores ``exchange`` gives the same column, and a
 file without it still gets it from its path), ``missing_columns="insert"`` and
 ``extra_columns="ignore"`` so older or newer files still scan. The ``date`` partition column is
@@ -22,13 +23,25 @@ from typing import Final
 import polars as pl
 
 from core.schema import SYMBOL_BREAKS, VENUE_BREAKS, HealthKind
-from core.writers.tables import SCHEMAS as WRITER_SCHEMAS
+from core.tables import RECORDER_TABLES, REGISTRY
 
 TS: Final = pl.Datetime("ns", "UTC")
 
-# The recorder's four tables, exactly as the writer defines them (single source of truth).
+# The recorder's four tables, exactly as the table registry defines them (single source of truth).
 SCHEMAS: Final[dict[str, dict[str, pl.DataType]]] = {
-    table: WRITER_SCHEMAS[table] for table in ("tob", "l2", "trades", "health")}
+    table: dict(REGISTRY.get(table).schema) for table in RECORDER_TABLES}
+
+
+def schema_of(table: str) -> dict[str, pl.DataType]:
+    """The registry's schema of ``table``; tables registered by plugins (the live analyzer's)
+    are loaded on first use."""
+    if table not in REGISTRY:
+        from core.plugins import load_plugins
+
+        load_plugins()
+    if table not in REGISTRY:
+        raise MissingData(f"no table named {table!r}; known: {', '.join(REGISTRY.names())}")
+    return dict(REGISTRY.get(table).schema)
 
 # Health events after which a venue's book (and its last quote) is no longer trusted until the
 # next snapshot: the recorder's trust rule (core.schema), plus a malformed frame, which the
@@ -87,7 +100,7 @@ def scan(data: Path, table: str, *, exchanges: Iterable[str] | None = None,
          symbol: str | None = None, start: datetime | None = None,
          end: datetime | None = None) -> pl.LazyFrame:
     """Typed lazy scan of one table, optionally filtered (partition pruning on exchange/date)."""
-    schema = SCHEMAS[table]
+    schema = schema_of(table)
     venue_list = require_venues(data, table, exchanges)
     pattern = str(table_dir(data, table) / "exchange=*" / "date=*" / "*.parquet")
     lf = pl.scan_parquet(pattern, hive_partitioning=True, schema=schema,
@@ -144,7 +157,7 @@ def write_table(df: pl.DataFrame, data: Path, table: str, name: str = "part-0.pa
 
     Splits by exchange and UTC date; columns are cast to the table's schema.
     """
-    schema = SCHEMAS[table]
+    schema = schema_of(table)
     df = df.select([pl.col(c).cast(t) for c, t in schema.items()])
     df = df.with_columns(pl.col("ts_local").dt.strftime("%Y-%m-%d").alias("_date"))
     for (ex, day), part in df.group_by("exchange", "_date", maintain_order=True):

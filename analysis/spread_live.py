@@ -25,8 +25,14 @@ Two layers:
 * :class:`SpreadAnalyzer` is the trio consumer around it, on a keep-latest (``CONFLATE``)
   subscription to ``tob`` and ``health``, so it can never slow the feeds: when it falls behind it
   simply sees fewer, fresher quotes. It publishes its rows to the bus once the run's status view
-  has bound it (:func:`core.live_view.choose_status_view` does), and that view closes the open
-  episodes at shutdown while the bus is still open.
+  has bound it (the supervisor calls ``bind``), and ``finish`` closes the open episodes at
+  shutdown while the bus is still open.
+
+It is a plugin like any other: this module implements ``bookwire_register_tables`` (the two
+tables) and ``bookwire_register_consumers`` (the analyzer, its policy and its flags
+``--no-spreads``, ``--spread-threshold-bps``, ``--spread-stale-ms``, ``--fees``,
+``--taker-fee-bps``), and is found through the ``bookwire`` entry point ``spreads``. Importing it
+registers nothing.
 
 Must not: read a clock in :class:`SpreadState`, await anything but its subscription, or hold
 unbounded state (memory is bounded by venues² × symbols × thresholds).
@@ -34,9 +40,10 @@ unbounded state (memory is bounded by venues² × symbols × thresholds).
 
 from __future__ import annotations
 
+import argparse
 import logging
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -46,11 +53,12 @@ import trio
 
 from analysis.fees import parse_fee_overrides, resolve_fees, taker_rates
 from analysis.load import QUOTE_BREAKS
+from core import hookimpl
 from core.bus import Bus, Policy, Subscription
 from core.codec import MS_NS
+from core.consumers import ANALYZER, Consumer, ConsumerSpec, RunContext
 from core.schema import VENUE_BREAKS, Event, Health, HealthKind, TopOfBook
-from core.supervisor import Consumer
-from core.writers.tables import TS, register_table
+from core.tables import TS, Table, add_table
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +127,44 @@ OPPORTUNITIES_SCHEMA: Final[dict[str, pl.DataType]] = {
 }
 
 
+SPREADS: Final = Table(SPREADS_TABLE, Spread, SPREADS_SCHEMA, "live cross-venue edges, one row "
+                       "per change of a pair's edge (partition `exchange=spread`)", {
+    "ts_local": "`ts_local` of the event that changed the edge",
+    "symbol": "canonical `BASE-QUOTE`",
+    "buy_exchange": "venue *i*: buy at its ask",
+    "sell_exchange": "venue *j*: sell at its bid",
+    "ask_px": "ask of the buy venue",
+    "bid_px": "bid of the sell venue",
+    "gross_bps": "gross edge, `1e4 * (bid_px / ask_px - 1)`",
+    "net_bps": "net edge after both taker fees; null when a venue has no known fee",
+    "size": "executable size, base units",
+    "buy_age_ms": "age of the buy leg's quote at `ts_local`",
+    "sell_age_ms": "age of the sell leg's quote at `ts_local`",
+})
+OPPORTUNITIES: Final = Table(OPPORTUNITIES_TABLE, Opportunity, OPPORTUNITIES_SCHEMA,
+                             "episodes of net edge above a threshold on fresh quotes "
+                             "(partition `exchange=spread`)", {
+    "start": "first instant of the episode",
+    "end": "last instant of the episode (also its `ts_local`)",
+    "duration_ms": "`end - start` in ms",
+    "symbol": "canonical `BASE-QUOTE`",
+    "buy_exchange": "venue bought at its ask",
+    "sell_exchange": "venue sold at its bid",
+    "threshold_bps": "the threshold the net edge was above",
+    "peak_net_bps": "highest net edge of the episode",
+    "mean_net_bps": "time-weighted mean net edge",
+    "size": "executable size at the peak, base units",
+    "notional": "size times ask at the peak, quote currency",
+    "updates": "number of edge changes in the episode",
+})
+TABLES: Final = (SPREADS, OPPORTUNITIES)
+
+
 def register_tables() -> None:
-    """Teach the Parquet writer both tables (idempotent; done on import of this module, so an
-    event of these types can never reach a writer that does not know it)."""
-    register_table(Spread, SPREADS_TABLE, SPREADS_SCHEMA)
-    register_table(Opportunity, OPPORTUNITIES_TABLE, OPPORTUNITIES_SCHEMA)
-
-
-register_tables()
+    """Register both tables (idempotent). Plugin loading does it through the hook, and the
+    supervisor for every consumer that declares them; call it only when neither runs."""
+    for table in TABLES:
+        add_table(table)
 
 
 # -- configuration -----------------------------------------------------------------------------
@@ -501,8 +539,9 @@ class SpreadAnalyzer:
         self.rows_lost = 0
 
     def consumer(self, name: str = "spreads") -> Consumer:
-        return Consumer(name=name, run=self.run, kinds=frozenset({"tob", "health"}),
-                        policy=Policy.CONFLATE, bind=self.bind, finish=self.finish)
+        return Consumer(name=name, run=self.run, kinds=KINDS, policy=Policy.CONFLATE,
+                        bind=self.bind, finish=self.finish, tables=TABLES, view=self,
+                        role=ANALYZER)
 
     def bind(self, bus: Bus) -> None:
         self.bus = bus
@@ -584,8 +623,79 @@ def analyzer_from_options(venues: Sequence[str], *, thresholds_bps: str = "0",
     return SpreadAnalyzer(SpreadState(config))
 
 
-__all__ = ["DEFAULT_MERGE_GAP_MS", "DEFAULT_STALE_MS", "OPPORTUNITIES_SCHEMA",
-           "OPPORTUNITIES_TABLE", "SPREADS_SCHEMA", "SPREADS_TABLE", "SPREAD_EXCHANGE",
-           "Opportunity", "PairView", "Spread", "SpreadAnalyzer", "SpreadConfig", "SpreadState",
-           "analyzer_from_options", "gross_bps", "net_bps", "parse_stale_ms", "parse_thresholds",
-           "register_tables"]
+# -- the plugin ----------------------------------------------------------------------------------
+
+KINDS: Final = frozenset({"tob", "health"})
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-spreads", action="store_true",
+                   help="do not run the live cross-venue spread analyzer")
+    p.add_argument("--spread-threshold-bps", default="0", metavar="LIST",
+                   help="comma-separated net-edge thresholds in bps for opportunity episodes "
+                        "(default: 0)")
+    p.add_argument("--spread-stale-ms", action="append", default=[], metavar="[VENUE=]MS",
+                   help="quote staleness cap in ms, for every venue or one; repeatable "
+                        "(default: 250)")
+    p.add_argument("--fees", type=Path, default=None, metavar="FILE",
+                   help="TOML fee file merged over the documented defaults (analysis/fees.toml)")
+    p.add_argument("--taker-fee-bps", action="append", default=[], metavar="VENUE=BPS",
+                   help="taker fee of one venue in bps, e.g. bybit=5.5; repeatable")
+
+
+def build(ctx: RunContext) -> Consumer | None:
+    """The analyzer when the run records ``tob`` of two or more venues (or reads ``tob`` of any
+    number of them from another process) and ``--no-spreads`` is not given."""
+    args = ctx.args
+    if getattr(args, "no_spreads", False) or "tob" not in ctx.channels:
+        return None
+    if ctx.captures and len(ctx.venues) < 2:
+        return None
+    return analyzer_from_options(
+        ctx.venues, thresholds_bps=getattr(args, "spread_threshold_bps", "0"),
+        stale_ms=getattr(args, "spread_stale_ms", []), fees_file=getattr(args, "fees", None),
+        taker_fee_bps=getattr(args, "taker_fee_bps", [])).consumer()
+
+
+SPEC: Final = ConsumerSpec(name="spreads", role=ANALYZER, policy=Policy.CONFLATE, factory=build,
+                           kinds=KINDS, add_arguments=add_arguments,
+                           description="live cross-venue spreads and opportunity episodes "
+                                       "(docs/spreads.md)")
+
+
+@hookimpl
+def bookwire_register_tables(register: Callable[[Table], None]) -> None:
+    for table in TABLES:
+        register(table)
+
+
+@hookimpl
+def bookwire_register_consumers(register: Callable[[ConsumerSpec], None]) -> None:
+    register(SPEC)
+
+
+__all__ = [
+    "DEFAULT_MERGE_GAP_MS",
+    "DEFAULT_STALE_MS",
+    "OPPORTUNITIES",
+    "OPPORTUNITIES_SCHEMA",
+    "OPPORTUNITIES_TABLE",
+    "SPEC",
+    "SPREADS",
+    "SPREADS_SCHEMA",
+    "SPREADS_TABLE",
+    "SPREAD_EXCHANGE",
+    "TABLES",
+    "Opportunity",
+    "PairView",
+    "Spread",
+    "SpreadAnalyzer",
+    "SpreadConfig",
+    "SpreadState",
+    "analyzer_from_options",
+    "gross_bps",
+    "net_bps",
+    "parse_stale_ms",
+    "parse_thresholds",
+    "register_tables",
+]

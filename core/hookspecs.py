@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
+    from core.consumers import ConsumerSpec
     from core.protocol import ExchangeProtocol
+    from core.tables import Table
 
 PROJECT = "bookwire"
 
@@ -33,4 +35,37 @@ def bookwire_register_exchanges(register: Callable[[type[ExchangeProtocol]], Non
     :param register: callback that records one protocol class.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def bookwire_register_tables(register: Callable[[Table], None]) -> None:
+    """Register output tables.
+
+    Call ``register(Table(name, event_type, schema, description, columns))`` once per table the
+    plugin's consumers publish rows for (a live analyzer's output). The table registry is the one
+    source of the writer's schemas, the loader's schemas and the tables section of
+    ``docs/data.md``. Registering the same table again is harmless; a name or event type
+    registered differently is an error.
+
+    :param register: callback that records one :class:`core.tables.Table`.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def bookwire_register_consumers(register: Callable[[ConsumerSpec], None]) -> None:
+    """Register bus consumers: writers, sinks and live analyzers.
+
+    Call ``register(ConsumerSpec(name, role, policy, factory, ...))`` once per consumer. It
+    states the bus policy (``Policy.LOSSLESS`` or ``Policy.CONFLATE``) and event kinds of its
+    subscription, the command-line options it adds, and for writers and sinks the ``--sink``
+    schemes it serves. Before the first connection the command line calls ``factory(context)``,
+    which returns the consumer to run, ``None`` when the run does not need it, or raises
+    ``ValueError`` for a bad option (exit code 2). Registering a name twice is an error.
+
+    :param register: callback that records one :class:`core.consumers.ConsumerSpec`.
+
+    .. versionadded:: 0.2
     """

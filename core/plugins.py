@@ -1,8 +1,13 @@
-"""Plugin discovery: the pluggy manager, entry-point loading and the venue registry.
+"""Plugin discovery: the pluggy manager, entry-point loading, and the venue, table and consumer
+registries.
 
 Built-in venues live in ``plugins/`` and are found through the ``bookwire`` entry-point group,
-the same way a third-party package's venue is. Loading is explicit (:func:`load_plugins`), never
-at import time, so tests and the CLI decide what is loaded.
+the same way a third-party package's venue is. So are the built-in consumers: the Parquet writer
+(``core.writers.plugin``), the Redis Streams sink (``core.streams.plugin``), the live book mirror
+(``core.live_books``) and the live spread analyzer (``analysis.spread_live``) register their
+tables and consumers through ``bookwire_register_tables`` and ``bookwire_register_consumers``.
+Loading is explicit (:func:`load_plugins`), never at import time, so tests and the CLI decide what
+is loaded.
 
 One broken plugin never takes the others down: an entry point that cannot be imported, that
 implements a hook with no specification or a wrong signature, or whose registration hook raises
@@ -26,7 +31,10 @@ from collections.abc import Callable, Iterable
 import pluggy
 
 from core import hookspecs
+from core.consumers import ConsumerRegistry, ConsumerSpec
 from core.protocol import ExchangeProtocol
+from core.tables import REGISTRY as TABLES
+from core.tables import Table, check_table
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +50,8 @@ class ExchangeRegistry:
         self._by_name: dict[str, type[ExchangeProtocol]] = {}
         #: plugin (entry-point) name -> why it was skipped
         self.failed: dict[str, str] = {}
+        #: the writers, sinks and analyzers plugins registered
+        self.consumers = ConsumerRegistry()
 
     def register(self, proto: type[ExchangeProtocol]) -> None:
         self.register_all([proto])
@@ -129,6 +139,39 @@ def _register_venues(pm: pluggy.PluginManager, registry: ExchangeRegistry) -> No
             registry.failed[name] = _reason(exc)
 
 
+def _register_tables(pm: pluggy.PluginManager, registry: ExchangeRegistry) -> None:
+    """Each plugin's tables, all or none of them (a plugin whose tables clash is skipped)."""
+    for impl in pm.hook.bookwire_register_tables.get_hookimpls():
+        name = pm.get_name(impl.plugin) or repr(impl.plugin)
+        staged: list[Table] = []
+        args = {"register": staged.append}
+        try:
+            impl.function(**{arg: args[arg] for arg in impl.argnames})
+            for table in staged:
+                check_table(table)
+                problem = TABLES.conflict(table)
+                if problem is not None:
+                    raise ValueError(problem)
+            for table in staged:
+                TABLES.register(table)
+        except Exception as exc:
+            registry.failed[name] = _reason(exc)
+
+
+def _register_consumers(pm: pluggy.PluginManager, registry: ExchangeRegistry) -> None:
+    for impl in pm.hook.bookwire_register_consumers.get_hookimpls():
+        name = pm.get_name(impl.plugin) or repr(impl.plugin)
+        if name in registry.failed:
+            continue
+        staged: list[ConsumerSpec] = []
+        args = {"register": staged.append}
+        try:
+            impl.function(**{arg: args[arg] for arg in impl.argnames})
+            registry.consumers.register_all(staged)
+        except Exception as exc:
+            registry.failed[name] = _reason(exc)
+
+
 def load_plugins(
     pm: pluggy.PluginManager | None = None,
     *,
@@ -136,8 +179,9 @@ def load_plugins(
     extra: Iterable[object] = (),
 ) -> tuple[pluggy.PluginManager, ExchangeRegistry]:
     """Load plugins (entry points unless disabled, plus ``extra`` modules/objects) and collect
-    their venues. A broken entry point is skipped and named in ``registry.failed``; an ``extra``
-    plugin with a hook that has no spec raises :class:`pluggy.PluginValidationError`."""
+    their venues, tables and consumers. A broken entry point is skipped and named in
+    ``registry.failed``; an ``extra`` plugin with a hook that has no spec raises
+    :class:`pluggy.PluginValidationError`."""
     pm = pm or make_manager()
     for name in filter(None, os.environ.get("BOOKWIRE_DISABLE_PLUGINS", "").split(",")):
         pm.set_blocked(name.strip())
@@ -151,6 +195,8 @@ def load_plugins(
     registry = ExchangeRegistry()
     registry.failed.update(failed)
     _register_venues(pm, registry)
+    _register_tables(pm, registry)
+    _register_consumers(pm, registry)
     for name, reason in sorted(registry.failed.items()):
         log.warning("plugin %r could not be loaded and is skipped: %s", name, reason)
     return pm, registry

@@ -4,8 +4,11 @@ as ``python -m core.run ...``).
 Parses and checks the whole request before anything connects (:mod:`core.checks`: plugins,
 channels, symbols, endpoints, venue options, the output folder, then every venue's instruments;
 each problem is one line naming the flag and the valid choices, exit code 2), loads plugins
-through their entry points, fetches instrument metadata, then hands a
-:class:`core.supervisor.RunPlan` to :func:`core.supervisor.record`. Exit code 0
+through their entry points (venues, tables, and the consumers: writers, sinks and analyzers, whose
+own flags join the parser), checks the consumers (a sink's server must answer), fetches instrument
+metadata, then hands a :class:`core.supervisor.RunPlan` to :func:`core.supervisor.record`.
+``--from-redis`` reads another process's events instead of connecting (:mod:`core.streams.run`);
+``--processes N`` runs the capture in N child processes (:mod:`core.shards`). Exit code 0
 after Ctrl-C, SIGTERM or the end of ``--duration``; 1 when the run could not write its data.
 
 Flags beyond the documented contract are listed in ``docs/cli.md``.
@@ -23,7 +26,6 @@ from pathlib import Path
 
 import trio
 
-from analysis.spread_live import analyzer_from_options
 from core.checks import (
     UsageError,
     check_channels,
@@ -37,6 +39,7 @@ from core.checks import (
     raise_if,
     split_list,
 )
+from core.consumers import ConsumerRegistry, RunContext
 from core.instruments import (
     InstrumentsResult,
     InstrumentsUnavailable,
@@ -53,6 +56,7 @@ from core.session import Connect, connect_websocket
 from core.status import RunInfo
 from core.summary import EXIT_FAILED, EXIT_OK, EXIT_USAGE, outcome, summary_lines
 from core.supervisor import RunPlan, VenuePlan, record
+from core.wiring import build_consumers, check_consumers, sink_values, spread_view
 from core.writers.parquet import (
     DEFAULT_FINAL_FLUSH_TIMEOUT_S,
     DEFAULT_FLUSH_INTERVAL_S,
@@ -66,7 +70,11 @@ TRANSPORTS: dict[str, Connect] = {"trio-websocket": connect_websocket, "lean": c
 DEFAULT_BUFFER_MB = 256
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(consumers: ConsumerRegistry | None = None) -> argparse.ArgumentParser:
+    """Every flag: the core's, then each registered consumer's own (loaded from the installed
+    plugins when ``consumers`` is not given)."""
+    if consumers is None:
+        consumers = load_plugins()[1].consumers
     p = argparse.ArgumentParser(
         prog=program(),
         description="Record normalized order books and trades from crypto venues to Parquet.",
@@ -108,24 +116,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between status lines on stderr (default: 10)")
     p.add_argument("--no-live", action="store_true",
                    help="plain status lines on stderr even when it is a terminal")
-    p.add_argument("--no-spreads", action="store_true",
-                   help="do not run the live cross-venue spread analyzer")
-    p.add_argument("--spread-threshold-bps", default="0", metavar="LIST",
-                   help="comma-separated net-edge thresholds in bps for opportunity episodes "
-                        "(default: 0)")
-    p.add_argument("--spread-stale-ms", action="append", default=[], metavar="[VENUE=]MS",
-                   help="quote staleness cap in ms, for every venue or one; repeatable "
-                        "(default: 250)")
-    p.add_argument("--fees", type=Path, default=None, metavar="FILE",
-                   help="TOML fee file merged over the documented defaults (analysis/fees.toml)")
-    p.add_argument("--taker-fee-bps", action="append", default=[], metavar="VENUE=BPS",
-                   help="taker fee of one venue in bps, e.g. bybit=5.5; repeatable")
     p.add_argument("--record-raw", action="store_true",
                    help="also record every raw frame under <out>/raw for --replay")
     p.add_argument("--replay", type=Path, default=None, metavar="PATH",
                    help="rebuild the tables from raw recordings (a file or folder) instead of "
                         "connecting; writes to --out")
+    p.add_argument("--sink", action="append", default=[], metavar="SINK",
+                   help="where events go, repeatable: parquet (files under --out) or "
+                        "redis://HOST:PORT[/DB] (Redis Streams) (default: parquet)")
+    add_source_arguments(p)
+    consumers.add_arguments(p)
     return p
+
+
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """Reading another process's events from Redis Streams, and capturing in several processes."""
+    g = p.add_argument_group("Redis Streams source and sharded capture")
+    g.add_argument("--from-redis", default=None, metavar="URL",
+                   help="read events from Redis Streams (redis://HOST:PORT[/DB]) with a consumer "
+                        "group instead of connecting to venues; writes to --out")
+    g.add_argument("--consume", default="tob,l2,trades,health", metavar="TABLES",
+                   help="with --from-redis: the tables to read (default: tob,l2,trades,health)")
+    g.add_argument("--group", default="bookwire", metavar="NAME",
+                   help="with --from-redis: the consumer group (default: bookwire)")
+    g.add_argument("--consumer", default=None, metavar="NAME",
+                   help="with --from-redis: this reader's name in the group (default: the "
+                        "group name and the host name)")
+    g.add_argument("--claim-idle", type=float, default=60.0, metavar="SECONDS",
+                   help="with --from-redis: on start, take over entries another reader of the "
+                        "group left unacknowledged for this long (default: 60)")
+    g.add_argument("--processes", type=int, default=None, metavar="N",
+                   help="capture in N child processes (venues, or symbol groups, split between "
+                        "them) publishing to the --sink redis://...; this process writes Parquet "
+                        "and runs the analyzers")
 
 
 def leaves(group: BaseException) -> list[BaseException]:
@@ -143,6 +166,9 @@ def list_plugins(registry: ExchangeRegistry) -> str:
                      f"{proto.description}")
         lines.extend(f"{'':<20} --opt {name}.{key}: {spec.valid_values()} "
                      f"(default {spec.default})" for key, spec in sorted(proto.options.items()))
+    lines.extend(f"{spec.name:<20} {spec.role}, {spec.policy.value}"
+                 f"{', --sink ' + '|'.join(spec.schemes) if spec.schemes else ''}: "
+                 f"{spec.description}" for spec in registry.consumers.specs())
     lines.extend(f"{name:<20} NOT LOADED: {reason}"
                  for name, reason in sorted(registry.failed.items()))
     return "\n".join(lines)
@@ -244,16 +270,16 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
         options = parse_options(args.opt, plugins, registry)
     except UsageError as exc:
         problems.extend(exc.problems)
-    spreads = None
-    if not args.no_spreads and "tob" in channels and len(plugins) >= 2:
-        try:
-            spreads = analyzer_from_options(plugins, thresholds_bps=args.spread_threshold_bps,
-                                            stale_ms=args.spread_stale_ms, fees_file=args.fees,
-                                            taker_fee_bps=args.taker_fee_bps)
-        except ValueError as exc:
-            problems.append(str(exc))
+    ctx = RunContext(args=args, venues=plugins, channels=channels, symbols=symbols, out=args.out,
+                     buffer_bytes=int(args.buffer_mb * MIB) if args.buffer_mb > 0 else 1)
+    consumers, consumer_problems = build_consumers(registry.consumers, ctx,
+                                                   sink_values(args, registry.consumers))
+    problems.extend(consumer_problems)
     raise_if(problems)
-    raise_if(check_out(args.out))
+    raise_if(await check_consumers(consumers))
+    if not any(c.output is not None for c in consumers) or \
+            any(c.output is not None and c.name == "parquet" for c in consumers):
+        raise_if(check_out(args.out))
     cache_dir = args.cache_dir or default_cache_dir()
     fetched = await fetch_instruments(plugins, registry, rest_urls, cache_dir, symbols)
     venues: list[VenuePlan] = []
@@ -281,6 +307,7 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
         venues.append(VenuePlan(proto=proto, url=ws_urls.get(name, proto.default_url),
                                 config=config, instruments_http=http))
     raise_if(problems)
+    ctx.instruments.update(instruments)
     run_info = RunInfo(out=args.out, duration_s=args.duration)
     return RunPlan(venues=venues, out=args.out, duration_s=args.duration,
                    flush_interval_s=args.flush_interval, status_interval_s=args.status_interval,
@@ -288,22 +315,36 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
                    writer_max_bytes=int(args.buffer_mb * MIB),
                    final_flush_timeout_s=args.final_flush_timeout,
                    instruments=instruments, record_raw=args.record_raw,
-                   consumers=[spreads.consumer()] if spreads is not None else [],
-                   status_view=choose_status_view(args.no_live, spreads, run=run_info),
+                   consumers=consumers,
+                   status_view=choose_status_view(
+                       args.no_live, spread_view(consumers),  # type: ignore[arg-type]
+                       run=run_info),
                    run_info=run_info)
 
 
 async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool = True) -> int:
     """The CLI inside an already running trio loop (tests call this directly)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    configure_logging(args.log_level)
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--log-level", default="INFO",
+                       choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    configure_logging(early.parse_known_args(argv)[0].log_level)
     _, registry = load_plugins()
+    parser = build_parser(registry.consumers)
+    args = parser.parse_args(argv)
     if args.list_plugins:
         print(list_plugins(registry))
         return EXIT_OK
     if args.replay is not None:
         return await run_replay(args, registry, parser.prog)
+    if args.from_redis is not None:
+        from core.streams.run import run_from_redis
+
+        return await run_from_redis(args, registry, parser.prog,
+                                    handle_signals=handle_signals)
+    if args.processes is not None:
+        from core.shards import run_sharded
+
+        return await run_sharded(args, registry, parser.prog, handle_signals=handle_signals)
     try:
         plan = await plan_run(args, registry)
     except UsageError as exc:
@@ -312,8 +353,8 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
     plan.handle_signals = handle_signals
     log.info("recording %s to %s", ", ".join(v.proto.name for v in plan.venues), plan.out)
     result = await record(plan, connect=TRANSPORTS[args.transport])
-    for exc in result.writer.failures[:1]:
-        print(f"{parser.prog}: error: {exc}; stopped", file=sys.stderr)
+    for failure in result.failures()[:1]:
+        print(f"{parser.prog}: error: {failure}; stopped", file=sys.stderr)
     for line in summary_lines(result):
         print(line, file=sys.stderr)
     return outcome(result).code

@@ -109,6 +109,7 @@ class HealthKind:
     DROPPED: Final = "dropped"
     WRITE_FAILED: Final = "write_failed"
     HANDOVER: Final = "handover"  # a connection replaced before its age limit, without a gap
+    SINK_ERROR: Final = "sink_error"  # a sink's server went away; it reconnects
     STARTED: Final = "started"
     STOPPED: Final = "stopped"
     ROWS_WRITTEN: Final = "rows_written"

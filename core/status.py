@@ -87,7 +87,9 @@ async def report_status(stats: Sequence[VenueStats], bus: Bus, clock: Clock,
         if run is not None:
             log.info("run: %s", format_run(run, now_t - t0))
         for s in stats:
-            log.info("%s", format_status(s, (s.messages - last[s.venue]) / elapsed, now_ns))
+            # (a venue may appear during the run: read from Redis Streams)
+            rate = (s.messages - last.get(s.venue, s.messages)) / elapsed
+            log.info("%s", format_status(s, rate, now_ns))
             last[s.venue] = s.messages
         for sub in bus.stats():
             if sub.dropped_events or sub.buffer_used:

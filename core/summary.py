@@ -45,29 +45,37 @@ def produced_by_table(result: RunResult) -> dict[tuple[str, str], int]:
 
 
 def unwritten(result: RunResult) -> int:
-    """Events the venues (and live analyzers) published that are in no file."""
-    produced = sum(result.produced.values())
-    written = sum(result.writer.events_written.values())
-    return max(produced - written, 0)
+    """Events the venues (and live analyzers) published that some output did not deliver (of
+    the tables it takes: ``output.tables``, when it has that attribute and it is not None)."""
+    by_table = produced_by_table(result)
+    worst = 0
+    for o in result.outputs:
+        tables = getattr(o, "tables", None)
+        produced = sum(n for (t, _), n in by_table.items() if tables is None or t in tables)
+        worst = max(worst, produced - sum(o.events_written.values()))
+    return worst
 
 
 def outcome(result: RunResult) -> Outcome:
-    writer = result.writer
-    if writer.failures:
-        return Outcome(EXIT_FAILED, f"data could not be written: {writer.failures[0]}")
+    failures = result.failures()
+    if failures:
+        return Outcome(EXIT_FAILED, f"data could not be written: {failures[0]}")
     lost = unwritten(result)
     if lost or result.lost_events():
         parts = []
         if result.dropped:
             parts.append(f"{result.dropped} dropped by a full buffer")
-        if writer.rejected:
-            parts.append(f"{sum(writer.rejected.values())} rejected by the writer")
-        if writer.abandoned:
-            parts.append(f"{sum(writer.abandoned.values())} abandoned by the final flush")
+        rejected = sum(sum(getattr(o, "rejected", {}).values()) for o in result.outputs)
+        abandoned = sum(sum(getattr(o, "abandoned", {}).values()) for o in result.outputs)
+        if rejected:
+            parts.append(f"{rejected} rejected by the writer")
+        if abandoned:
+            parts.append(f"{abandoned} abandoned by the final flush")
         detail = ", ".join(parts) or "produced and written counts differ"
         return Outcome(EXIT_DATA_LOST, f"{max(lost, result.lost_events())} events lost "
                                        f"({detail})")
-    silent = [v for v in result.venues if result.market_events(v) == 0]
+    wanted = result.venues if result.selected is None else result.selected
+    silent = [v for v in wanted if result.market_events(v) == 0]
     if silent:
         return Outcome(EXIT_NO_DATA, f"no market data from {', '.join(sorted(silent))}")
     return Outcome(EXIT_OK, "every venue delivered data and nothing was lost")
@@ -95,18 +103,24 @@ def summary_lines(result: RunResult) -> list[str]:
     drops = result.dropped_by_venue
     lines = []
     for venue, st in sorted(result.venues.items()):
-        rows = " ".join(f"{t}={writer.rows_written.get((t, venue), 0):,}"
-                        for t in tables_in_order() if (t, venue) in writer.rows_written)
+        if writer is not None:
+            rows = " ".join(f"{t}={writer.rows_written.get((t, venue), 0):,}"
+                            for t in tables_in_order() if (t, venue) in writer.rows_written)
+            files = (f"{writer.files_by_venue.get(venue, 0)} files, "
+                     f"{_size(writer.bytes_by_venue.get(venue, 0))}")
+        else:
+            written = result.outputs[0].events_written if result.outputs else {}
+            rows = " ".join(f"{t}={written.get((t, venue), 0):,}"
+                            for t in tables_in_order() if (t, venue) in written)
+            files = "no files"
         lines.append(
             f"{venue}: connected {_duration(st.connected_ns(result.ended_ns))} of "
             f"{_duration(elapsed)}, {st.messages:,} messages; rows {rows or 'none'}; "
-            f"{writer.files_by_venue.get(venue, 0)} files, "
-            f"{_size(writer.bytes_by_venue.get(venue, 0))}; gaps {st.gaps}, resyncs "
+            f"{files}; gaps {st.gaps}, resyncs "
             f"{st.resyncs}, reconnects {st.reconnects}, decode errors {st.decode_errors}, "
             f"dropped {drops.get(venue, 0)}")
-    lines.append(f"total: {writer.files_written} files, {_size(writer.bytes_written)} in "
-                 f"{writer.out}; longest event-loop stall {result.max_stall_ms:.1f} ms; "
-                 f"p99 receipt-to-writer {writer.latency.quantile_ms(0.99):g} ms")
+    outputs = "; ".join(o.describe() for o in result.outputs) or "no output"
+    lines.append(f"total: {outputs}; longest event-loop stall {result.max_stall_ms:.1f} ms")
     result_outcome = outcome(result)
     lines.append(f"exit code {result_outcome.code}: {result_outcome.reason}")
     return lines

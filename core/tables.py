@@ -7,8 +7,14 @@ Timestamps are ``Datetime("ns", "UTC")``; prices and sizes are ``Float64`` in qu
 base-asset units.
 
 The recorder's own four tables are registered here; plugins add theirs (a live analyzer's output,
-for instance) with :func:`register_table`. Registering the same table again is harmless;
-registering a name or an event type differently is an error.
+for instance) through the ``bookwire_register_tables`` hook (:mod:`core.plugins`), and a consumer
+that publishes rows declares their tables so that the supervisor registers them before any writer
+starts. Registering the same table again is harmless; registering a name or an event type
+differently is an error.
+
+:func:`markdown` renders the registry as the tables section of ``docs/data.md`` (between the
+markers :data:`BEGIN_MARK` and :data:`END_MARK`); ``python -m core.tables`` prints it, and a test
+keeps the document equal to it.
 
 Pure data: no I/O here.
 """
@@ -16,7 +22,7 @@ Pure data: no I/O here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import polars as pl
@@ -34,6 +40,8 @@ class Table:
     event_type: type[Event]
     schema: Mapping[str, pl.DataType]
     description: str = ""
+    #: column -> what it means (for the generated documentation)
+    columns: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def kind(self) -> str:
@@ -49,15 +57,24 @@ class TableRegistry:
         self._by_type: dict[type[Event], Table] = {}
         self._by_kind: dict[str, Table] = {}
 
-    def register(self, table: Table) -> None:
+    def conflict(self, table: Table) -> str | None:
+        """Why ``table`` cannot be registered (None: it can, or it already is)."""
         known = self._tables.get(table.name)
         if known is not None:
             if dict(known.schema) != dict(table.schema) or known.event_type is not table.event_type:
-                raise ValueError(f"table {table.name!r} is already registered differently")
-            return
+                return f"table {table.name!r} is already registered differently"
+            return None
         if table.event_type in self._by_type:
-            raise ValueError(f"{table.event_type.__name__} already fills table "
-                             f"{self._by_type[table.event_type].name!r}")
+            return (f"{table.event_type.__name__} already fills table "
+                    f"{self._by_type[table.event_type].name!r}")
+        return None
+
+    def register(self, table: Table) -> None:
+        problem = self.conflict(table)
+        if problem is not None:
+            raise ValueError(problem)
+        if table.name in self._tables:
+            return
         self._tables[table.name] = table
         self._by_type[table.event_type] = table
         self._by_kind[table.kind] = table
@@ -83,39 +100,88 @@ REGISTRY: Final = TableRegistry()
 #: the recorder's own tables, always written
 RECORDER_TABLES: Final = ("tob", "l2", "trades", "health")
 
+_VENUE_COLUMNS: Final = {
+    "ts_local": "receive time of the frame that carried the row (see Conventions)",
+    "ts_exchange": "the venue's own time of the message; null where the venue gives none",
+    "exchange": "the plugin name; also the hive partition",
+    "symbol": "canonical `BASE-QUOTE`",
+}
+
 for _table in (
     Table("tob", TopOfBook, {
         "ts_local": TS, "ts_exchange": TS, "exchange": pl.String(), "symbol": pl.String(),
         "bid_px": pl.Float64(), "bid_sz": pl.Float64(), "ask_px": pl.Float64(),
         "ask_sz": pl.Float64(), "seq": pl.Int64(),
-    }, "best bid and ask, one row per change"),
+    }, "best bid and ask, one row per change", {
+        **_VENUE_COLUMNS,
+        "bid_px": "best bid, quote currency; null when the side is empty",
+        "bid_sz": "size at the best bid, base units; null when the side is empty",
+        "ask_px": "best ask, quote currency; null when the side is empty",
+        "ask_sz": "size at the best ask, base units; null when the side is empty",
+        "seq": "the venue's sequence id of the message; null where there is none",
+    }),
     Table("l2", BookUpdate, {
         "ts_local": TS, "ts_exchange": TS, "exchange": pl.String(), "symbol": pl.String(),
         "side": pl.String(), "price": pl.Float64(), "size": pl.Float64(),
         "is_snapshot": pl.Boolean(), "seq": pl.Int64(), "msg_id": pl.Int64(),
-    }, "every level update, snapshots flagged"),
+    }, "every level update, snapshots flagged", {
+        **_VENUE_COLUMNS,
+        "side": '`"bid"` or `"ask"`',
+        "price": "price of the level, quote currency",
+        "size": "the new absolute size at that price, base units; 0 removes the level",
+        "is_snapshot": "the rows of a snapshot replace the whole book",
+        "seq": "the venue's sequence id of the message; null where there is none",
+        "msg_id": "shared by every row of one venue message; strictly increasing per "
+                  "(exchange, symbol) and unique across reconnects, restarts and runs",
+    }),
     Table("trades", Trade, {
         "ts_local": TS, "ts_exchange": TS, "exchange": pl.String(), "symbol": pl.String(),
         "price": pl.Float64(), "size": pl.Float64(), "side": pl.String(),
         "trade_id": pl.String(),
-    }, "public trades, taker side, base-asset sizes"),
+    }, "public trades, taker side, base-asset sizes", {
+        **_VENUE_COLUMNS,
+        "price": "quote currency",
+        "size": "base units",
+        "side": 'the **taker\'s** side, `"buy"` or `"sell"`',
+        "trade_id": "the venue's id of the trade",
+    }),
     Table("health", Health, {
         "ts_local": TS, "exchange": pl.String(), "symbol": pl.String(), "event": pl.String(),
         "detail": pl.String(),
-    }, "the data-quality ledger: connects, gaps, resyncs, drops, ..."),
+    }, "the data-quality ledger: connects, gaps, resyncs, drops, ...", {
+        "ts_local": "when it happened (receive time, or the time a timer fired)",
+        "exchange": "the venue (or the analyzer) it is about; also the hive partition",
+        "symbol": "the symbol it is about; null for connection-wide events",
+        "event": "one of the names listed below (`core.schema.HealthKind`)",
+        "detail": "free text: counts, reasons, URLs",
+    }),
 ):
     REGISTRY.register(_table)
 
 
+def check_table(table: Table) -> None:
+    """ValueError unless every column of a one-row-per-event table is an attribute of its event
+    type (``exchange`` included: it is the hive partition); ``Datetime`` columns take integer UTC
+    nanoseconds."""
+    if not isinstance(table, Table):
+        raise ValueError(f"{table!r} is not a core.tables.Table")
+    fields = table.event_type.__struct_fields__
+    missing = [c for c in table.schema if c not in fields]
+    if missing:
+        raise ValueError(f"{table.event_type.__name__} has no attributes {missing} for table "
+                         f"{table.name!r}")
+
+
+def add_table(table: Table) -> None:
+    """Check and register one table (what ``bookwire_register_tables`` hooks reach)."""
+    check_table(table)
+    REGISTRY.register(table)
+
+
 def register_table(event_type: type[Event], name: str, schema: Mapping[str, pl.DataType],
                    description: str = "") -> None:
-    """Let the writers persist another one-row-per-event type (e.g. live analyzer output).
-    Column names must be attribute names of ``event_type`` (``exchange`` included: it is the
-    hive partition); ``Datetime`` columns take integer UTC nanoseconds."""
-    missing = [c for c in schema if c not in event_type.__struct_fields__]
-    if missing:
-        raise ValueError(f"{event_type.__name__} has no attributes {missing} for table {name!r}")
-    REGISTRY.register(Table(name, event_type, dict(schema), description))
+    """Let the writers persist another one-row-per-event type (e.g. live analyzer output)."""
+    add_table(Table(name, event_type, dict(schema), description))
 
 
 def table_of(event: Event) -> str:
@@ -140,3 +206,46 @@ def tables_in_order() -> list[str]:
 
 def empty_frame(name: str) -> pl.DataFrame:
     return pl.DataFrame(schema=schema_of(name))
+
+
+# -- the tables section of docs/data.md ------------------------------------------------------------
+
+BEGIN_MARK: Final = "<!-- tables: generated from the table registry by `python -m core.tables` -->"
+END_MARK: Final = "<!-- end of generated tables -->"
+
+
+def dtype_name(dtype: pl.DataType) -> str:
+    """``Datetime(ns, UTC)``, ``Float64``, ``String``, ..."""
+    if isinstance(dtype, pl.Datetime):
+        return f"Datetime({dtype.time_unit}, {dtype.time_zone})"
+    return str(dtype).removesuffix("()")
+
+
+def markdown(registry: TableRegistry = REGISTRY) -> str:
+    """Every registered table as Markdown, markers included (the recorder's tables first)."""
+    lines = [BEGIN_MARK, ""]
+    for name in registry.names():
+        table = registry.get(name)
+        lines += [f"### `{name}`: {table.description}", "",
+                  f"One row per `{table.event_type.__name__}` event (kind `{table.kind}`"
+                  + ("; one row per price level" if table.event_type is BookUpdate else "")
+                  + f"), under `<out>/{name}/exchange=<venue>/date=<YYYY-MM-DD>/`.", "",
+                  "| column | type | meaning |", "|---|---|---|"]
+        lines += [f"| {col} | {dtype_name(dtype)} | {table.columns.get(col, '')} |"
+                  for col, dtype in table.schema.items()]
+        lines.append("")
+    lines.append(END_MARK)
+    return "\n".join(lines)
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with its generated tables section replaced by ``section``."""
+    start, end = text.index(BEGIN_MARK), text.index(END_MARK) + len(END_MARK)
+    return text[:start] + section + text[end:]
+
+
+if __name__ == "__main__":
+    from core.plugins import load_plugins
+
+    load_plugins()
+    print(markdown())

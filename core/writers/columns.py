@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from itertools import chain
 from typing import Final
 
@@ -82,7 +82,7 @@ def _floats(name: str, values: np.ndarray) -> pl.Series:
 class ColumnBuffer:
     """Base: counts rows and events, tracks the first add and estimates its memory."""
 
-    __slots__ = ("counted", "events", "exchange", "first_added", "rows", "table")
+    __slots__ = ("counted", "events", "exchange", "first_added", "rows", "table", "tokens")
 
     def __init__(self, table: Table, exchange: str, first_added: float) -> None:
         self.table = table
@@ -91,6 +91,7 @@ class ColumnBuffer:
         self.rows = 0
         self.events = 0
         self.counted = 0  # events that came from the bus (the writer's own rows are not)
+        self.tokens: list[Hashable] = []  # whose rows it holds (ParquetWriter.add's token)
 
     @property
     def nbytes(self) -> int:

@@ -19,6 +19,12 @@ When the bus closes (or the writer is cancelled), everything left is flushed wit
 does that). What is abandoned is counted in :attr:`ParquetWriter.abandoned`, never dropped
 silently. One ``rows_written`` health row per table and venue records what was persisted.
 
+A caller that must know when its events are safely on disk (the Redis Streams source
+acknowledges an entry only then) passes a ``token`` to :meth:`ParquetWriter.add` or
+:meth:`ParquetWriter.feed`: every buffer that takes a row of that batch keeps the token, and
+:attr:`ParquetWriter.on_written` is called with it once the last of those buffers was renamed into
+place. A token whose buffers are abandoned or fail is never reported.
+
 Any failure while building or writing a file (disk full, permission denied, a polars error, a
 type error) raises :class:`WriteFailed` naming the file and its cause; a ``write_failed`` health
 row is written wherever anything can still be written, no temporary file is left behind, and the
@@ -36,7 +42,7 @@ import os
 import secrets
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -143,6 +149,9 @@ class ParquetWriter:
         #: cancel this scope to abandon the final flush (what is left is counted as abandoned)
         self.abort = trio.CancelScope()
         self._summary_done = False
+        #: called with a token once every row added with it is in a renamed file
+        self.on_written: Callable[[Hashable], None] | None = None
+        self._token_refs: dict[Hashable, int] = {}
 
     # -- consuming ----------------------------------------------------------------------------
 
@@ -166,8 +175,50 @@ class ParquetWriter:
         if self.failures:
             raise self.failures[0]
 
-    def add(self, batch: Sequence[Event], *, count: bool = True) -> None:
-        """Buffer events (synchronous); seal the partitions that reached ``flush_rows``."""
+    async def feed(self, batch: Sequence[Event], token: Hashable | None = None) -> None:
+        """:meth:`add` from a producer that can wait (the Redis Streams source): waits while the
+        writer holds more than ``max_bytes``, instead of letting anything be dropped."""
+        if self.buffered_bytes > self.max_bytes:
+            await self._relieve()
+        self.add(batch, token=token)
+
+    def add(self, batch: Sequence[Event], *, count: bool = True,
+            token: Hashable | None = None) -> None:
+        """Buffer events (synchronous); seal the partitions that reached ``flush_rows``.
+        ``token``: see the module docstring."""
+        if token is not None:
+            before = {id(b): b.events for b in self._open.values()}
+            sealed = len(self._sealed)
+            self._add(batch, count)
+            self._stamp(token, before, sealed)
+        elif batch:
+            self._add(batch, count)
+
+    def _stamp(self, token: Hashable, before: dict[int, int], sealed: int) -> None:
+        """Give ``token`` to every buffer that took rows since ``before`` / the ``sealed``-th
+        sealed buffer; report it at once when none did (nothing of it is left to write)."""
+        touched = [b for b in self._open.values() if before.get(id(b)) != b.events]
+        touched += [b for i, (_, b) in enumerate(self._sealed) if i >= sealed]
+        for buf in touched:
+            buf.tokens.append(token)
+        if touched:
+            self._token_refs[token] = self._token_refs.get(token, 0) + len(touched)
+        elif self.on_written is not None:
+            self.on_written(token)
+
+    def _release(self, buf: ColumnBuffer) -> None:
+        """``buf`` is in a renamed file: report the tokens it was the last holder of."""
+        refs = self._token_refs
+        for token in buf.tokens:
+            n = refs[token] - 1
+            if n:
+                refs[token] = n
+                continue
+            del refs[token]
+            if self.on_written is not None:
+                self.on_written(token)
+
+    def _add(self, batch: Sequence[Event], count: bool) -> None:
         if not batch:
             return
         if count:
@@ -277,6 +328,8 @@ class ParquetWriter:
         rkey = (table, exchange)
         self.rows_written[rkey] = self.rows_written.get(rkey, 0) + buf.rows
         self.events_written[rkey] = self.events_written.get(rkey, 0) + buf.counted
+        if buf.tokens:
+            self._release(buf)
         self._progress.set()
 
     def _write(self, buf: ColumnBuffer, directory: Path, name: str) -> int:
@@ -371,8 +424,21 @@ class ParquetWriter:
         """Events this writer received or was given but did not put in a file."""
         return sum(self.rejected.values()) + sum(self.abandoned.values())
 
+    def describe(self) -> str:
+        """The writer's part of the end-of-run totals."""
+        return (f"{self.files_written} files, {_size(self.bytes_written)} in {self.out}; "
+                f"p99 receipt-to-writer {self.latency.quantile_ms(0.99):g} ms")
+
     def _date(self, day: int) -> str:
         d = self._days.get(day)
         if d is None:
             d = self._days[day] = time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
         return d
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"

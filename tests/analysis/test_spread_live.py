@@ -34,6 +34,7 @@ from analysis.spread_live import (
     gross_bps,
     parse_stale_ms,
     parse_thresholds,
+    register_tables,
 )
 from core.bus import Bus, Policy
 from core.live_view import (
@@ -327,6 +328,7 @@ async def test_rows_are_written_as_the_spreads_and_opportunities_tables(tmp_path
     st = state(default_stale_ms=10_000.0)
     rows = feed(st, tob("a", 0, 99.9, 1.0, 100.0, 1.0), tob("b", 5, 100.3, 2.0, 100.4, 1.0))
     rows += st.close(T0 + 505 * MS)
+    register_tables()  # what loading the plugin does (importing the module registers nothing)
     writer = ParquetWriter(tmp_path)
     writer.add(rows)
     await writer.close()

@@ -1,0 +1,266 @@
+"""Scale-out end to end, with real processes and a real redis-server: two capture processes
+(Bybit and HTX fakes on loopback) publish to Redis, a ``--from-redis`` reader writes Parquet, is
+killed with ``kill -9`` mid-run and restarted with the same group; its rows equal those of one
+process recording the same feeds, once the documented duplicates are removed, and DuckDB reads the
+dataset as polars does. Then ``--processes 2`` does the same on one host and stops cleanly on
+Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import coredis
+import duckdb
+import polars as pl
+import trio
+
+from core.run import async_main
+from core.testing.fake_servers import serve_http, serve_ws
+from tests.fakes.bybit import FakeBybit, book_msg, trade_msg
+from tests.fakes.htx import FakeHtx, depth_tick, trade_tick
+from tests.session.test_cli_bybit import INSTRUMENTS, T_MS
+from tests.session.test_durability import REST_PATH
+from tests.session.test_htx_e2e import CONTRACT_INFO, contract_info
+from tests.streams.conftest import RedisServer
+
+CEILING_S = 90
+REPO = Path(__file__).resolve().parents[2]
+N = 150  # messages per topic; 20 ms apart on the fakes: 3 s of data
+HTX_BOOK = "market.BTC-USDT.depth.size_20.high_freq"
+HTX_TRADES = "market.BTC-USDT.trade.detail"
+TABLES = ("tob", "l2", "trades")
+#: the documented duplicate keys (docs/data.md, "Reading from Redis Streams")
+KEYS = {"tob": None, "l2": ["exchange", "symbol", "msg_id", "side", "price"],
+        "trades": ["exchange", "symbol", "trade_id"], "health": None}
+
+
+def bybit_script() -> dict:
+    tops = [book_msg("BTCUSDT", "snapshot", [[f"{100 + i % 7}.0", "1"]],
+                     [[f"{108 + i % 5}.0", f"{1 + i % 3}"]], i + 1, T_MS + i, depth=1)
+            for i in range(N)]
+    book = [book_msg("BTCUSDT", "snapshot", [["100.0", "1"], ["99.0", "2"]],
+                     [["101.0", "2"], ["102.0", "3"]], 1, T_MS)]
+    book += [book_msg("BTCUSDT", "delta", [["100.0", str(1 + i % 9)]], [["101.0", str(i % 4)]],
+                      i + 1, T_MS + i) for i in range(1, N)]
+    trades = [trade_msg("BTCUSDT", [(T_MS + i, "Buy" if i % 2 else "Sell", "0.5", "101.0",
+                                     f"t{i}")], T_MS + i) for i in range(N // 4)]
+    return {"orderbook.1.BTCUSDT": tops, "orderbook.50.BTCUSDT": book,
+            "publicTrade.BTCUSDT": trades}
+
+
+def htx_script() -> dict:
+    ts = 1_700_000_000_500
+    book = [depth_tick("snapshot", [[100.0, 5], [99.5, 2]], [[100.5, 3]], ts=ts)]
+    book += [depth_tick("update", [[100.0, 5 + i % 6]], [[100.5, 1 + i % 4]], ts=ts + i)
+             for i in range(1, N)]
+    trades = [trade_tick([(10 + i, 100.5, 3 + i, "buy")], 0.001) | {"ts": ts + i}
+              for i in range(N // 4)]
+    return {HTX_BOOK: book, HTX_TRADES: trades}
+
+
+@asynccontextmanager
+async def fake_venues() -> AsyncIterator[list[str]]:
+    """Fresh Bybit and HTX fakes (websocket and REST); yields their --endpoint flags."""
+    bybit = FakeBybit(scripts=[bybit_script()], push_interval_s=0.02)
+    htx = FakeHtx(htx_script(), listed={"BTC-USDT"}, push_interval_s=0.02)
+    async with trio.open_nursery() as nursery:
+        flags = []
+        for venue, handler, routes in (("bybit", bybit.handler, {REST_PATH: INSTRUMENTS}),
+                                       ("htx", htx.handler, {CONTRACT_INFO: contract_info()})):
+            ws = await nursery.start(serve_ws, handler)
+            rest = await nursery.start(serve_http, routes)
+            flags += ["--endpoint", f"{venue}={ws}", "--endpoint", f"{venue}.rest={rest}"]
+        yield flags
+        nursery.cancel_scope.cancel()
+
+
+def endpoints_of(flags: Sequence[str], venue: str) -> list[str]:
+    return [a for i in range(0, len(flags), 2) for a in flags[i:i + 2]
+            if flags[i + 1].partition("=")[0].partition(".")[0] == venue]
+
+
+def bookwire(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "core.run", "--log-level", "WARNING", "--no-live", *argv]
+
+
+def read(out: Path, table: str) -> pl.DataFrame:
+    files = sorted(out.glob(f"{table}/exchange=*/date=*/*.parquet"))
+    return pl.concat([pl.read_parquet(f) for f in files])
+
+
+def comparable(out: Path, table: str) -> pl.DataFrame:
+    """Rows without ``ts_local``, ``msg_id`` as its rank, documented duplicates removed."""
+    df = read(out, table)
+    key = KEYS[table]
+    assert df.unique(key).height == df.unique().height, "a duplicate that is not an exact copy"
+    df = df.unique(key, maintain_order=True) if key else df.unique(maintain_order=True)
+    if table == "l2":
+        df = df.with_columns(pl.col("msg_id").rank("dense").over("exchange", "symbol")
+                             .cast(pl.Int64))
+    return df.drop("ts_local").sort(df.drop("ts_local").columns)
+
+
+def field(info: Any, name: str) -> Any:
+    return info[name] if name in info else info[name.encode()]
+
+
+async def group_done(url: RedisServer, group: str) -> bool:
+    """Every stream read to its end by ``group`` and nothing pending."""
+    async with coredis.Redis(host="127.0.0.1", port=url.port) as client:
+        keys = [k async for k in client.scan_iter(match="bookwire:*")]
+        for key in keys:
+            last = field(await client.xinfo_stream(key), "last-generated-id")
+            groups = {field(g, "name"): g for g in await client.xinfo_groups(key)}
+            g = groups.get(group.encode(), groups.get(group))
+            if g is None or field(g, "pending") or field(g, "last-delivered-id") != last:
+                return False
+    return bool(keys)
+
+
+async def all_published(server: RedisServer) -> bool:
+    """Both shards published every scripted message."""
+    want = {"tob": N, "l2": N, "trades": N // 4}
+    async with coredis.Redis(host="127.0.0.1", port=server.port) as client:
+        for table, n in want.items():
+            for venue in ("bybit", "htx"):
+                if await client.xlen(f"bookwire:{table}:{venue}") < n:
+                    return False
+    return True
+
+
+class Processes:
+    """Child processes of a test, killed when it ends however it ends."""
+
+    def __init__(self) -> None:
+        self.procs: list[trio.Process] = []
+
+    async def start(self, argv: Sequence[str], **kwargs: Any) -> trio.Process:
+        proc = await trio.lowlevel.open_process(list(argv), cwd=REPO, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def kill_all(self) -> None:
+        """(The capture processes of ``--processes`` get SIGTERM when their parent dies.)"""
+        for proc in self.procs:
+            if proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+
+
+@contextlib.contextmanager
+def processes() -> Iterator[Processes]:
+    procs = Processes()
+    try:
+        yield procs
+    finally:
+        procs.kill_all()
+
+
+async def wait_for(predicate: Callable[[], Awaitable[object]], seconds: float) -> None:
+    """Poll ``predicate`` (another process's progress: no event to wait on) until it holds."""
+    with trio.fail_after(seconds):
+        while not await predicate():  # noqa: ASYNC110
+            await trio.sleep(0.2)
+
+
+def l2_files(out: Path) -> list[Path]:
+    return list(out.glob("l2/exchange=*/date=*/*.parquet"))
+
+
+async def test_two_captures_and_a_killed_reader_equal_one_process(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    single, consumed = tmp_path / "single", tmp_path / "consumed"
+    reader = bookwire("--from-redis", redis_server.url, "--group", "writers", "--consumer", "w1",
+                      "--out", str(consumed), "--flush-interval", "0.2")
+    with trio.fail_after(CEILING_S), processes() as procs:
+        async with fake_venues() as one, fake_venues() as shards, \
+                trio.open_nursery() as nursery:
+                nursery.start_soon(lambda: async_main([  # one process, both venues
+                    "--plugins", "bybit,htx", "--channels", "tob,l2,trades", "--out", str(single),
+                    "--duration", "4.5", "--no-spreads", "--no-live", *one], handle_signals=False))
+                captures = [await procs.start(bookwire(
+                    "--plugins", venue, "--channels", "tob,l2,trades", "--out",
+                    str(tmp_path / f"raw-{venue}"), "--duration", "4.5", "--sink",
+                    redis_server.url, *endpoints_of(shards, venue)))
+                    for venue in ("bybit", "htx")]
+                first = await procs.start(reader)
+                await wait_for(lambda: trio.to_thread.run_sync(l2_files, consumed), 30)
+                first.send_signal(signal.SIGKILL)  # mid-run: some entries written, not acked
+                assert await first.wait() == -signal.SIGKILL
+                second = await procs.start(reader, stderr=(tmp_path / "second.log").open("wb"))
+                assert [await p.wait() for p in captures] == [0, 0]
+                await wait_for(lambda: group_done(redis_server, "writers"), 30)
+                second.send_signal(signal.SIGTERM)
+                assert await second.wait() == 0, (tmp_path / "second.log").read_text()
+    read_again = re.search(r"redis: read ([\d,]+) entries", (tmp_path / "second.log").read_text())
+    assert read_again and int(read_again[1].replace(",", "")) > 50  # the kill was mid-run
+    for table in TABLES:
+        assert comparable(consumed, table).equals(comparable(single, table)), table
+    health = read(consumed, "health")
+    for venue in ("bybit", "htx"):  # each capture's ledger came through, start to end
+        events = health.filter(pl.col("exchange") == venue)["event"].to_list()
+        assert "started" in events and "stopped" in events and "snapshot" in events
+
+    # DuckDB reads the hive dataset as polars does: row counts and nanosecond UTC times
+    con = duckdb.connect()
+    for table in (*TABLES, "health"):
+        pattern = str(consumed / table / "**" / "*.parquet")
+        ours = pl.scan_parquet(pattern, hive_partitioning=True).select(
+            pl.col("ts_local").dt.epoch("ns")).collect()["ts_local"].sort().to_list()
+        theirs = con.sql(f"SELECT epoch_ns(ts_local) AS t, typeof(ts_local) AS k, exchange "
+                         f"FROM read_parquet('{pattern}', hive_partitioning = true) "
+                         f"ORDER BY t").fetchall()
+        assert [t for t, _, _ in theirs] == ours, table
+        assert {k for _, k, _ in theirs} == {"TIMESTAMP WITH TIME ZONE"} or \
+            {k for _, k, _ in theirs} == {"TIMESTAMPTZ_NS"}, table
+        assert {e for _, _, e in theirs} >= {"bybit", "htx"}
+
+
+async def test_processes_flag_shards_on_one_host_and_stops_on_ctrl_c(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    with trio.fail_after(CEILING_S), processes() as procs:
+        async with fake_venues() as one, fake_venues() as shards, \
+                trio.open_nursery() as nursery:
+                nursery.start_soon(lambda: async_main([
+                    "--plugins", "bybit,htx", "--channels", "tob,l2,trades", "--out", str(single),
+                    "--duration", "4.5", "--no-spreads", "--no-live", *one], handle_signals=False))
+                parent = await procs.start(
+                    [sys.executable, "-m", "core.run", "--no-live", "--status-interval", "0.5",
+                     "--plugins", "bybit,htx", "--channels", "tob,l2,trades", "--processes", "2",
+                     "--sink", redis_server.url, "--out", str(sharded), "--flush-interval", "0.5",
+                     *shards], stderr=(tmp_path / "parent.log").open("wb"))
+                await wait_for(lambda: all_published(redis_server), 30)
+                parent.send_signal(signal.SIGINT)  # Ctrl-C
+                assert await parent.wait() == 0, (tmp_path / "parent.log").read_text()
+    log = (tmp_path / "parent.log").read_text()
+    assert "bybit: up" in log and "htx: up" in log  # the view of the writer shows every venue
+    for table in TABLES:
+        got = comparable(sharded, table)
+        assert got.height == read(sharded, table).height or table == "tob", table  # no dupes
+        assert got.equals(comparable(single, table)), table
+    spreads = read(sharded, "spreads")  # the analyzer ran across both shards
+    assert set(spreads["buy_exchange"].to_list()) == {"bybit", "htx"}
+
+
+async def test_processes_refuses_bad_flags_before_starting_anything(
+        tmp_path: Path, redis_server: RedisServer, capsys: Any) -> None:
+    code = await async_main(["--plugins", "bybit,htx", "--processes", "2", "--out",
+                             str(tmp_path), "--opt", "bybit.l2_depth=7"], handle_signals=False)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--processes needs one --sink redis://HOST:PORT[/DB]" in err
+    assert "--opt bybit.l2_depth=7: bybit l2_depth must be one of 50, 200, 1000" in err
+    code = await async_main(["--plugins", "bybit,htx", "--processes", "2", "--out",
+                             str(tmp_path), "--sink", redis_server.url, "--opt",
+                             "bybit.l2_depth=7"], handle_signals=False)
+    assert code == 2  # refused before any capture process or consumer group was made
+    async with coredis.Redis(host="127.0.0.1", port=redis_server.port) as client:
+        assert [k async for k in client.scan_iter(match="bookwire:*")] == []
