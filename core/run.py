@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import gc
 import logging
 import sys
 import time
@@ -352,6 +353,10 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
         return EXIT_USAGE
     plan.handle_signals = handle_signals
     log.info("recording %s to %s", ", ".join(v.proto.name for v in plan.venues), plan.out)
+    # Everything loaded so far (libraries, plugins, instruments) lives for the whole run: moved
+    # out of the collector's reach, full collections no longer walk it, which otherwise stalls
+    # the event loop for tens of milliseconds at high message rates (docs/performance.md).
+    gc.freeze()
     result = await record(plan, connect=TRANSPORTS[args.transport])
     for failure in result.failures()[:1]:
         print(f"{parser.prog}: error: {failure}; stopped", file=sys.stderr)
