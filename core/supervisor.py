@@ -30,7 +30,7 @@ from core.clock import Clock, WallClock
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.recording import NullRecorder, RawRecorder, Recorder
 from core.schema import Health, HealthKind
-from core.session import Backoff, Connect, Session, VenueStats, connect_websocket
+from core.session import Backoff, Connect, Session, VenueStats, connect_websocket, leaves
 from core.status import DEFAULT_STATUS_INTERVAL_S, report_status
 from core.writers.parquet import DEFAULT_FLUSH_INTERVAL_S, DEFAULT_FLUSH_ROWS, ParquetWriter
 from core.writers.tables import TABLES, table_of_tag
@@ -109,7 +109,7 @@ async def run_connector(plan: VenuePlan, bus: Bus, stats: VenueStats, *, clock: 
             stats.plugin_errors += 1
             text = "".join(traceback.format_exception(group)).strip()
             log.error("%s: plugin error, restarting the connector:\n%s", plan.proto.name, text)
-            summary = "; ".join(f"{type(e).__name__}: {e}" for e in group.exceptions)
+            summary = "; ".join(f"{type(e).__name__}: {e}" for e in leaves(group))
             bus.publish([Health(exchange=plan.proto.name, ts_local=clock.now_ns(), symbol=None,
                                 event=HealthKind.PLUGIN_ERROR, detail=summary[:2000])])
         delay = backoff.delay(attempt)
