@@ -15,6 +15,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from core.protocol import ExchangeProtocol
+    from core.sim.speaker import VenueSpeaker
 
 PROJECT = "bookwire"
 
@@ -33,4 +34,18 @@ def bookwire_register_exchanges(register: Callable[[type[ExchangeProtocol]], Non
     :param register: callback that records one protocol class.
 
     .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def bookwire_register_fake_venues(register: Callable[[type[VenueSpeaker]], None]) -> None:
+    """Register fake venues: the speakers ``--simulate`` and the fault kit serve.
+
+    Call ``register(SpeakerClass)`` once per venue; the class is a
+    :class:`core.sim.speaker.VenueSpeaker` subclass whose ``name`` is the venue plugin it fakes.
+    Optional: a venue without a speaker simply cannot be simulated.
+
+    :param register: callback that records one speaker class.
+
+    .. versionadded:: 0.2
     """
