@@ -68,7 +68,6 @@ from core.subscriptions import SUBSCRIBE_RETRY
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10.0  # TCP + TLS + websocket handshake; the subscription answer adds its own
-DEFAULT_SUBSCRIBE_TIMEOUT_S = 10.0
 DISCONNECT_TIMEOUT_S = 2.0
 PONG_TIMEOUT_S = 5.0
 BACKOFF_INITIAL_S = 0.5
@@ -295,9 +294,8 @@ class Session:
         self.connect = connect
         self.backoff = backoff or Backoff()
         self.pong_timeout_s = pong_timeout_s
-        subscribe_s = getattr(proto, "subscribe_timeout_s", DEFAULT_SUBSCRIBE_TIMEOUT_S)
         #: one deadline for the whole connect of an attempt (see the module docstring)
-        self.connect_deadline_s = connect_timeout_s + subscribe_s
+        self.connect_deadline_s = connect_timeout_s + proto.subscribe_timeout_s
         self._last_frame = 0.0
         self._last_pong = 0.0
         self._probing = False

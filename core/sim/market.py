@@ -54,14 +54,12 @@ class Listing:
     tick: Decimal
     lot: Decimal
     contract_size: Decimal = Decimal(1)
+    price_decimals: int = field(init=False, default=0)
+    size_decimals: int = field(init=False, default=0)
 
-    @property
-    def price_decimals(self) -> int:
-        return decimals(self.tick)
-
-    @property
-    def size_decimals(self) -> int:
-        return decimals(self.lot)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "price_decimals", decimals(self.tick))
+        object.__setattr__(self, "size_decimals", decimals(self.lot))
 
     def price(self, ticks: int) -> Decimal:
         return self.tick * ticks
