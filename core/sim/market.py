@@ -300,17 +300,26 @@ class Step:
 
 @dataclass
 class Script:
-    """Steps of one venue played in order, ``interval_s`` apart, from ``start_ns``."""
+    """Steps of one venue played in order, ``interval_s`` apart, from ``start_ns`` (None: once
+    :meth:`start` is called, e.g. when a client has subscribed)."""
 
     venue: str
     steps: list[Step]
-    start_ns: int
+    start_ns: int | None = None
     interval_s: float = 0.01
     position: int = 0
+    #: when each step was played (ns), in order
+    fired: list[int] = field(default_factory=list)
     _next: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self._schedule(self.start_ns)
+        if self.start_ns is not None:
+            self._schedule(self.start_ns)
+
+    def start(self, now_ns: int) -> None:
+        """Play the steps from now (the first one ``interval_s`` later)."""
+        self.start_ns = now_ns
+        self._schedule(now_ns)
 
     def _schedule(self, after_ns: int) -> None:
         if self.position >= len(self.steps):
@@ -325,6 +334,7 @@ class Script:
     def fire(self, market: Market, now_ns: int) -> list[MarketEvent]:
         step = self.steps[self.position]
         self.position += 1
+        self.fired.append(now_ns)
         self._schedule(now_ns)
         listing = market.listing(self.venue, step.symbol)
         events: list[MarketEvent] = []

@@ -44,7 +44,7 @@ from wsproto.events import (
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from core.clock import TrioClock
-from core.sim.market import Market, MarketEvent
+from core.sim.market import Market, MarketEvent, Script
 from core.sim.speaker import DATA_KINDS, Out, SpeakerSession, VenueSpeaker
 from core.testing.fake_servers import serve_http
 
@@ -110,6 +110,8 @@ class ConnectionRecord:
     """What happened on one client connection (tests read these)."""
 
     index: int
+    opened_ns: int = 0  # TCP (or memory stream) accepted
+    ended_ns: int | None = None  # the server stopped serving it
     accepted: bool = False
     client_closed: bool = False  # the client sent a close frame or closed TCP
     eof: bool = False  # the client's side of TCP is closed
@@ -139,6 +141,18 @@ class FakeVenue:
         self.connections: list[ConnectionRecord] = []
         self._live: list[_Connection] = []
         self.connected = trio.Event()  # set at the first accepted connection
+        self.acks = 0  # subscription acknowledgements sent (``ack`` frames)
+        self._acked = trio.Event()
+
+    async def wait_acks(self, n: int) -> None:
+        """Wait until this venue has acknowledged ``n`` subscription requests in all."""
+        while self.acks < n:
+            await self._acked.wait()
+
+    def _ack(self) -> None:
+        self.acks += 1
+        self._acked.set()
+        self._acked = trio.Event()
 
     def publish(self, event: MarketEvent) -> None:
         """A market event of this venue: every open connection's session gets it."""
@@ -149,7 +163,7 @@ class FakeVenue:
 
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one client connection until either side ends it."""
-        record = ConnectionRecord(len(self.connections))
+        record = ConnectionRecord(len(self.connections), opened_ns=self.now_ns())
         self.connections.append(record)
         conn = _Connection(self, record, stream)
         self._live.append(conn)
@@ -157,6 +171,7 @@ class FakeVenue:
             await conn.run()
         finally:
             self._live.remove(conn)
+            record.ended_ns = self.now_ns()
             record.ended.set()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(stream)
@@ -209,6 +224,8 @@ class _Connection:
 
     def queue(self, outs: Sequence[Out]) -> None:
         for out in outs:
+            if out.kind == "ack":
+                self.venue._ack()
             try:
                 self.out_send.send_nowait(out)
             except trio.WouldBlock:
@@ -435,6 +452,17 @@ class Simulation:
                 rest_url = await nursery.start(venue.serve_rest) if rest else None
                 urls[name] = (ws_url, rest_url)
             task_status.started(urls)
+
+    async def play(self, script: Script, *, after_acks: int = 1, delay_s: float = 0.0) -> None:
+        """Start ``script`` once its venue has acknowledged ``after_acks`` subscriptions (plus
+        ``delay_s``); a test's way to play steps to a client that is listening."""
+        await self.venues[script.venue].wait_acks(after_acks)
+        if delay_s:
+            await trio.sleep(delay_s)
+        script.start(self._now())
+        if script not in self.market.processes:
+            self.market.add_process(script)
+        self.kick()
 
     def url(self, venue: str) -> str:
         """The in-memory URL of a venue, for :meth:`connect`."""
