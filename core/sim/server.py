@@ -157,6 +157,7 @@ class FakeVenue:
     def publish(self, event: MarketEvent) -> None:
         """A market event of this venue: every open connection's session gets it."""
         now = self.now_ns()
+        self.speaker.observe(event)
         for conn in self._live:
             if conn.session is not None and not (conn.stalled or conn.muted):
                 conn.queue(conn.session.market(event, now))
@@ -401,6 +402,13 @@ class Simulation:
         self._nursery: trio.Nursery | None = None
         self._kick = trio.Event()
         self.events = 0  # market events pumped
+        for name, plan in (faults or {}).items():
+            arm = getattr(plan, "arm", None)
+            if callable(arm):
+                arm(self.speakers[name])  # the venue-level faults (subscription refusals)
+            stamp = getattr(plan, "clock", None)
+            if callable(stamp):
+                stamp(self._now)  # fault plans stamp when each fault fired
 
     def _now(self) -> int:
         assert self.clock is not None, "Simulation.run has not started"

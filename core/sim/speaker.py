@@ -8,8 +8,9 @@ connection. The generic trio server
 
     outs = session.opened(now_ns)               # greetings, if the venue sends any
     outs = session.receive(frame, now_ns)       # a client frame: acks, errors, snapshots, pongs
-    outs = session.market(event, now_ns)        # a market event: deltas and trades of the
-                                                #   streams this connection subscribed
+    speaker.observe(event)                      # a market event, once per venue (counters)
+    outs = session.market(event, now_ns)        # ... and per connection: deltas and trades
+                                                #   of the streams it subscribed
     when = session.next_deadline()              # server pings, heartbeats, periodic snapshots
     outs = session.on_deadline(now_ns)          # ... when they are due
 
@@ -204,6 +205,10 @@ class VenueSpeaker:
         return None
 
     # -- connections -----------------------------------------------------------------------------
+
+    def observe(self, event: MarketEvent) -> None:
+        """Every market event of this venue, once, before any session sees it (venue-wide
+        counters such as sequence numbers advance here, whoever is subscribed)."""
 
     def open(self, now_ns: int) -> SpeakerSession:
         session = self.session_class(self, len(self.sessions), now_ns)

@@ -3,7 +3,8 @@
 A :class:`FaultPlan` is handed to a fake venue (:class:`core.sim.server.FakeVenue`, through
 :class:`core.sim.server.Simulation`); each :class:`Fault` fires once, on one connection (the
 first by default), after that connection has sent ``after`` data frames (snapshots, deltas,
-trades). Faults act on frame *kinds* that every speaker labels, so they work for every venue:
+trades); a frame fault also lets ``skip`` matching deltas through first. Faults act on frame
+*kinds* that every speaker labels, so they work for every venue:
 
 ========================  ===================================================================
 ``tcp_close``             close the TCP connection, no websocket close frame
@@ -64,10 +65,12 @@ class Fault:
     conn: int = 0
     after: int = 0
     symbol: str | None = None
+    skip: int = 0  # frame faults: let this many matching deltas through first
     max_bytes: int = 4 * 1024 * 1024  # ``oversized``: the client's limit
     bomb_bytes: int = DEFAULT_BOMB_BYTES
-    #: set when the fault fired: the venue clock's ns and the connection
+    #: when the fault fired (the venue clock's ns); ``done`` once it has
     fired_ns: int | None = None
+    done: bool = False
     applied: bool = False  # False: it never fired, or the venue has nothing to corrupt
     _held: Out | None = None
 
@@ -105,7 +108,7 @@ class FaultPlan:
     def hold_handshake(self, conn: int) -> bool:
         for f in self.faults:
             if f.name == "handshake" and f.conn == conn:
-                f.applied = True
+                f.applied = f.done = True
                 f.fired_ns = self._now()
                 return True
         return False
@@ -114,7 +117,7 @@ class FaultPlan:
         sent = self.data_frames.get(conn, 0)
         actions: list[Action] = [out]
         for f in self.faults:
-            if f.conn != conn or (f.fired_ns is not None and f._held is None):
+            if f.conn != conn or f.done:
                 continue
             if f.name in CONNECTION_FAULTS:
                 if sent >= f.after:
@@ -125,6 +128,9 @@ class FaultPlan:
                 continue
             if f.symbol is not None and out.symbol != f.symbol:
                 continue
+            if f.skip > 0 and f._held is None:
+                f.skip -= 1
+                continue
             actions = self._fire_frame(f, out, session)
             break
         self.data_frames[conn] = sent + sum(
@@ -133,7 +139,7 @@ class FaultPlan:
 
     def _fire_connection(self, f: Fault) -> list[Action]:
         f.fired_ns = self._now()
-        f.applied = True
+        f.applied = f.done = True
         if f.name == "tcp_close":
             return [Abort()]
         if f.name == "ws_close":
@@ -150,9 +156,10 @@ class FaultPlan:
                 f.fired_ns = self._now()
                 return []
             held, f._held = f._held, None
-            f.applied = True
+            f.applied = f.done = True
             return [out, held]
         f.fired_ns = self._now()
+        f.done = True
         if name == "drop_delta":
             f.applied = True
             return []
@@ -184,7 +191,7 @@ class FaultPlan:
     # -- reading the outcome ---------------------------------------------------------------------
 
     def fired(self) -> list[Fault]:
-        return [f for f in self.faults if f.fired_ns is not None]
+        return [f for f in self.faults if f.done]
 
 
 def text_frame(payload: bytes) -> bytes:

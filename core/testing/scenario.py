@@ -201,9 +201,6 @@ async def run_scenario(setups: Mapping[str, VenueSetup], symbols: Sequence[str],
     simulate(market, params, START_NS)
     speakers = {name: setup.speaker(market) for name, setup in setups.items()}
     plans = {name: setup.plan for name, setup in setups.items() if setup.plan is not None}
-    for name, plan in plans.items():
-        plan.arm(speakers[name])
-        plan.clock(clock.now_ns)
     sim = Simulation(market, speakers, clock=clock, faults=plans)
     bus = Bus()
     sub = bus.subscribe("scenario", buffer_batches=1_000_000)

@@ -8,8 +8,9 @@ What it says, as Bitget does (``wss://ws.bitget.com/v2/ws/public``):
   "code":30001,"msg":"... doesn't exist","op":"subscribe"}``; ``unsubscribe`` likewise;
 * the text ``ping`` is answered with the text ``pong``; a connection that sends no ``ping`` for
   ``PING_TIMEOUT_NS`` is closed, as Bitget does;
-* ``books``: a snapshot of the whole book, then updates; ``seq`` grows by one per frame and every
-  update's ``pseq`` is the previous ``seq``; ``checksum`` is the CRC32 of the top 25 levels in
+* ``books``: a snapshot of the whole book, then updates; ``seq`` grows by one per change of the
+  book (the same numbers on every connection) and every update's ``pseq`` is the ``seq`` of the
+  previous frame of that subscription; ``checksum`` is the CRC32 of the top 25 levels in
   wire text, interleaved bid/ask, as a signed 32-bit integer (computed here from the venue's own
   book, independently of the plugin);
 * ``books1``: a one-level snapshot whenever the best level changes;
@@ -26,7 +27,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from core.sim.market import Ladder, Listing, Market, MarketEvent, TradePrint
+from core.sim.market import BookChange, Ladder, Listing, Market, MarketEvent, TradePrint
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import PERMANENT, TRANSIENT_TEXT, Out, SpeakerSession, VenueSpeaker, ms
 
@@ -61,7 +62,7 @@ class _Sub:
     channel: str  # books, books1, trade
     symbol: str
     inst: str
-    seq: int = FIRST_SEQ
+    last_seq: int = 0  # seq of the last frame sent on this subscription
 
 
 class BitgetSession(SpeakerSession):
@@ -120,7 +121,8 @@ class BitgetSession(SpeakerSession):
             depth = 1 if sub.channel == "books1" else None
             view = self.view(symbol, "tob" if depth else "l2", depth)
             bids, asks = view.snapshot(self._book(symbol))
-            outs.append(self._books(sub, "snapshot", bids, asks, now_ns))
+            outs.append(self._books(sub, "snapshot", bids, asks, now_ns,
+                                    self.speaker.seq.get(symbol, FIRST_SEQ)))
         return outs
 
     def _error(self, op: str, arg: dict[str, Any], code: int, text: str,
@@ -146,16 +148,18 @@ class BitgetSession(SpeakerSession):
             bids, asks = view.diff(self._book(sub.symbol))
             if not bids and not asks:
                 continue
+            seq = self.speaker.seq.get(sub.symbol, FIRST_SEQ)
             if sub.channel == "books1":
-                outs.append(self._books(sub, "snapshot", *view.ladders(), event.ts_ns))
+                outs.append(self._books(sub, "snapshot", *view.ladders(), event.ts_ns, seq))
             else:
-                outs.append(self._books(sub, "update", bids, asks, event.ts_ns))
+                outs.append(self._books(sub, "update", bids, asks, event.ts_ns, seq))
         return outs
 
     def _book(self, symbol: str) -> Any:
         return self.speaker.market.book("bitget", symbol)
 
-    def _books(self, sub: _Sub, action: str, bids: Ladder, asks: Ladder, ts_ns: int) -> Out:
+    def _books(self, sub: _Sub, action: str, bids: Ladder, asks: Ladder, ts_ns: int,
+               seq: int) -> Out:
         listing = self.speaker.market.listing("bitget", sub.symbol)
         wire_bids = [(listing.price_text(p), listing.size_text(q)) for p, q in bids]
         wire_asks = [(listing.price_text(p), listing.size_text(q)) for p, q in asks]
@@ -164,12 +168,12 @@ class BitgetSession(SpeakerSession):
         checksum = venue_checksum(
             [(listing.price_text(p), listing.size_text(q)) for p, q in book_bids],
             [(listing.price_text(p), listing.size_text(q)) for p, q in book_asks])
-        pseq = sub.seq if action == "update" or sub.channel == "books1" else 0
-        sub.seq += 1
+        pseq = sub.last_seq if action == "update" or sub.channel == "books1" else 0
+        sub.last_seq = seq
         ts = ms(ts_ns)
         entry = {"asks": [list(x) for x in wire_asks], "bids": [list(x) for x in wire_bids],
                  "checksum": checksum if sub.channel == "books" else 0,
-                 "ts": str(ts), "seq": sub.seq, "pseq": pseq}
+                 "ts": str(ts), "seq": seq, "pseq": pseq}
         kind = "delta" if action == "update" else "snapshot"
         return Out(push(action, sub.channel, sub.inst, [entry], ts), kind, sub.symbol)
 
@@ -219,6 +223,12 @@ class BitgetSpeaker(VenueSpeaker):
         super().__init__(market)
         self.by_native = {s.replace("-", ""): s for s in self.symbols()}
         self.closed_for_no_ping: list[int] = []
+        #: the book sequence of each symbol: +1 per book change, the same on every connection
+        self.seq: dict[str, int] = {}
+
+    def observe(self, event: MarketEvent) -> None:
+        if isinstance(event, BookChange):
+            self.seq[event.symbol] = self.seq.get(event.symbol, FIRST_SEQ) + 1
 
     @classmethod
     def listing(cls, symbol: str, price: float) -> Listing:

@@ -20,6 +20,7 @@ in the same format for protocol tests. Sans-IO like the plugin: no trio, no sock
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -130,6 +131,8 @@ class CoinbaseSession(SpeakerSession):
         self.subs: dict[str, list[str]] = {}  # channel -> products
         self.next_heartbeat_ns: int | None = None
         self.counter = 41_690
+        #: ``sequence_num`` of the latest ``l2_data`` frames sent (snapshots and updates)
+        self.l2_seqs: deque[int] = deque(maxlen=1000)
 
     def _next(self) -> int:
         seq = self.seq
@@ -226,7 +229,9 @@ class CoinbaseSession(SpeakerSession):
         changes = [("bid", listing.price_text(p), _plain(listing.size(q))) for p, q in bids]
         changes += [("offer", listing.price_text(p), _plain(listing.size(q))) for p, q in asks]
         t = iso_ns(ts_ns)
-        frame = l2_frame(self._next(), product, kind, changes, t, t)
+        seq = self._next()
+        self.l2_seqs.append(seq)
+        frame = l2_frame(seq, product, kind, changes, t, t)
         return Out(frame, "snapshot" if kind == "snapshot" else "delta", product)
 
     def _trade_row(self, trade: TradePrint) -> WireTrade:

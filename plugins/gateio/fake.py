@@ -66,7 +66,6 @@ class GateSession(SpeakerSession):
     def __init__(self, speaker: VenueSpeaker, conn_id: int, now_ns: int) -> None:
         super().__init__(speaker, conn_id, now_ns)
         self.streams: dict[tuple[str, str], _Stream] = {}
-        self.book_ids: dict[str, int] = {}  # per symbol: the order-book id on this connection
 
     def frame(self, channel: str, event: str, result: Any, now_ns: int, **extra: Any) -> str:
         return _text({"time": now_ns // S_NS, "time_ms": ms(now_ns), "channel": channel,
@@ -136,8 +135,6 @@ class GateSession(SpeakerSession):
     # -- market ---------------------------------------------------------------------------------
 
     def market(self, event: MarketEvent, now_ns: int) -> list[Out]:
-        if isinstance(event, BookChange):
-            self.book_ids[event.symbol] = self._id(event.symbol) + 1
         outs: list[Out] = []
         for s in self.streams.values():
             if s.symbol != event.symbol:
@@ -159,7 +156,7 @@ class GateSession(SpeakerSession):
         return outs
 
     def _id(self, symbol: str) -> int:
-        return self.book_ids.get(symbol, FIRST_ID)
+        return self.speaker.book_ids.get(symbol, FIRST_ID)
 
     def _book(self, symbol: str) -> Any:
         return self.speaker.market.book("gateio", symbol)
@@ -217,6 +214,12 @@ class GateSpeaker(VenueSpeaker):
         self.by_native = {s.replace("-", "_"): s for s in self.symbols()}
         #: echo ``id`` and ``payload`` in replies (today's servers); False: the 2023 servers
         self.echo = True
+        #: the order-book id of each symbol: +1 per book change
+        self.book_ids: dict[str, int] = {}
+
+    def observe(self, event: MarketEvent) -> None:
+        if isinstance(event, BookChange):
+            self.book_ids[event.symbol] = self.book_ids.get(event.symbol, FIRST_ID) + 1
 
     @classmethod
     def listing(cls, symbol: str, price: float) -> Listing:

@@ -13,8 +13,8 @@ What it says, as HTX does:
   ``depth.step0``: the whole 150-level book in every push; ``bbo``: the best bid and ask when
   they change; ``trade.detail``: one tick per trade print (``direction`` is the taker's side);
   sizes are contracts, prices JSON numbers;
-* ``{"ping": n}`` every 5 s; once ``MAX_MISSED_PINGS`` pings are unanswered when the next is due,
-  the socket is closed with 1003 ``ping check expired``;
+* ``{"ping": n}`` every 5 s (``ping_interval_ns``); once ``MAX_MISSED_PINGS`` pings are
+  unanswered when the next is due, the socket is closed with 1003 ``ping check expired``;
 * contracts in ``silent`` are acknowledged and never pushed (a suspended contract);
 * REST ``/linear-swap-api/v1/swap_contract_info``: the listings (contract sizes).
 
@@ -89,7 +89,7 @@ class HtxSession(SpeakerSession):
         self.topics: dict[str, _Topic] = {}
         self.versions: dict[str, int] = {}
         self.pings: list[int] = []  # sent, not yet answered
-        self.next_ping_ns = now_ns + PING_INTERVAL_NS
+        self.next_ping_ns = now_ns + self.speaker.ping_interval_ns
         self.pongs_ok = 0
         self.pongs_bad: list[Any] = []
 
@@ -254,7 +254,7 @@ class HtxSession(SpeakerSession):
             self.next_ping_ns = now_ns + 3600 * S_NS
             return [Out(close=(PING_EXPIRED_CODE, PING_EXPIRED_REASON), kind="close")]
         number = ms(self.next_ping_ns)
-        self.next_ping_ns += PING_INTERVAL_NS
+        self.next_ping_ns += self.speaker.ping_interval_ns
         self.pings.append(number)
         return [Out(gz({"ping": number}), "ping")]
 
@@ -268,6 +268,7 @@ class HtxSpeaker(VenueSpeaker):
         super().__init__(market)
         #: contracts acknowledged and never pushed (suspended)
         self.silent: set[str] = set()
+        self.ping_interval_ns = PING_INTERVAL_NS
         self._mrid: dict[str, int] = {}
 
     @classmethod

@@ -11,8 +11,9 @@ import trio
 from core.instruments import InstrumentsUnavailable, cache_path, load_instruments
 from core.run import async_main
 from core.testing.fake_servers import serve_http
+from plugins.htx.fake import CONTRACT_INFO_PATH as CONTRACT_INFO
 from plugins.htx.protocol import HtxProtocol
-from tests.session.test_htx_e2e import CONTRACT_INFO, contract_info
+from tests.session.test_htx_e2e import contract_info
 
 CEILING_S = 20
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
