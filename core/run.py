@@ -21,6 +21,7 @@ from pathlib import Path
 import trio
 
 from analysis.spread_live import analyzer_from_options
+from core import simulate
 from core.instruments import InstrumentsUnavailable, default_cache_dir, load_instruments
 from core.live_view import choose_status_view
 from core.plugins import ExchangeRegistry, load_plugins
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replay", type=Path, default=None, metavar="PATH",
                    help="rebuild the tables from raw recordings (a file or folder) instead of "
                         "connecting; writes to --out")
+    simulate.add_arguments(p)
     return p
 
 
@@ -245,6 +247,9 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
         return EXIT_OK
     if args.replay is not None:
         return await run_replay(args, registry, parser.prog)
+    if args.simulate:
+        return await simulate.run_simulated(args, argv, registry, async_main,
+                                            handle_signals=handle_signals)
     try:
         plan = await plan_run(args, registry)
     except UsageError as exc:

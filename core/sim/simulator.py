@@ -2,8 +2,9 @@
 
 Per symbol, a **fair price** moves as a geometric random walk on a 100 ms grid (volatility
 ``vol_bps`` per square-root second); every venue quotes around it, so cross-venue spreads look
-real. Per venue, a **dislocation** process now and then shifts that venue's target price by a few
-basis points for a few seconds (the occasional cross-venue opportunity).
+real. Per venue, a **dislocation** process now and then (every ``dislocation_every_s`` on
+average) shifts that venue's target price by a few basis points for a few seconds, ramping in and
+out: the occasional cross-venue opportunity.
 
 Per (venue, symbol), a :class:`BookSimulator` makes one book event at a time, at Poisson times of
 rate ``events_per_s``. The event is drawn with queue-reactive intensities in the spirit of Huang,
@@ -40,6 +41,7 @@ from core.sim.market import (
 )
 
 FAIR_STEP_NS = 100_000_000  # the fair price moves on a 100 ms grid
+DISLOCATION_RAMP_NS = 500_000_000
 REQUOTE_TRADED_LEVELS = 2  # a requote trades at most this many stale levels; the rest cancel
 
 #: (reference price, typical size of one book level in base units) of well-known bases; any
@@ -49,6 +51,7 @@ PRESETS: dict[str, tuple[float, float]] = {
     "DOGE": (0.15, 100_000.0), "ETC": (25.0, 600.0), "LTC": (80.0, 200.0), "BNB": (600.0, 25.0),
     "ADA": (0.45, 40_000.0), "AVAX": (35.0, 500.0), "LINK": (15.0, 1_000.0),
 }
+DEFAULT_EVENTS_PER_S = 20.0
 DEFAULT_PRICE = 100.0
 DEFAULT_LEVEL_NOTIONAL = 20_000.0
 
@@ -71,13 +74,13 @@ class SimParams:
     """Knobs of the simulator; the defaults give a liquid perpetual's look at a readable rate."""
 
     seed: int = 1
-    events_per_s: float = 20.0  # book events per (venue, symbol)
+    events_per_s: float = DEFAULT_EVENTS_PER_S  # book events per (venue, symbol)
     vol_bps: float = 0.3  # fair-price volatility, bps per sqrt(second)
     depth: int = 40  # levels kept per side
     active_levels: int = 5  # limits with queue-reactive dynamics
-    dislocation_every_s: float = 90.0  # mean time between one venue's dislocations
-    dislocation_bps: float = 12.0  # typical size of a dislocation
-    dislocation_s: float = 4.0  # typical duration
+    dislocation_every_s: float = 120.0  # mean time between one venue's dislocations
+    dislocation_bps: float = 5.0  # typical size of a dislocation
+    dislocation_s: float = 4.0  # typical duration (ramps in and out over 0.5 s)
 
 
 class FairPrice:
@@ -121,7 +124,10 @@ class Dislocation:
             self.start = self.end + self._gap()
             self.end = self.start + self._length()
             self.bps = self._size()
-        return self.bps if t_ns >= self.start else 0.0
+        if t_ns < self.start:
+            return 0.0
+        ramp = min(t_ns - self.start, self.end - t_ns) / DISLOCATION_RAMP_NS
+        return self.bps * min(1.0, ramp)
 
 
 @dataclass
