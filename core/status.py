@@ -1,5 +1,6 @@
 """Compact per-venue status lines on stderr while recording (messages/s, age of the last
-message, reconnects, gaps, drops). Reads counters only; never touches the data path."""
+message, reconnects, gaps, refused subscriptions, drops). Reads counters only; never touches
+the data path."""
 
 from __future__ import annotations
 
@@ -22,8 +23,14 @@ def format_status(stats: VenueStats, rate: float, now_ns: int) -> str:
     age = "never" if stats.last_frame_ns is None else \
         f"{(now_ns - stats.last_frame_ns) / S_NS:.1f}s ago"
     state = "up" if stats.connected else "DOWN"
-    return (f"{stats.venue}: {state} {rate:.1f} msg/s, last {age}, reconnects "
+    if stats.connected and stats.subscribe_errors and not stats.subscribed:
+        state = "REFUSED"  # connected, and every subscription refused
+    line = (f"{stats.venue}: {state} {rate:.1f} msg/s, last {age}, reconnects "
             f"{stats.reconnects}, gaps {stats.gaps}, decode errors {stats.decode_errors}")
+    if stats.subscribe_errors:
+        line += (f", refused subscriptions {stats.subscribe_errors} "
+                 f"(last: {stats.last_subscribe_error})")
+    return line
 
 
 async def report_status(stats: Sequence[VenueStats], bus: Bus, clock: Clock,
