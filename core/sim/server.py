@@ -207,6 +207,7 @@ class _Connection:
         self.stalled = False
         self.muted = False
         self.timer_wake = trio.Event()
+        self.timer_target: int | None = None
         self._parts: list[str | bytes] = []
         self._size = 0
 
@@ -237,7 +238,10 @@ class _Connection:
             except trio.ClosedResourceError:
                 return
         if self.session is not None:
-            self.timer_wake.set()
+            deadline = self.session.next_deadline()
+            target = self.timer_target
+            if deadline is not None and (target is None or deadline < target):
+                self.timer_wake.set()  # the session wants to be woken earlier than planned
 
     async def _writer(self) -> None:
         async for out in self.out_receive:
@@ -350,6 +354,7 @@ class _Connection:
         while True:
             deadline = session.next_deadline()
             self.timer_wake = trio.Event()
+            self.timer_target = deadline
             if deadline is None:
                 await self.timer_wake.wait()
                 continue
