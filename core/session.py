@@ -11,11 +11,13 @@ Per connection, a nursery runs small tasks around the reader loop:
   pings, overdue snapshots); woken early when a frame brings the next deadline forward.
 * **liveness**: a socket silent for the venue's *liveness interval* (its app-level ping period,
   else half its silence timeout) is probed with a websocket ping; when neither the pong nor any
-  frame arrives within ``pong_timeout_s`` (and in any case after ``silence_timeout_s`` of
-  silence) the socket is declared dead. So a dead socket is detected at most
-  ``liveness interval + pong_timeout_s`` after its last frame (Bybit: 20 + 5 s; HTX: 10 + 5 s;
-  Coinbase: 5 + 5 s), and its books are marked untrusted at that moment, before the dead socket
-  is closed.
+  frame arrives within ``pong_timeout_s`` the socket is dead. A venue with app-level pings must
+  also answer one: no frame at all for ``ping_interval_s + pong_timeout_s`` is dead too, even if
+  its websocket layer still answers pings; any venue silent past ``silence_timeout_s`` is dead.
+  So a dead socket is found at most :func:`dead_socket_bound_s` after its last frame (Bybit
+  20 + 5 s, Bitget 30 + 5 s, Gate 15 + 5 s; HTX 10 + 5 s for a dead TCP connection, 20 s for a
+  venue that stops talking; Coinbase 10 s), and its books are marked untrusted at that moment,
+  before the dead socket is closed.
 
 **Connect.** The whole connect of one attempt (TCP, TLS, websocket handshake and the venue's
 first answer to the subscriptions: a ``subscribed``/``subscribe_error`` row or market data) has
