@@ -61,7 +61,7 @@ def iso_ns(ts_ns: int) -> str:
 
 def envelope(channel: str, seq: int, events: list[dict[str, object]],
              timestamp: str | None = None) -> str:
-    return _encode({"channel": channel, "client_id": "", "timestamp": timestamp or iso(seq),
+    return _encode({"channel": channel, "timestamp": timestamp or iso(seq),
                     "sequence_num": seq, "events": events}).decode()
 
 
