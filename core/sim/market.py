@@ -362,8 +362,3 @@ def load_text(market: Market, venue: str, symbol: str, bids: Sequence[tuple[str,
     listing = market.listing(venue, symbol)
     market.load(venue, symbol, [(listing.ticks(p), listing.lots(s)) for p, s in bids],
                 [(listing.ticks(p), listing.lots(s)) for p, s in asks])
-
-
-def as_floats(listing: Listing, ladder: Ladder) -> list[tuple[float, float]]:
-    """Levels as a plugin publishes them: float price, float size in base units."""
-    return [(float(listing.price(t)), float(listing.size(q))) for t, q in ladder]

@@ -53,6 +53,7 @@ log = logging.getLogger(__name__)
 HOST = "127.0.0.1"
 RECEIVE_BYTES = 65536
 OUTBOX_FRAMES = 50_000  # frames queued for one client before it counts as not reading
+KEEP_RECEIVED = 10_000  # client frames a session keeps for tests to read
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 SIM_DOMAIN = "sim"  # memory-stream URLs look like ws://bybit.sim/v5/public/linear
 
@@ -337,7 +338,10 @@ class _Connection:
                 message: str | bytes = "".join(parts) if isinstance(event, TextMessage) \
                     else b"".join(parts)  # type: ignore[arg-type]
                 if self.session is not None and not self.stalled:
-                    self.session.received.append(message)
+                    received = self.session.received
+                    received.append(message)
+                    if len(received) > KEEP_RECEIVED:  # bounded: the latest client frames
+                        del received[:KEEP_RECEIVED // 2]
                     self.queue(self.session.receive(message, venue.now_ns()))
         elif isinstance(event, Ping):
             if not self.muted:

@@ -31,11 +31,10 @@ from __future__ import annotations
 import gzip
 import json
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from core.sim.market import Ladder, Listing, Market, MarketEvent, Side, TrueBook
+from core.sim.market import Ladder, Listing, Market, MarketEvent, TrueBook
 
 MS_NS = 1_000_000
 S_NS = 1_000_000_000
@@ -311,17 +310,6 @@ def _numeric(x: Any) -> bool:
 
 def ms(ns: int) -> int:
     return ns // MS_NS
-
-
-def side_levels(book: TrueBook, side: Side, depth: int | None) -> Ladder:
-    return book.top(side, depth)
-
-
-def merge_outs(*parts: list[Out]) -> list[Out]:
-    return [o for part in parts for o in part]
-
-
-SpeakerFactory = Callable[[Market], VenueSpeaker]
 
 
 @dataclass

@@ -19,6 +19,8 @@ numbers) are listed in ``NOT_APPLICABLE`` with the reason, and reported as skipp
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 import trio
@@ -175,3 +177,15 @@ async def test_fault(venue: str, fault: str, autojump_clock: trio.testing.MockCl
         assert result.book_matches(witness, symbol)
     assert not result.health(witness, HealthKind.DECODE_ERROR)
     assert result.venues[witness].session.stats.reconnects == 0
+
+
+def test_the_documented_bounds_are_the_code_s() -> None:
+    """docs/simulate.md states, per venue, the dead-socket bound and the connect deadline."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "simulate.md").read_text()
+    rows = {m[1]: (float(m[2]), float(m[3])) for m in re.finditer(
+        r"^\| ([a-z-]+) \| (\d+) \| (\d+) \|$", doc, re.M)}
+    assert set(rows) == set(PLUGINS)
+    for venue, (dead_s, connect_s) in rows.items():
+        proto = REGISTRY.get(venue)
+        assert dead_s == dead_socket_bound_s(proto, PONG_TIMEOUT_S), venue
+        assert connect_s == CONNECT_TIMEOUT_S + proto.subscribe_timeout_s, venue
