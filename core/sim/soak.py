@@ -132,6 +132,7 @@ async def soak(plugins: Sequence[str], symbols: Sequence[str], *, rate: float,
     async def reporter(stats: list[VenueStats], bus: Bus, clock: Clock,
                        interval_s: float) -> None:
         result.bus = bus
+        result.stats = {s.venue: s for s in stats}
         previous: Sample | None = None
         if echo:
             print(HEADER, flush=True)
@@ -156,7 +157,7 @@ async def soak(plugins: Sequence[str], symbols: Sequence[str], *, rate: float,
         plan = RunPlan(venues=venues, out=out, duration_s=duration_s,
                        flush_interval_s=flush_interval_s, status_interval_s=every_s,
                        handle_signals=echo, status_view=reporter)
-        result.stats = await record(plan)
+        await record(plan)
         nursery.cancel_scope.cancel()
     # the end: every buffer flushed
     if result.bus is not None:

@@ -203,7 +203,7 @@ async def run_scenario(setups: Mapping[str, VenueSetup], symbols: Sequence[str],
     plans = {name: setup.plan for name, setup in setups.items() if setup.plan is not None}
     sim = Simulation(market, speakers, clock=clock, faults=plans)
     bus = Bus()
-    sub = bus.subscribe("scenario", buffer_batches=1_000_000)
+    sub = bus.subscribe("scenario")
     runs: dict[str, VenueRun] = {}
     for name, setup in setups.items():
         config = ProtocolConfig(symbols=tuple(setup.symbols or symbols),

@@ -81,7 +81,7 @@ def venue(*faults: Fault, trades: Sequence[tuple[str, str, str]] = (),
 async def run(sim: Simulation, script: Script | None, proto: BitgetProtocol,
               seconds: float, before_stop: Callable[[], None] | None = None) -> list[Event]:
     bus = Bus()
-    sub = bus.subscribe("test", buffer_batches=100_000)
+    sub = bus.subscribe("test")
     events: list[Event] = []
 
     async def collect() -> None:

@@ -475,7 +475,7 @@ def _venue(*faults: Fault) -> tuple[Simulation, Script]:
 async def _run(sim: Simulation, script: Script, proto: CoinbaseProtocol, seconds: float,
                before_stop: Callable[[], object] | None = None) -> list[Event]:
     bus = Bus()
-    sub = bus.subscribe("test", buffer_batches=100_000)
+    sub = bus.subscribe("test")
     events: list[Event] = []
 
     async def collect() -> None:

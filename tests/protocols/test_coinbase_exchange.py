@@ -341,7 +341,7 @@ async def test_fake_feed_full_session(autojump_clock: trio.testing.MockClock) ->
     sim, script = feed_venue(with_btc=True)
     proto = make(("ETC-USD", "BTC-USD"))
     bus = Bus()
-    sub = bus.subscribe("test", buffer_batches=100_000)
+    sub = bus.subscribe("test")
     events: list[Event] = []
 
     async def collect() -> None:

@@ -58,7 +58,7 @@ async def run_against(sim: Simulation, script: Script, symbols: tuple[str, ...],
     proto = GateioProtocol(ProtocolConfig(symbols=symbols, channels=("tob", "l2", "trades"),
                                           instruments=INSTRUMENTS))
     bus = Bus()
-    sub = bus.subscribe("test", buffer_batches=10_000)
+    sub = bus.subscribe("test")
     events: list[Event] = []
 
     async def collect() -> None:

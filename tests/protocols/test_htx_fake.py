@@ -67,7 +67,7 @@ async def test_plugin_against_the_fake_venue(autojump_clock: MockClock) -> None:
                                        channels=("tob", "l2", "trades"),
                                        instruments=INSTRUMENTS))
     bus = Bus()
-    sub = bus.subscribe("test", buffer_batches=10_000)
+    sub = bus.subscribe("test")
     events: list[Event] = []
 
     async def collect() -> None:

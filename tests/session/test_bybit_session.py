@@ -87,7 +87,7 @@ async def test_reconnects_resubscribes_and_rebuilds_the_book(autojump_clock: Moc
     # the venue closes the first connection where the second delta should go
     sim, script = bybit(steps, FaultPlan(Fault("ws_close", after=2)))
     bus = Bus()
-    sub = bus.subscribe("test", buffer_batches=1000)
+    sub = bus.subscribe("test")
     proto = FastBybit(l2_config())
     with trio.fail_after(CEILING_S):
         async with trio.open_nursery() as nursery:
@@ -121,7 +121,7 @@ async def test_silent_server_is_detected_and_reconnected(autojump_clock: MockClo
     steps = [Step("BTC-USDT", bids=[("99", "3")])]
     sim, script = bybit(steps, FaultPlan(Fault("missing_pongs", after=1)))
     bus = Bus()
-    sub = bus.subscribe("test", buffer_batches=1000)
+    sub = bus.subscribe("test")
     proto = FastBybit(l2_config())
     with trio.fail_after(CEILING_S):
         async with trio.open_nursery() as nursery:
@@ -173,7 +173,7 @@ async def test_plugin_exception_is_recorded_and_the_connector_restarts(
              Step("BTC-USDT", asks=[("102", "5")])]
     sim, script = bybit(steps)
     bus = Bus()
-    sub = bus.subscribe("test", buffer_batches=1000)
+    sub = bus.subscribe("test")
     stats = VenueStats("bybit")
     with trio.fail_after(CEILING_S):
         async with trio.open_nursery() as nursery:

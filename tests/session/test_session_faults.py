@@ -44,7 +44,7 @@ def simulation(*faults: Fault, steps: int = 200) -> tuple[Simulation, Script]:
 async def run(sim: Simulation, script: Script, seconds: float, *, tcp: bool = False
               ) -> tuple[Session, list[Event]]:
     bus = Bus()
-    sub = bus.subscribe("test", buffer_batches=100_000)
+    sub = bus.subscribe("test")
     events: list[Event] = []
 
     async def collect() -> None:
