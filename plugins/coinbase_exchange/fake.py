@@ -87,7 +87,7 @@ def match_frame(product: str, trade_id: int, price: str, size: str, maker_side: 
 
 
 def ticker_frame(product: str, sequence: int, best: tuple[str, str, str, str], time: str | None,
-                 price: str = "0", trade_id: int | None = None) -> str:
+                 price: str = "13.22", trade_id: int | None = None) -> str:
     bid, bid_size, ask, ask_size = best
     obj: dict[str, object] = {
         "type": "ticker", "sequence": sequence, "product_id": product, "price": price,
@@ -191,8 +191,11 @@ class ExchangeSession(SpeakerSession):
                                         iso_ns(t.ts_ns), self.speaker.next_seq(product),
                                         kind="last_match"), "info", product)]
         if name == "ticker":
-            return [Out(ticker_frame(product, self.speaker.next_seq(product),
-                                     self._best(listing, book), None), "info", product)]
+            recent = self.speaker.market.recent_trades[("coinbase-exchange", product)]
+            best = self._best(listing, book)
+            last = listing.price_text(recent[-1].ticks) if recent else best[0]
+            return [Out(ticker_frame(product, self.speaker.next_seq(product), best, None, last),
+                        "info", product)]
         return []
 
     # -- market ---------------------------------------------------------------------------------
