@@ -263,6 +263,7 @@ class ConnectionRunner:
     async def _run_link(self, group: _Group, link: _Link) -> None:
         with link.scope:
             try:
+                link.session._reported = False  # a new attempt: its end is recorded once
                 await link.session._connection()
                 link.reason = "connection ended"
             except* CONNECTION_ERRORS as exc:

@@ -16,6 +16,7 @@ import pluggy
 if TYPE_CHECKING:
     from core.consumers import ConsumerSpec
     from core.protocol import ExchangeProtocol
+    from core.sim.speaker import VenueSpeaker
     from core.tables import Table
 
 PROJECT = "bookwire"
@@ -66,6 +67,20 @@ def bookwire_register_consumers(register: Callable[[ConsumerSpec], None]) -> Non
     ``ValueError`` for a bad option (exit code 2). Registering a name twice is an error.
 
     :param register: callback that records one :class:`core.consumers.ConsumerSpec`.
+
+    .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def bookwire_register_fake_venues(register: Callable[[type[VenueSpeaker]], None]) -> None:
+    """Register fake venues: the speakers ``--simulate`` and the fault kit serve.
+
+    Call ``register(SpeakerClass)`` once per venue; the class is a
+    :class:`core.sim.speaker.VenueSpeaker` subclass whose ``name`` is the venue plugin it fakes.
+    Optional: a venue without a speaker simply cannot be simulated.
+
+    :param register: callback that records one speaker class.
 
     .. versionadded:: 0.2
     """

@@ -11,7 +11,12 @@ used (with a warning giving its age) only when the venue cannot be reached. Ever
 where the instruments came from and how old they are.
 
 The venue protocol says *what* to fetch and how to parse it (pure); this module does the HTTP
-(httpx, which runs under trio) and the cache file. Must not be called from a venue protocol.
+(httpx, which runs under trio) and the cache file. The body is streamed and reading stops past
+``MAX_INSTRUMENTS_BYTES`` (after decompression): a huge or endless body is a clear error, never
+a memory blow-up. The whole fetch (connect, headers, body) has one deadline, ``FETCH_TIMEOUT_S``,
+so a server that drips its body byte by byte cannot hold the start-up either.
+
+Must not be called from a venue protocol.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import msgspec
+import trio
 
 from core.protocol import ExchangeProtocol, Instrument
 
@@ -36,10 +42,16 @@ FETCH_TIMEOUT_S = 15.0
 #: a cached response older than this is refreshed when the venue can be reached
 CACHE_MAX_AGE_S = 24 * 3600.0
 S_NS = 1_000_000_000
+#: the largest instruments body read (the biggest real one, Coinbase's products, is ~1.5 MB)
+MAX_INSTRUMENTS_BYTES = 32 * 1024 * 1024
 
 
 class InstrumentsUnavailable(RuntimeError):
     """Neither the venue's REST endpoint nor the disk cache could provide instruments."""
+
+
+class BodyTooLarge(ValueError):
+    """A REST body past the size limit; reading stopped there."""
 
 
 class InstrumentsResult(msgspec.Struct, frozen=True):
@@ -84,11 +96,34 @@ def _age(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+async def fetch_body(url: str, *, timeout_s: float = FETCH_TIMEOUT_S,
+                     max_bytes: int = MAX_INSTRUMENTS_BYTES) -> bytes:
+    """GET ``url`` and return its body: at most ``max_bytes`` read (else :class:`BodyTooLarge`),
+    all of it within ``timeout_s`` (else ``trio.TooSlowError``)."""
+    with trio.fail_after(timeout_s):
+        async with httpx.AsyncClient(timeout=timeout_s) as client, \
+                client.stream("GET", url) as resp:
+            resp.raise_for_status()
+            declared = resp.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise BodyTooLarge(f"the body is {int(declared)} bytes, more than the limit of "
+                                   f"{max_bytes} bytes")
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in resp.aiter_bytes():
+                total += len(chunk)
+                if total > max_bytes:
+                    raise BodyTooLarge(f"the body is larger than the limit of {max_bytes} "
+                                       "bytes; stopped reading")
+                chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def load_instruments(proto: type[ExchangeProtocol], rest_url: str | None,
                            cache_dir: Path, *, required: bool,
                            timeout_s: float = FETCH_TIMEOUT_S, symbols: Sequence[str] = (),
-                           max_age_s: float = CACHE_MAX_AGE_S,
-                           now_ns: int | None = None) -> InstrumentsResult:
+                           max_age_s: float = CACHE_MAX_AGE_S, now_ns: int | None = None,
+                           max_bytes: int = MAX_INSTRUMENTS_BYTES) -> InstrumentsResult:
     """Fetch (or read from cache) the venue's instruments.
 
     A cached response for the same venue and REST base URL is used without a request when it is
@@ -117,10 +152,7 @@ async def load_instruments(proto: type[ExchangeProtocol], rest_url: str | None,
                  _age(age_s), f"; it lacks {', '.join(missing)}" if missing else "")
     error: str
     try:
-        async with httpx.AsyncClient(timeout=timeout_s) as client:
-            resp = await client.get(url)
-            resp.raise_for_status()
-            body = resp.content
+        body = await fetch_body(url, timeout_s=timeout_s, max_bytes=max_bytes)
         instruments = proto.parse_instruments(body)
         if not instruments:
             raise ValueError("the response lists no instruments")
@@ -129,6 +161,8 @@ async def load_instruments(proto: type[ExchangeProtocol], rest_url: str | None,
                                        fetched_ns=fetched_ns, body=body))
         log.info("%s: %d instruments from %s", proto.name, len(instruments), url)
         return InstrumentsResult(instruments, "rest", url, body, fetched_ns)
+    except trio.TooSlowError:
+        error = f"no complete response within {timeout_s:g} s"
     except (httpx.HTTPError, msgspec.DecodeError, msgspec.ValidationError, ValueError,
             KeyError) as exc:
         error = f"{type(exc).__name__}: {exc}"

@@ -118,6 +118,9 @@ class VenueRow:
     reconnects: int
     gaps: int
     decode_errors: int
+    subscribed: int = 0  # subscriptions the venue accepted
+    refused: int = 0  # subscriptions it refused for good
+    refusal: str = ""  # the last refusal, as the venue worded it
 
 
 class RateMeter:
@@ -141,7 +144,9 @@ def venue_rows(stats: Sequence[VenueStats], meter: RateMeter, t: float,
     return [VenueRow(venue=s.venue, up=s.connected, rate=meter.rate(s.venue, t, s.messages),
                      last_age_s=None if s.last_frame_ns is None
                      else max(now_ns - s.last_frame_ns, 0) / S_NS,
-                     reconnects=s.reconnects, gaps=s.gaps, decode_errors=s.decode_errors)
+                     reconnects=s.reconnects, gaps=s.gaps, decode_errors=s.decode_errors,
+                     subscribed=s.subscribed, refused=s.subscribe_errors,
+                     refusal=s.last_subscribe_error)
             for s in stats]
 
 
@@ -174,11 +179,24 @@ def _table(title: str, columns: Columns, rows: Sequence[Sequence[str | Text]],
     return table
 
 
+def _state(r: VenueRow) -> Text:
+    if not r.up:
+        return Text("DOWN", style="bold red")
+    if r.refused and not r.subscribed:
+        return Text("REFUSED", style="bold red")  # connected, and every subscription refused
+    return Text("up*", style="yellow") if r.refused else Text("up", style="green")
+
+
 def venue_table(rows: Sequence[VenueRow]) -> Table:
-    cells = [(r.venue, Text("up", style="green") if r.up else Text("DOWN", style="bold red"),
-              f"{r.rate:.1f}", _age(r.last_age_s), str(r.reconnects), str(r.gaps),
-              str(r.decode_errors)) for r in rows]
+    cells = [(r.venue, _state(r), f"{r.rate:.1f}", _age(r.last_age_s), str(r.reconnects),
+              str(r.gaps), str(r.decode_errors)) for r in rows]
     return _table("venues", VENUE_COLUMNS, cells)
+
+
+def refusal_lines(rows: Sequence[VenueRow]) -> list[str]:
+    """One line per venue that refused subscriptions (``up*`` and ``REFUSED`` in the table)."""
+    return [f"{r.venue}: {r.refused} subscription(s) refused; last: {r.refusal}"
+            for r in rows if r.refused]
 
 
 def _px(value: float) -> str:
@@ -223,6 +241,7 @@ def build_view(venues: Sequence[VenueRow], pairs: Sequence[PairLike] | None = No
     if run_line is not None:
         parts.append(Text(run_line))
     parts.append(venue_table(venues))
+    parts.extend(Text(line, style="yellow") for line in refusal_lines(venues))
     if pairs is not None:
         parts.extend(pair_tables(pairs) or [Text("spreads: no venue pair quoted yet")])
     parts.extend(Text(f"consumer {c.name}: lag {c.buffer_used}/{c.buffer_size} batches, "
@@ -341,4 +360,4 @@ def choose_status_view(no_live: bool, spreads: SpreadSource | None = None, *,
 
 __all__ = ["LIVE_REFRESH_S", "PairLike", "RateMeter", "SpreadSource", "VenueRow",
            "best_pair_lines", "build_view", "choose_status_view", "live_status", "pair_tables",
-           "plain_status", "venue_rows", "venue_table"]
+           "plain_status", "refusal_lines", "venue_rows", "venue_table"]

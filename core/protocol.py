@@ -143,6 +143,9 @@ class ExchangeProtocol:
     ws_headers: ClassVar[tuple[tuple[str, str], ...]] = ()
     #: the venue's limit on client messages per second per connection (None: no pacing)
     max_sends_per_s: ClassVar[float | None] = None
+    #: how long the venue may take to answer the subscriptions of a new connection (the session
+    #: adds it to its connect deadline)
+    subscribe_timeout_s: ClassVar[float] = 10.0
     #: sizes cannot be converted without instrument metadata (contract sizes)
     requires_instruments: ClassVar[bool] = False
     #: one line for ``--list-plugins``

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import trio
 
+from core import simulate
 from core.checks import (
     UsageError,
     check_channels,
@@ -53,7 +54,7 @@ from core.plugins import ExchangeRegistry, load_plugins
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.replay import ReplayError, replay
 from core.schema import CHANNELS
-from core.session import Connect, connect_websocket
+from core.session import TRANSPORTS, current_transport, use_transport
 from core.status import RunInfo
 from core.summary import EXIT_FAILED, EXIT_OK, EXIT_USAGE, outcome, summary_lines
 from core.supervisor import RunPlan, VenuePlan, record
@@ -64,10 +65,9 @@ from core.writers.parquet import (
     MIB,
     WriteFailed,
 )
-from core.wsclient import connect_lean
 
 log = logging.getLogger("bookwire")
-TRANSPORTS: dict[str, Connect] = {"trio-websocket": connect_websocket, "lean": connect_lean}
+
 DEFAULT_BUFFER_MB = 256
 
 
@@ -110,7 +110,7 @@ def build_parser(consumers: ConsumerRegistry | None = None) -> argparse.Argument
                    metavar="SECONDS",
                    help="at the end, give up writing what is left after this long; it is "
                         f"counted as lost (default: {DEFAULT_FINAL_FLUSH_TIMEOUT_S:g})")
-    p.add_argument("--transport", choices=sorted(TRANSPORTS), default="trio-websocket",
+    p.add_argument("--transport", choices=TRANSPORTS, default=current_transport(),
                    help="websocket client: trio-websocket (default) or lean, a one-pass "
                         "frame parser that costs less per message (docs/performance.md)")
     p.add_argument("--status-interval", type=float, default=10.0,
@@ -127,6 +127,7 @@ def build_parser(consumers: ConsumerRegistry | None = None) -> argparse.Argument
                         "redis://HOST:PORT[/DB] (Redis Streams) (default: parquet)")
     add_source_arguments(p)
     consumers.add_arguments(p)
+    simulate.add_arguments(p)
     return p
 
 
@@ -337,6 +338,9 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
         return EXIT_OK
     if args.replay is not None:
         return await run_replay(args, registry, parser.prog)
+    if args.simulate:
+        return await simulate.run_simulated(args, argv, registry, async_main,
+                                            handle_signals=handle_signals)
     if args.from_redis is not None:
         from core.streams.run import run_from_redis
 
@@ -357,7 +361,8 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
     # out of the collector's reach, full collections no longer walk it, which otherwise stalls
     # the event loop for tens of milliseconds at high message rates (docs/performance.md).
     gc.freeze()
-    result = await record(plan, connect=TRANSPORTS[args.transport])
+    use_transport(args.transport)
+    result = await record(plan)
     for failure in result.failures()[:1]:
         print(f"{parser.prog}: error: {failure}; stopped", file=sys.stderr)
     for line in summary_lines(result):

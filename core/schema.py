@@ -93,6 +93,7 @@ class HealthKind:
     CONNECTED: Final = "connected"
     SUBSCRIBED: Final = "subscribed"
     SUBSCRIBE_ERROR: Final = "subscribe_error"
+    SUBSCRIBE_RETRY: Final = "subscribe_retry"  # refused for a transient reason; retried
     DISCONNECTED: Final = "disconnected"
     SNAPSHOT: Final = "snapshot"  # a book became valid (first snapshot on a connection)
     GAP: Final = "gap"

@@ -1,6 +1,7 @@
 """Compact status lines on stderr while recording: one run line (elapsed and, with
-``--duration``, remaining time; the output folder), then one line per venue (messages/s, age of the
-last message, reconnects, gaps, decode errors) and per lagging consumer.
+``--duration``, remaining time; the output folder; rows and bytes written), then one line per
+venue (messages/s, age of the last message, reconnects, gaps, decode errors, refused
+subscriptions) and per lagging consumer.
 
 Reads counters only; never touches the data path.
 """
@@ -67,8 +68,14 @@ def format_status(stats: VenueStats, rate: float, now_ns: int) -> str:
     age = "never" if stats.last_frame_ns is None else \
         f"{(now_ns - stats.last_frame_ns) / S_NS:.1f}s ago"
     state = "up" if stats.connected else "DOWN"
-    return (f"{stats.venue}: {state} {rate:.1f} msg/s, last {age}, reconnects "
+    if stats.connected and stats.subscribe_errors and not stats.subscribed:
+        state = "REFUSED"  # connected, and every subscription refused
+    line = (f"{stats.venue}: {state} {rate:.1f} msg/s, last {age}, reconnects "
             f"{stats.reconnects}, gaps {stats.gaps}, decode errors {stats.decode_errors}")
+    if stats.subscribe_errors:
+        line += (f", refused subscriptions {stats.subscribe_errors} "
+                 f"(last: {stats.last_subscribe_error})")
+    return line
 
 
 async def report_status(stats: Sequence[VenueStats], bus: Bus, clock: Clock,

@@ -44,7 +44,7 @@ from core.consumers import Consumer, ConsumerRun, Output
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.recording import NullRecorder, RawRecorder, Recorder
 from core.schema import Health, HealthKind
-from core.session import Backoff, Connect, Session, VenueStats, connect_websocket
+from core.session import Backoff, Connect, Session, VenueStats, connect_websocket, leaves
 from core.status import DEFAULT_STATUS_INTERVAL_S, RunInfo, report_status
 from core.tables import RECORDER_TABLES, REGISTRY, Table, add_table, table_of_kind
 from core.writers.parquet import (
@@ -138,7 +138,7 @@ async def run_connector(plan: VenuePlan, bus: Bus, stats: VenueStats, *, clock: 
             stats.plugin_errors += 1
             text = "".join(traceback.format_exception(group)).strip()
             log.error("%s: plugin error, restarting the connector:\n%s", plan.proto.name, text)
-            summary = "; ".join(f"{type(e).__name__}: {e}" for e in group.exceptions)
+            summary = "; ".join(f"{type(e).__name__}: {e}" for e in leaves(group))
             bus.publish([Health(exchange=plan.proto.name, ts_local=clock.now_ns(), symbol=None,
                                 event=HealthKind.PLUGIN_ERROR, detail=summary[:2000])])
         delay = backoff.delay(attempt)

@@ -84,6 +84,7 @@ class LeanWebSocket:
         self._pongs: dict[bytes, trio.Event] = {}
         self._closed: CloseReason | None = None
         self._close_sent = False
+        self._peer_done = False  # the peer's close frame (or the end of the TCP stream) was seen
 
     @property
     def closed(self) -> CloseReason | None:
@@ -113,7 +114,8 @@ class LeanWebSocket:
             self._closed = CloseReason(1006, f"connection lost: {exc}")
             raise ConnectionClosed(self._closed) from exc
         if not data:
-            self._closed = CloseReason(1006, "the peer closed the TCP connection")
+            self._peer_done = True
+            self._closed = self._closed or CloseReason(1006, "the peer closed the TCP connection")
             return
         self._buf += data
         await self._parse()
@@ -189,6 +191,9 @@ class LeanWebSocket:
                 waiter.set()
             return True
         if opcode == OP_CLOSE:
+            self._peer_done = True
+            if self._closed is not None:  # the answer to our own close
+                return False
             code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
             reason = payload[2:].decode("utf-8", "replace")
             self._closed = CloseReason(code, reason or None)
@@ -253,16 +258,24 @@ class LeanWebSocket:
         await self._reply_close(code)
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
-        """Closing handshake (bounded), then the stream is closed whatever happened."""
+        """Closing handshake, bounded by ``CLOSE_TIMEOUT_S``: our close frame if not sent yet,
+        then the peer's answer (its close frame or the end of the stream) is awaited, as RFC 6455
+        asks of a client; then the stream is closed whatever happened."""
         try:
-            if not self._close_sent and self._closed is None:
-                self._close_sent = True
-                body = struct.pack("!H", code) + (reason or "").encode()[:123]
-                with trio.move_on_after(CLOSE_TIMEOUT_S):
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                if not self._close_sent:
+                    self._close_sent = True
+                    body = struct.pack("!H", code) + (reason or "").encode()[:123]
                     await self._send(OP_CLOSE, body)
-                    while self._closed is None:  # wait for the peer's close frame
-                        await self._read()
-        except ConnectionClosed:
+                self._closed = self._closed or CloseReason(code, reason)
+                self._buf.clear()
+                while not self._peer_done:
+                    data = await self._stream.receive_some(RECV_BYTES)
+                    if not data:
+                        break
+                    self._buf += data
+                    await self._parse()
+        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass
         finally:
             self._closed = self._closed or CloseReason(code, reason)

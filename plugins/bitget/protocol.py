@@ -18,7 +18,9 @@ Heartbeat: the text ``ping`` every 30 s; the server answers the text ``pong`` (n
 Subscriptions: one request carries many arguments (at most 4096 bytes per request) and the
 session paces requests below the venue's 10 messages per second per connection. Acks and errors
 name the argument they concern, so a rejected symbol is reported as that symbol's
-``subscribe_error`` and never raises.
+``subscribe_error`` and never raises; a refusal for a transient reason (request too many, rate
+limit) is a ``subscribe_retry`` row and the argument is subscribed again after a backoff
+(:class:`core.subscriptions.RetryQueue`).
 
 Pure: no trio, no sockets, no clock reads.
 """
@@ -36,6 +38,7 @@ from core.book import BookKeeper, OrderBook
 from core.codec import BadValue, check_price, check_size, levels_from_text, ms_to_ns
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
+from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
 from core.symbols import split_concatenated
 from plugins.bitget.checksum import book_checksum
 from plugins.bitget.messages import (
@@ -54,6 +57,8 @@ MAX_REQUEST_BYTES: Final = 4096
 # same request cannot succeed, so the argument is dropped. Any other error is retried through the
 # snapshot deadline.
 PERMANENT_ERROR_CODES: Final = frozenset({"30001", "30016"})
+# "request too many": the venue asks for a pause, not for a different request
+TRANSIENT_ERROR_CODES: Final = frozenset({"30006"})
 RECENT_TRADE_IDS: Final = 4096
 
 # user channel -> Bitget channel
@@ -97,6 +102,8 @@ class BitgetProtocol(ExchangeProtocol):
         self._trades = msgspec.json.Decoder(list[TradeData])
         self._failed: set[tuple[str, str]] = set()
         self._recent: dict[str, _RecentIds] = {}
+        #: (Bitget channel, symbol) refused for a transient reason
+        self.retry: RetryQueue[tuple[str, str]] = RetryQueue()
 
     # -- symbols and instruments -----------------------------------------------------------------
 
@@ -134,6 +141,7 @@ class BitgetProtocol(ExchangeProtocol):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def subscribe(self, now_ns: int) -> list[str]:
+        self.retry.clear()  # a new connection subscribes everything anyway
         args: list[dict[str, str]] = []
         for wire, sym in self.wanted:
             if (wire, sym) in self._failed:
@@ -146,6 +154,23 @@ class BitgetProtocol(ExchangeProtocol):
 
     def ping_frame(self, now_ns: int) -> str:
         return "ping"  # text, not JSON
+
+    def next_deadline(self) -> int | None:
+        due = super().next_deadline()
+        retry = self.retry.next_deadline()
+        return retry if due is None else due if retry is None else min(due, retry)
+
+    def on_deadline(self, now_ns: int) -> list[Event]:
+        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
+        due = self.retry.take_due(now_ns)
+        if due:
+            for frame in self._requests("subscribe", [self._arg(w, s) for w, s in due]):
+                self.send(frame)
+            for wire, sym in due:
+                keeper = self._keeper(wire)
+                if keeper is not None:
+                    keeper.expect_snapshot(sym, now_ns)
+        return events
 
     # -- frames -------------------------------------------------------------------------------
 
@@ -257,6 +282,7 @@ class BitgetProtocol(ExchangeProtocol):
         sym = self.routes.get((arg.channel, arg.instId)) if arg is not None else None
         if env.event == "subscribe":
             if arg is not None and sym is not None:
+                self.retry.succeeded()
                 return [self.health(HealthKind.SUBSCRIBED, arg.channel, sym)]
             return []
         if env.event == "unsubscribe":
@@ -273,6 +299,13 @@ class BitgetProtocol(ExchangeProtocol):
             detail = f"{arg.channel} {arg.instId}: {detail}"
         if op != "subscribe":
             return self.health(HealthKind.VENUE_ERROR, detail, sym)
+        if sym is not None and arg is not None and code not in PERMANENT_ERROR_CODES and \
+                is_transient(env.msg, code, TRANSIENT_ERROR_CODES):
+            delay = self.retry.defer((arg.channel, sym), self.now_ns)
+            keeper = self._keeper(arg.channel)
+            if keeper is not None:
+                keeper.forget(sym)
+            return self.health(SUBSCRIBE_RETRY, f"{detail}; retrying in {delay:g} s", sym)
         if sym is not None and arg is not None and code in PERMANENT_ERROR_CODES:
             self._failed.add((arg.channel, sym))
             keeper = self._keeper(arg.channel)

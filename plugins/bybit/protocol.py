@@ -10,7 +10,10 @@ matching-engine time ``cts`` where the frame has it, else the push time ``ts``.
 
 Heartbeat: ``{"op":"ping"}`` every 20 s; the pong is an op reply. Subscriptions go one request
 per symbol, tagged with a ``req_id``, so that an error (``success: false``, e.g. an unknown symbol)
-is attributed to the symbol it concerns.
+is attributed to the symbol it concerns. A refusal for a transient reason ("too many visits",
+a rate limit) is a ``subscribe_retry`` row and the request is sent again after a backoff
+(:class:`core.subscriptions.RetryQueue`); any other refusal is a ``subscribe_error`` row and the
+symbol is left alone for the rest of the run.
 
 Pure: no trio, no sockets, no clock reads.
 """
@@ -27,6 +30,7 @@ from core.codec import MS_NS
 from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Trade
+from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
 from core.symbols import split_concatenated
 from plugins.bybit.messages import BookData, BookFrame, Envelope, InstrumentsReply, TradeData
 
@@ -86,6 +90,7 @@ class BybitProtocol(ExchangeProtocol):
         self._req_n = 0
         self._pending: dict[str, str] = {}  # req_id -> symbol
         self._failed: set[str] = set()
+        self.retry: RetryQueue[str] = RetryQueue()  # symbols refused for a transient reason
 
     # -- symbols and instruments -----------------------------------------------------------------
 
@@ -116,6 +121,7 @@ class BybitProtocol(ExchangeProtocol):
 
     def subscribe(self, now_ns: int) -> list[str]:
         self._pending.clear()
+        self.retry.clear()  # a new connection subscribes everything anyway
         frames = []
         for sym in self.config.symbols:
             if sym in self._failed:
@@ -127,6 +133,18 @@ class BybitProtocol(ExchangeProtocol):
     def ping_frame(self, now_ns: int) -> str:
         self._req_n += 1
         return _encode({"req_id": f"ping-{self._req_n}", "op": "ping"})
+
+    def next_deadline(self) -> int | None:
+        due = super().next_deadline()
+        retry = self.retry.next_deadline()
+        return retry if due is None else due if retry is None else min(due, retry)
+
+    def on_deadline(self, now_ns: int) -> list[Event]:
+        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
+        for sym in self.retry.take_due(now_ns):
+            self.send(self._request("subscribe", sym, self.topics_of[sym]))
+            self._expect(sym, now_ns)
+        return events
 
     # -- frames -------------------------------------------------------------------------------
 
@@ -193,9 +211,15 @@ class BybitProtocol(ExchangeProtocol):
             return []
         if env.success:
             if env.op == "subscribe" and sym is not None:
+                self.retry.succeeded()
                 return [self.health(HealthKind.SUBSCRIBED, ",".join(self.topics_of[sym]), sym)]
             return []
         detail = f"{env.op} rejected: {env.ret_msg or 'no reason given'}"
+        if sym is not None and env.op == "subscribe" and is_transient(env.ret_msg):
+            delay = self.retry.defer(sym, self.now_ns)
+            for keeper in (self.tob, self.l2):
+                keeper.forget(sym)
+            return [self.health(SUBSCRIBE_RETRY, f"{detail}; retrying in {delay:g} s", sym)]
         if sym is not None:
             self._failed.add(sym)
             for keeper in (self.tob, self.l2):

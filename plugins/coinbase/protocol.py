@@ -13,7 +13,9 @@ product that newly appears becomes a ``subscribed`` health event. Error frames
 (``{"type":"error","message":...}``) name no product, so an error is attributed to the oldest
 unacknowledged request: a one-product request fails that product (``subscribe_error``), a
 multi-product one is re-sent one product per frame so that the next error names its product.
-With instruments loaded, a symbol the venue does not list fails at connect time instead.
+With instruments loaded, a symbol the venue does not list fails at connect time instead. An error
+whose message is transient (a rate limit, "try again") is a ``subscribe_retry`` row and the same
+request is sent again after a backoff (:class:`core.subscriptions.RetryQueue`).
 
 Integrity: ``sequence_num`` counts every frame of the connection across all channels. A jump (or
 a step back) means frames were lost, and a lost frame may have been any product's ``l2_data``, so
@@ -40,6 +42,7 @@ from core.book import BookKeeper
 from core.codec import iso_to_ns
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
+from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
 from plugins.coinbase.messages import (
     L2_EVENTS,
     SUBSCRIPTIONS_EVENTS,
@@ -122,6 +125,7 @@ class CoinbaseProtocol(ExchangeProtocol):
         self._next_seq: int | None = None
         self._acked: dict[str, set[str]] = {}
         self._pending: list[_Request] = []
+        self.retry: RetryQueue[_Request] = RetryQueue()  # refused for a transient reason
         # per run: the last trade id seen per symbol (gap detection, outage fill)
         self.last_trade_id: dict[str, int] = {}
         self._unknown: set[str] = set()
@@ -161,6 +165,7 @@ class CoinbaseProtocol(ExchangeProtocol):
         self._next_seq = None
         self._acked = {}
         self._pending = []
+        self.retry.clear()  # a new connection subscribes everything anyway
         super().connection_made(now_ns)
         if self._unlisted_reported:
             return []
@@ -187,6 +192,22 @@ class CoinbaseProtocol(ExchangeProtocol):
         self._acked = {}
         self._pending = []
         return []
+
+    def next_deadline(self) -> int | None:
+        due = super().next_deadline()
+        retry = self.retry.next_deadline()
+        return retry if due is None else due if retry is None else min(due, retry)
+
+    def on_deadline(self, now_ns: int) -> list[Event]:
+        events = super().on_deadline(now_ns)  # overdue snapshots
+        for req in self.retry.take_due(now_ns):
+            symbols = tuple(s for s in req.symbols if s not in self.failed)
+            if symbols:
+                self.send(self._request(req.op, req.channel, symbols))
+                if req.channel == "level2":
+                    for sym in symbols:
+                        self.book.expect_snapshot(sym, now_ns)
+        return events
 
     # -- frames -----------------------------------------------------------------------------------
 
@@ -336,6 +357,8 @@ class CoinbaseProtocol(ExchangeProtocol):
                     newly.setdefault(sym, []).append(channel)
             self._acked = current
             self._pending = [r for r in self._pending if not _satisfied(r, current)]
+            if newly:
+                self.retry.succeeded()
             events.extend(self.health(HealthKind.SUBSCRIBED, ",".join(chans), sym)
                           for sym, chans in newly.items())
 
@@ -347,6 +370,13 @@ class CoinbaseProtocol(ExchangeProtocol):
         if req.op != "subscribe":
             events.append(self.health(HealthKind.VENUE_ERROR,
                                       f"{req.op} {req.channel} {','.join(req.symbols)}: {message}"))
+            return
+        if is_transient(message):
+            delay = self.retry.defer(req, self.now_ns)
+            for sym in req.symbols:
+                self.book.forget(sym)
+            events.extend(self.health(SUBSCRIBE_RETRY, f"{req.channel}: {message}; retrying in "
+                                      f"{delay:g} s", sym) for sym in req.symbols)
             return
         if len(req.symbols) == 1:
             sym = req.symbols[0]

@@ -11,7 +11,9 @@ is always subscribed: it is the session's liveness signal.
 The venue closes a connection that has not subscribed within 5 s, so the subscribe frames are
 queued in :meth:`connection_made` and the session sends them first thing. One frame per product
 (with every channel) because the venue rejects a whole request when one product is invalid;
-``error`` frames name the product in ``reason`` and become ``subscribe_error`` for it.
+``error`` frames name the product in ``reason`` and become ``subscribe_error`` for it, or, when
+the reason is transient (a rate limit, "try again"), ``subscribe_retry``, and the product's
+frame is sent again after a backoff (:class:`core.subscriptions.RetryQueue`).
 
 Integrity: level2 frames carry **no sequence number**, so a lost or reordered ``l2update`` is not
 detectable; the book is checked for crossing (then resynced by unsubscribing and resubscribing
@@ -35,6 +37,7 @@ from core.codec import iso_to_ns
 from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, TopOfBook, Trade
+from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
 from plugins.coinbase_exchange.messages import PRODUCTS, Head, Message
 
 MIB = 1024 * 1024
@@ -97,6 +100,7 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
         self._acked: dict[str, set[str]] = {}
         self._pending: list[str] = []  # symbols subscribed and not yet acknowledged
         self._last_tob: dict[str, tuple[float | None, ...]] = {}
+        self.retry: RetryQueue[str] = RetryQueue()  # symbols refused for a transient reason
         # per run
         self.last_trade_id: dict[str, int] = {}
         self._unknown: set[str] = set()
@@ -157,6 +161,22 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
         self._acked = {}
         self._pending = []
         self._last_tob = {}
+        self.retry.clear()
+
+    def next_deadline(self) -> int | None:
+        due = super().next_deadline()
+        retry = self.retry.next_deadline()
+        return retry if due is None else due if retry is None else min(due, retry)
+
+    def on_deadline(self, now_ns: int) -> list[Event]:
+        events = super().on_deadline(now_ns)  # overdue snapshots
+        for sym in self.retry.take_due(now_ns):
+            if sym not in self.failed:
+                self.send(self._frame("subscribe", sym, self.sub_channels))
+                self._pending.append(sym)
+                if self.want_book:
+                    self.book.expect_snapshot(sym, now_ns)
+        return events
 
     # -- frames -----------------------------------------------------------------------------------
 
@@ -262,6 +282,8 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
             for sym in sorted(syms - self._acked.get(name, set())):
                 newly.setdefault(sym, []).append(name)
         self._acked = current
+        if newly:
+            self.retry.succeeded()
         acked_any = set().union(*current.values()) if current else set()
         self._pending = [s for s in self._pending if s not in acked_any]
         events.extend(self.health(HealthKind.SUBSCRIBED, ",".join(chans), sym)
@@ -280,6 +302,11 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
             return
         if sym in self._pending:
             self._pending.remove(sym)
+        if is_transient(text):
+            delay = self.retry.defer(sym, self.now_ns)
+            self.book.forget(sym)
+            events.append(self.health(SUBSCRIBE_RETRY, f"{text}; retrying in {delay:g} s", sym))
+            return
         self.failed[sym] = text
         self.book.forget(sym)
         events.append(self.health(HealthKind.SUBSCRIBE_ERROR, text, sym))

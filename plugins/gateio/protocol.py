@@ -9,7 +9,9 @@ Requests are ``{"time": s, "id": n, "channel": ..., "event": ..., "payload": [..
 the echoed ``payload``, else (older servers echo neither) by the oldest request still waiting on
 that channel, Gate answering in order. ``time`` is the ``now_ns`` of the call that queued the frame.
 A reply with ``error`` becomes a ``subscribe_error`` health event for that symbol and channel,
-which is then left alone for the rest of the run.
+which is then left alone for the rest of the run, unless the reason is transient ("too many
+requests", a rate limit): then it is a ``subscribe_retry`` row and the request is sent again
+after a backoff (:class:`core.subscriptions.RetryQueue`).
 
 Book rule (``futures.obu``): a ``full: true`` push replaces the book; a delta applies only when its
 ``U`` is the book's ``u + 1`` (BookKeeper ``prev_seq = U - 1``); a delta without levels still
@@ -46,6 +48,7 @@ from core.codec import MS_NS, S_NS, Price, ms_to_ns
 from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
+from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
 from plugins.gateio.messages import (
     BookTicker,
     Contract,
@@ -176,6 +179,7 @@ class GateioProtocol(ExchangeProtocol):
         self._pending: dict[int, _Request] = {}
         self._failed: set[tuple[str, str]] = set()  # (symbol, what)
         self._unlisted_reported = False
+        self.retry: RetryQueue[_Request] = RetryQueue()  # refused for a transient reason
 
     # -- symbols and instruments -----------------------------------------------------------------
 
@@ -219,6 +223,7 @@ class GateioProtocol(ExchangeProtocol):
 
     def subscribe(self, now_ns: int) -> list[str]:
         self._pending.clear()
+        self.retry.clear()  # a new connection subscribes everything anyway
         frames: list[str] = []
         for what, channel in (("tob", BOOK_TICKER), ("l2", OBU), ("trades", TRADES)):
             if what not in self.config.channels:
@@ -238,6 +243,20 @@ class GateioProtocol(ExchangeProtocol):
 
     def ping_frame(self, now_ns: int) -> str:
         return _encode({"time": now_ns // S_NS, "channel": PING})
+
+    def next_deadline(self) -> int | None:
+        due = super().next_deadline()
+        retry = self.retry.next_deadline()
+        return retry if due is None else due if retry is None else min(due, retry)
+
+    def on_deadline(self, now_ns: int) -> list[Event]:
+        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
+        for req in self.retry.take_due(now_ns):
+            self.send(self._request(now_ns, req.channel, "subscribe", req.symbol, req.what))
+            keeper = {"tob": self.tob, "l2": self.l2}.get(req.what)
+            if keeper is not None and keeper is self._deadline_keeper:
+                keeper.expect_snapshot(req.symbol, now_ns)
+        return events
 
     # -- frames -------------------------------------------------------------------------------
 
@@ -366,16 +385,21 @@ class GateioProtocol(ExchangeProtocol):
                                 f"{env.channel} {env.event} rejected: {_error_text(env)}")]
         if ok:
             if req.event == "subscribe":
+                self.retry.succeeded()
                 return [self.health(HealthKind.SUBSCRIBED, f"{req.channel} {','.join(req.payload)}",
                                     req.symbol)]
             return []
         detail = f"{req.channel} {req.event} {','.join(req.payload)} rejected: {_error_text(env)}"
         if req.event != "subscribe":
             return [self.health(HealthKind.VENUE_ERROR, detail, req.symbol)]
-        self._failed.add((req.symbol, req.what))
         keeper = {"tob": self.tob, "l2": self.l2}.get(req.what)
         if keeper is not None and keeper is self._deadline_keeper:
             keeper.forget(req.symbol)
+        if is_transient(env.error.message if env.error is not None else None):
+            delay = self.retry.defer(req, self.now_ns)
+            return [self.health(SUBSCRIBE_RETRY, f"{detail}; retrying in {delay:g} s",
+                                req.symbol)]
+        self._failed.add((req.symbol, req.what))
         return [self.health(HealthKind.SUBSCRIBE_ERROR, detail, req.symbol)]
 
     # -- helpers ------------------------------------------------------------------------------

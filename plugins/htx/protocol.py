@@ -22,6 +22,10 @@ instrument). ``ts_exchange`` is the tick's ``ts`` (ms). A broken version chain, 
 snapshot that does not arrive (a suspended contract is acked and then silent) makes that symbol's
 book invalid and resubscribes its book topic alone (``unsub`` + ``sub``).
 
+A refused ``sub`` is a ``subscribe_error`` row and the topic is left alone, unless the reason is
+transient ("too many requests", a rate limit): then it is a ``subscribe_retry`` row and the ``sub``
+is sent again after a backoff (:class:`core.subscriptions.RetryQueue`).
+
 Heartbeat: the server sends ``{"ping": n}`` about every 5 s and closes the socket after about four
 unanswered pings; the protocol queues ``{"pong": n}`` with the same number. Every server frame is a
 gzip member, inflated by the base class before :meth:`HtxProtocol.handle`.
@@ -42,6 +46,7 @@ from core.codec import MS_NS
 from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
+from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
 from plugins.htx.messages import (
     BboTick,
     ContractInfoReply,
@@ -159,6 +164,7 @@ class HtxProtocol(ExchangeProtocol):
         self._pending: dict[str, tuple[str, Topic]] = {}  # request id -> (op, topic)
         self._acked: set[str] = set()
         self._failed: set[str] = set()  # topics the venue rejected; never requested again
+        self.retry: RetryQueue[Topic] = RetryQueue()  # topics refused for a transient reason
         self._reported_instruments = False
 
     def _topics_for(self, sym: str, book_tob: bool, want_tob: bool) -> list[Topic]:
@@ -219,6 +225,7 @@ class HtxProtocol(ExchangeProtocol):
     def subscribe(self, now_ns: int) -> list[str]:
         self._pending.clear()
         self._acked.clear()
+        self.retry.clear()  # a new connection subscribes everything anyway
         self.book.connection_lost()  # versions are per connection: nothing carries over
         self.bbo.connection_lost()
         frames: list[str] = []
@@ -236,6 +243,20 @@ class HtxProtocol(ExchangeProtocol):
         super().connection_lost(now_ns)  # books untrusted until the next snapshots
         self._pending.clear()
         return []
+
+    def next_deadline(self) -> int | None:
+        due = super().next_deadline()
+        retry = self.retry.next_deadline()
+        return retry if due is None else due if retry is None else min(due, retry)
+
+    def on_deadline(self, now_ns: int) -> list[Event]:
+        events = super().on_deadline(now_ns)  # overdue snapshots
+        for topic in self.retry.take_due(now_ns):
+            self.send(self._request("sub", topic))
+            keeper = self._keeper(topic)
+            if keeper is not None:
+                keeper.expect_snapshot(topic.symbol, now_ns)
+        return events
 
     # -- frames -------------------------------------------------------------------------------
 
@@ -314,16 +335,21 @@ class HtxProtocol(ExchangeProtocol):
             what = f"{op} {topic.name}" if topic is not None else "request"
             return [self.health(HealthKind.VENUE_ERROR, f"{what} rejected: {reason}",
                                 topic.symbol if topic is not None else None)]
-        self._failed.add(topic.name)
         keeper = self._keeper(topic)
         if keeper is not None:
             keeper.forget(topic.symbol)
+        if is_transient(reason):
+            delay = self.retry.defer(topic, recv_ns)
+            return [self.health(SUBSCRIBE_RETRY, f"{topic.name} rejected: {reason}; retrying in "
+                                f"{delay:g} s", topic.symbol)]
+        self._failed.add(topic.name)
         return [self.health(HealthKind.SUBSCRIBE_ERROR, f"{topic.name} rejected: {reason}",
                             topic.symbol)]
 
     def _on_subbed(self, topic: Topic | None, recv_ns: int) -> list[Event]:
         if topic is None:
             return []
+        self.retry.succeeded()
         keeper = self._keeper(topic)
         if keeper is not None and not keeper.is_live(topic.symbol):
             # The snapshot follows the ack: time its deadline from here, not from a paced send.

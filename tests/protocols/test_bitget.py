@@ -239,11 +239,20 @@ def test_error_without_arg_and_string_code() -> None:
     ev = p.receive('{"event":"error","code":"30006","msg":"request too many"}', T0 + 1)
     assert health(ev) == [(None, HealthKind.SUBSCRIBE_ERROR)]
     assert "30006" in ev[0].detail
-    # A transient error on a known argument is reported but keeps the retry deadline.
+    # A transient error on a known argument is reported and the argument is subscribed again
+    # after a backoff (1 s, then doubling), instead of waiting for the snapshot deadline.
     ev = p.receive(json.dumps({"event": "error", "arg": arg("books", "BTCUSDT"), "code": 30006,
                                "msg": "request too many", "op": "subscribe"}), T0 + 2)
-    assert health(ev) == [("BTC-USDT", HealthKind.SUBSCRIBE_ERROR)]
-    assert p.l2.state("BTC-USDT").snapshot_due_ns == T0 + 15 * S
+    assert health(ev) == [("BTC-USDT", "subscribe_retry")]
+    assert "retrying in 1 s" in ev[0].detail
+    assert p.l2.state("BTC-USDT").snapshot_due_ns is None
+    assert p.next_deadline() == T0 + 2 + S
+    p.frames_to_send()
+    p.on_deadline(T0 + 2 + S)
+    assert p.frames_to_send() == [
+        '{"op":"subscribe","args":[{"instType":"USDT-FUTURES","channel":"books",'
+        '"instId":"BTCUSDT"}]}']
+    assert p.l2.state("BTC-USDT").snapshot_due_ns == T0 + 2 + S + 15 * S
 
 
 # -- heartbeat -----------------------------------------------------------------------------------

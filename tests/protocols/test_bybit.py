@@ -8,8 +8,8 @@ import pytest
 
 from core.protocol import ProtocolConfig
 from core.schema import BookUpdate, Health, TopOfBook, Trade
+from plugins.bybit.fake import EPOCH_MS, book_msg, trade_msg
 from plugins.bybit.protocol import BybitProtocol
-from tests.fakes.bybit import EPOCH_MS, book_msg, trade_msg
 
 T0 = 1_786_310_818_000_000_000
 MS = 1_000_000

@@ -4,6 +4,7 @@ fake venue over a real websocket, and the real 2026 capture when it is present."
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -12,17 +13,20 @@ import pytest
 import trio
 
 import plugins.coinbase
+from core.bus import Bus
+from core.clock import TrioClock
 from core.codec import iso_to_ns
 from core.plugins import load_plugins
 from core.protocol import Instrument, ProtocolConfig
 from core.schema import BookUpdate, Event, Health, TopOfBook, Trade
+from core.session import Session
+from core.sim.market import Market, Script, Step, load_text
+from core.sim.server import Simulation
 from core.testing.captures import read_records
-from core.testing.fake_servers import serve_ws
-from plugins.coinbase.protocol import TRADE_GAP, CoinbaseProtocol
-from tests.fakes.coinbase import (
-    FakeAdvancedTrade,
-    Step,
-    drive,
+from core.testing.faults import Fault, FaultPlan
+from plugins.coinbase.fake import (
+    CoinbaseSession,
+    CoinbaseSpeaker,
     error_frame,
     heartbeat_frame,
     iso,
@@ -32,6 +36,7 @@ from tests.fakes.coinbase import (
     subscriptions_frame,
     trades_frame,
 )
+from plugins.coinbase.protocol import TRADE_GAP, CoinbaseProtocol
 
 CAPTURE = (Path(__file__).resolve().parents[3] / "shared" / "samples" / "coinbase"
            / "COINBASE.jsonl.gz")
@@ -442,67 +447,92 @@ def test_a_frame_is_applied_whole_or_not_at_all() -> None:
 # -- the fake venue over a real websocket ----------------------------------------------------------
 
 
-def _fake(drop: frozenset[int] = frozenset()) -> FakeAdvancedTrade:
-    btc = (ladder(65083.66, 400, 0.01, down=True), ladder(65083.67, 400, 0.01, down=False))
-    eth = (ladder(1919.44, 200, 0.01, down=True), ladder(1919.49, 200, 0.01, down=False))
-    steps = [
-        Step("BTC-USD", [("bid", "65083.66", "0"), ("offer", "65083.66", "0.75")]),
-        Step(trades=[("BTC-USD", "101", "65083.66", "0.2", "SELL", iso(5))]),
-        Step("ETH-USD", [("bid", "1919.45", "2.5")], pause_s=0.5),
-        Step("BTC-USD", [("offer", "65083.70", "0")]),
-        Step("ETH-USD", [("offer", "1919.49", "0"), ("offer", "1919.48", "1")]),
-        Step(trades=[("ETH-USD", "55", "1919.45", "1", "BUY", iso(9))]),
-    ]
-    return FakeAdvancedTrade(books={"BTC-USD": btc, "ETH-USD": eth}, steps=steps,
-                             recent_trades=[("BTC-USD", "100", "65083.67", "1", "BUY", iso())],
-                             script_after=frozenset({"level2", "market_trades"}),
-                             drop_seqs=drop)
+def _venue(*faults: Fault) -> tuple[Simulation, Script]:
+    """BTC-USD (400 levels a side) and ETH-USD (200); BTC trade 100 before the run; then book
+    changes of both products and a trade of each."""
+    market = Market([CoinbaseSpeaker.listing("BTC-USD", 65_000.0),
+                     CoinbaseSpeaker.listing("ETH-USD", 1_900.0)])
+    load_text(market, "coinbase", "BTC-USD", ladder(65083.66, 400, 0.01, down=True),
+              ladder(65083.67, 400, 0.01, down=False))
+    load_text(market, "coinbase", "ETH-USD", ladder(1919.44, 200, 0.01, down=True),
+              ladder(1919.49, 200, 0.01, down=False))
+    listing = market.listing("coinbase", "BTC-USD")
+    market.print_trade("coinbase", "BTC-USD", T0, listing.ticks("65083.67"), listing.lots("1"),
+                       "sell", trade_id=100)
+    script = Script("coinbase", [
+        Step("BTC-USD", bids=[("65083.66", "0")], asks=[("65083.66", "0.75")]),
+        Step("BTC-USD", trades=[("65083.66", "0.2", "buy", 101)]),
+        Step("ETH-USD", bids=[("1919.45", "2.5")], pause_s=0.5),
+        Step("BTC-USD", asks=[("65083.70", "0")]),
+        Step("ETH-USD", asks=[("1919.49", "0"), ("1919.48", "1")]),
+        Step("ETH-USD", trades=[("1919.45", "1", "sell", 55)]),
+    ], interval_s=0.05)
+    sim = Simulation(market, {"coinbase": CoinbaseSpeaker(market)}, clock=TrioClock(T0),
+                     faults={"coinbase": FaultPlan(*faults)})
+    return sim, script
 
 
-def _book_matches(proto: CoinbaseProtocol, venue: FakeAdvancedTrade, product: str) -> bool:
+async def _run(sim: Simulation, script: Script, proto: CoinbaseProtocol, seconds: float,
+               before_stop: Callable[[], object] | None = None) -> list[Event]:
+    bus = Bus()
+    sub = bus.subscribe("test")
+    events: list[Event] = []
+
+    async def collect() -> None:
+        async for batch in sub:
+            events.extend(batch)
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(sim.run)
+            nursery.start_soon(collect)
+            nursery.start_soon(partial(sim.play, script, after_acks=3))
+            assert sim.clock is not None
+            nursery.start_soon(Session(proto, bus, url=sim.url("coinbase"), clock=sim.clock,
+                                       connect=sim.connect).run)
+            await trio.sleep(seconds)
+            if before_stop is not None:
+                before_stop()
+            nursery.cancel_scope.cancel()
+    return events
+
+
+def _book_matches(proto: CoinbaseProtocol, sim: Simulation, product: str) -> bool:
     if not proto.book.is_live(product):
         return False
-    bids, asks = venue.book_text(product)
+    bids, asks = sim.speakers["coinbase"].true_view(product)
     book = proto.book.book(product)
-    return (book.bids == {float(p): float(q) for p, q in bids.items()}
-            and book.asks == {float(p): float(q) for p, q in asks.items()})
+    return book.top_bids(1000) == bids and book.top_asks(1000) == asks
 
 
 async def test_fake_venue_lost_frame_resyncs_to_the_venues_book(autojump_clock: object) -> None:
     # Frames 0..5: heartbeats ack, 2 snapshots, level2 ack, trades snapshot, trades ack; then
     # the steps. Sequence 6 (the first BTC update) is lost.
-    venue = _fake(drop=frozenset({6}))
+    sim, script = _venue(Fault("drop_delta"))
     proto = make(("BTC-USD", "ETH-USD"))
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(serve_ws, venue.handler)
-
-            def done(events: list[Event]) -> bool:
-                return (any(isinstance(e, Trade) and e.trade_id == "55" for e in events)
-                        and all(_book_matches(proto, venue, p) for p in ("BTC-USD", "ETH-USD")))
-
-            events = await drive(proto, url, done)
-            nursery.cancel_scope.cancel()
+    matched: list[bool] = []
+    events = await _run(sim, script, proto, 3.0, before_stop=lambda: matched.extend(
+        _book_matches(proto, sim, p) for p in ("BTC-USD", "ETH-USD")))
+    assert script.done
+    assert matched == [True, True]  # both books resynced to the venue's
     kinds = [(h.symbol, h.event) for h in health(events)]
     assert kinds.count((None, "gap")) == 1
     assert ("BTC-USD", "resynced") in kinds and ("ETH-USD", "resynced") in kinds
     gap = next(h for h in health(events) if h.symbol is None and h.event == "gap")
     assert gap.detail == "sequence_num 5 -> 7: 1 message(s) lost on the connection"
     assert [(t.trade_id, t.side) for t in of(events, Trade)] == [("101", "buy"), ("55", "sell")]
-    assert [json.loads(f)["type"] for f in venue.received[3:5]] == ["unsubscribe", "subscribe"]
+    [conn] = sim.speakers["coinbase"].sessions
+    assert isinstance(conn, CoinbaseSession)
+    assert [json.loads(f)["type"] for f in conn.received[3:5]] == ["unsubscribe", "subscribe"]
     assert proto.decode_errors == {}
 
 
 async def test_fake_venue_unknown_product_is_a_subscribe_error(autojump_clock: object) -> None:
-    venue = _fake()
+    sim, script = _venue()
     proto = make(("BTC-USD", "FOO-USD"), channels=("l2",))
-    with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(partial(serve_ws, venue.handler))
-            events = await drive(proto, url, lambda ev: any(
-                h.event == "subscribe_error" and h.symbol == "FOO-USD" for h in health(ev)))
-            nursery.cancel_scope.cancel()
-    assert [(h.symbol, h.event) for h in health(events) if h.event != "snapshot"] == [
+    events = await _run(sim, script, proto, 3.0)
+    assert [(h.symbol, h.event) for h in health(events)
+            if h.event not in ("snapshot", "connected", "disconnected")] == [
         (None, "subscribe_error"), ("BTC-USD", "subscribed"), ("FOO-USD", "subscribe_error")]
     assert set(proto.failed) == {"FOO-USD"}
 

@@ -1,5 +1,5 @@
 """The ``coinbase-exchange`` (legacy feed) protocol on frames written in the feed's wire format,
-and the fake feed over a real websocket (the 5-second subscribe rule included)."""
+and against the fake feed over in-memory streams (the 5-second subscribe rule included)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,31 @@ import json
 
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed
 
 import plugins.coinbase_exchange
+from core.bus import Bus
+from core.clock import TrioClock
 from core.codec import iso_to_ns
 from core.plugins import load_plugins
 from core.protocol import Instrument, ProtocolConfig
 from core.schema import BookUpdate, Event, Health, TopOfBook, Trade
-from core.testing.fake_servers import serve_ws
-from plugins.coinbase_exchange.protocol import CoinbaseExchangeProtocol
-from tests.fakes.coinbase import drive, iso, ladder
-from tests.fakes.coinbase_exchange import (
-    FakeExchange,
-    XStep,
+from core.session import Session
+from core.sim.market import Market, Script, Step, load_text
+from core.sim.server import Simulation
+from plugins.coinbase_exchange.fake import (
+    ExchangeSpeaker,
     error_frame,
     heartbeat_frame,
+    iso,
     l2update_frame,
+    ladder,
     match_frame,
     snapshot_frame,
     subscriptions_frame,
     ticker_frame,
 )
+from plugins.coinbase_exchange.protocol import CoinbaseExchangeProtocol
 
 T0 = 1_786_309_548_000_000_000
 S = 1_000_000_000
@@ -309,46 +313,71 @@ def test_unknown_types_and_products_are_reported_once() -> None:
 # -- the fake feed over a real websocket ----------------------------------------------------------
 
 
+def feed_venue(with_btc: bool = False) -> tuple[Simulation, Script]:
+    """ETC-USD (and BTC-USD) 300 levels a side; last trade 700 before the run; then trade 701
+    taking the best ask, a BTC bid, and trade 702 with a smaller best bid."""
+    listings = [ExchangeSpeaker.listing("ETC-USD", 13.0)]
+    if with_btc:
+        listings.append(ExchangeSpeaker.listing("BTC-USD", 65_000.0))
+    market = Market(listings)
+    load_text(market, "coinbase-exchange", "ETC-USD", BIDS[:300], ASKS[:300])
+    listing = market.listing("coinbase-exchange", "ETC-USD")
+    market.print_trade("coinbase-exchange", "ETC-USD", T0, listing.ticks("13.21"),
+                       listing.lots("1"), "buy", trade_id=700)
+    steps = [Step("ETC-USD", asks=[("13.22", "0")], trades=[("13.22", "0.5", "buy", 701)],
+                  pause_s=3.0)]
+    if with_btc:
+        load_text(market, "coinbase-exchange", "BTC-USD",
+                  ladder(65083.66, 300, 0.01, down=True), ladder(65083.67, 300, 0.01, down=False))
+        steps.append(Step("BTC-USD", bids=[("65083.66", "2")]))
+    steps.append(Step("ETC-USD", bids=[("13.21", "0.25")], trades=[("13.21", "0.25", "sell",
+                                                                    702)]))
+    sim = Simulation(market, {"coinbase-exchange": ExchangeSpeaker(market)},
+                     clock=TrioClock(T0))
+    return sim, Script("coinbase-exchange", steps, interval_s=0.05)
+
+
 async def test_fake_feed_closes_a_connection_that_does_not_subscribe(
         autojump_clock: trio.testing.MockClock) -> None:
-    venue = FakeExchange(books={"ETC-USD": (BIDS[:5], ASKS[:5])})
+    sim, _ = feed_venue()
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(serve_ws, venue.handler)
+            await nursery.start(sim.run)
             start = trio.current_time()
-            async with open_websocket_url(url) as ws:
+            async with sim.connect(sim.url("coinbase-exchange"), 1 << 20) as ws:
                 with pytest.raises(ConnectionClosed) as closed:
                     await ws.get_message()
             waited = trio.current_time() - start
             nursery.cancel_scope.cancel()
-    assert closed.value.reason.code == 1008
+    assert closed.value.reason is not None and closed.value.reason.code == 1008
     assert 5.0 <= waited < 6.0
-    assert venue.closed_unsubscribed == 1
+    assert sim.speakers["coinbase-exchange"].closed_unsubscribed == 1  # type: ignore[attr-defined]
 
 
 async def test_fake_feed_full_session(autojump_clock: trio.testing.MockClock) -> None:
-    venue = FakeExchange(
-        books={"ETC-USD": (BIDS[:300], ASKS[:300]), "BTC-USD": (
-            ladder(65083.66, 300, 0.01, down=True), ladder(65083.67, 300, 0.01, down=False))},
-        last_trade={"ETC-USD": 700},
-        steps=[
-            XStep("ETC-USD", changes=[("sell", "13.22", "0")], match=(701, "13.22", "0.5", "sell"),
-                  ticker=("13.21", "0.5", "13.23", "0.51"), pause_s=3.0),
-            XStep("BTC-USD", changes=[("buy", "65083.66", "2")]),
-            XStep("ETC-USD", match=(702, "13.21", "0.25", "buy"),
-                  changes=[("buy", "13.21", "0.25")], ticker=("13.21", "0.25", "13.23", "0.51")),
-        ])
+    sim, script = feed_venue(with_btc=True)
     proto = make(("ETC-USD", "BTC-USD"))
+    bus = Bus()
+    sub = bus.subscribe("test")
+    events: list[Event] = []
 
-    def done(events: list[Event]) -> bool:  # the last step's ticker
-        return any(isinstance(e, TopOfBook) and e.bid_sz == 0.25 for e in events)
+    async def collect() -> None:
+        async for batch in sub:
+            events.extend(batch)
 
     with trio.fail_after(60):
         async with trio.open_nursery() as nursery:
-            url = await nursery.start(serve_ws, venue.handler)
-            events = await drive(proto, url, done)
+            await nursery.start(sim.run)
+            nursery.start_soon(collect)
+            nursery.start_soon(sim.play, script)
+            assert sim.clock is not None
+            nursery.start_soon(Session(proto, bus, url=sim.url("coinbase-exchange"),
+                                       clock=sim.clock, connect=sim.connect).run)
+            await trio.sleep(5.0)
             nursery.cancel_scope.cancel()
-    assert [json.loads(f)["product_ids"] for f in venue.received] == [["ETC-USD"], ["BTC-USD"]]
+    assert script.done
+    received = sim.speakers["coinbase-exchange"].sessions[0].received
+    assert [json.loads(f)["product_ids"] for f in received] == [["ETC-USD"], ["BTC-USD"]]
     kinds = [h[:2] for h in health(events)]
     assert kinds.count(("ETC-USD", "snapshot")) == 1 and kinds.count(("BTC-USD", "snapshot")) == 1
     assert ("ETC-USD", "subscribed") in kinds and ("BTC-USD", "subscribed") in kinds

@@ -6,54 +6,85 @@ is recorded untouched."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 import trio
 
 from core.run import async_main
-from core.testing.fake_servers import serve_http, serve_ws
-from tests.fakes.bitget import BookScript, FakeBitget, TradeRow, Wire, book_states
+from core.sim.market import Market, Script, Step, load_text
+from core.sim.server import Simulation
+from core.testing.faults import Fault, FaultPlan
+from plugins.bitget.fake import FIRST_SEQ
+from tests.session.sims import BITGET_BTC, BITGET_ETH, endpoints, serving, simulation
 from tests.tables import msg_rank
 
 CEILING_S = 60
-CONTRACTS_PATH = "/api/v2/mix/market/contracts?productType=USDT-FUTURES"
-CONTRACTS = json.dumps({"code": "00000", "msg": "success", "requestTime": 1, "data": [
-    {"symbol": f"{b}USDT", "baseCoin": b, "quoteCoin": "USDT", "pricePlace": p,
-     "priceEndStep": "1", "volumePlace": "3", "sizeMultiplier": "0.001",
-     "symbolType": "perpetual", "symbolStatus": "normal"} for b, p in (("BTC", "1"), ("ETH", "2"))
-]}).encode()
-BTC_SEQ0 = 2**53 + 11  # above 2^53: must survive as an exact Int64
-TS0 = 1_786_310_818_000
+MS_NS = 1_000_000
+TS0 = 1_786_310_818_000  # ms: the two trades that happened before the run
+Wire = list[tuple[str, str]]
+
+BTC_BIDS: Wire = [(f"{50000 - i}.{i % 10}", f"{i + 1}.0{i % 10}") for i in range(28)]
+BTC_ASKS: Wire = [(f"{50001 + i}.0", f"0.{i + 1:02d}") for i in range(28)]
+BTC_UPDATES: list[tuple[Wire, Wire]] = [
+    ([(f"{50000 - (i % 5)}.{i % 5}", f"{i + 2}.50")],
+     [(f"{50001 + (i % 3)}.0", "0" if i % 4 == 3 else f"0.{i + 3}")])
+    for i in range(14)]
+ETH_BIDS: Wire = [("3000.10", "4"), ("3000.00", "5.5")]
+ETH_ASKS: Wire = [("3000.20", "1.25"), ("3000.40", "2")]
+ETH_UPDATES: list[tuple[Wire, Wire]] = [
+    ([("3000.10", "3.5")], []),
+    ([], [("3000.20", "0"), ("3000.30", "0.75")]),
+    ([("3000.05", "1")], [("3000.40", "2.5")]),
+]
+# (price, size, taker side): two before the run (in the venue's trade snapshot), two during
+BTC_TRADES = [("50000.1", "0.010", "buy"), ("50000.0", "0.5", "sell"),
+              ("50001.0", "1.25", "buy"), ("49999.9", "0.002", "sell")]
+BAD_CHECKSUM_AT = 3  # the BTC update whose checksum the venue gets wrong
 
 
-def btc_script() -> BookScript:
-    bids: Wire = [(f"{50000 - i}.{i % 10}", f"{i + 1}.0{i % 10}") for i in range(28)]
-    asks: Wire = [(f"{50001 + i}.0", f"0.{i + 1:02d}") for i in range(28)]
-    updates: list[tuple[Wire, Wire]] = [
-        ([(f"{50000 - (i % 5)}.{i % 5}", f"{i + 2}.50")],
-         [(f"{50001 + (i % 3)}.0", "0" if i % 4 == 3 else f"0.{i + 3}")])
-        for i in range(14)]
-    return BookScript(bids, asks, updates, seq0=BTC_SEQ0, seq_step=2, ts0_ms=TS0, ts_step_ms=7)
+def bitget_market() -> tuple[Simulation, Script]:
+    market = Market([BITGET_BTC, BITGET_ETH])
+    load_text(market, "bitget", "BTC-USDT", BTC_BIDS, BTC_ASKS)
+    load_text(market, "bitget", "ETH-USDT", ETH_BIDS, ETH_ASKS)
+    listing = market.listing("bitget", "BTC-USDT")
+    for i, (px, size, side) in enumerate(BTC_TRADES[:2]):
+        market.print_trade("bitget", "BTC-USDT", (TS0 + i) * MS_NS, listing.ticks(px),
+                           listing.lots(size), side)  # type: ignore[arg-type]
+    btc = [Step("BTC-USDT", bids=b, asks=a) for b, a in BTC_UPDATES]
+    eth = [Step("ETH-USDT", bids=b, asks=a) for b, a in ETH_UPDATES]
+    trades = [Step("BTC-USDT", trades=[t]) for t in BTC_TRADES[2:]]
+    steps = [btc[0], eth[0], btc[1], btc[2], eth[1], btc[3], trades[0], btc[4], eth[2],
+             *btc[5:], trades[1]]
+    plan = FaultPlan(Fault("bad_checksum", symbol="BTC-USDT", skip=BAD_CHECKSUM_AT))
+    return simulation(market, faults={"bitget": plan}), Script("bitget", steps, interval_s=0.05)
 
 
-def eth_script() -> BookScript:
-    bids: Wire = [("3000.10", "4"), ("3000.00", "5.5")]
-    asks: Wire = [("3000.20", "1.25"), ("3000.40", "2")]
-    updates: list[tuple[Wire, Wire]] = [
-        ([("3000.10", "3.5")], []),
-        ([], [("3000.20", "0"), ("3000.30", "0.75")]),
-        ([("3000.05", "1")], [("3000.40", "2.5")]),
-    ]
-    return BookScript(bids, asks, updates, seq0=9000, seq_step=1, ts0_ms=TS0 + 5)
+def step_times(script: Script, symbol: str, *, trades: bool = False) -> list[int]:
+    """When each book step (or trade step) of ``symbol`` was played."""
+    return [t for step, t in zip(script.steps, script.fired, strict=True)
+            if step.symbol == symbol and bool(step.trades) == trades]
 
 
-BTC_TRADES: list[TradeRow] = [(TS0 + 100, "50000.1", "0.010", "buy", "7001"),
-                              (TS0 + 101, "50000.0", "0.5", "sell", "7002"),
-                              (TS0 + 150, "50001.0", "1.25", "buy", "7003"),
-                              (TS0 + 160, "49999.9", "0.002", "sell", "7004")]
+def book_states(bids: Wire, asks: Wire, updates: list[tuple[Wire, Wire]]
+                ) -> list[tuple[Wire, Wire]]:
+    """The book (best first) initially and after each update: the reference for tob rows."""
+    book = ({Decimal(p): s for p, s in bids}, {Decimal(p): s for p, s in asks})
+    states = []
+    for ub, ua in [([], []), *updates]:
+        for side, levels in ((book[0], ub), (book[1], ua)):
+            for px, size in levels:
+                if Decimal(size) == 0:
+                    side.pop(Decimal(px), None)
+                else:
+                    side[Decimal(px)] = size
+        states.append(([(str(k), book[0][k]) for k in sorted(book[0], reverse=True)],
+                       [(str(k), book[1][k]) for k in sorted(book[1])]))
+    return states
 
 
 def read(out: Path, table: str) -> pl.DataFrame:
@@ -65,8 +96,8 @@ def read(out: Path, table: str) -> pl.DataFrame:
     return pl.concat([pl.read_parquet(f) for f in files]).sort("ts_local", maintain_order=True)
 
 
-def ms(t: int) -> datetime:
-    return datetime.fromtimestamp(t / 1000, UTC)
+def ms(t_ns: int) -> datetime:
+    return datetime.fromtimestamp(t_ns // MS_NS / 1000, UTC)
 
 
 def l2_rows(bids: Wire, asks: Wire) -> list[tuple[str, float, float]]:
@@ -92,27 +123,25 @@ def rebuild(l2: pl.DataFrame) -> tuple[dict[float, float], dict[float, float]]:
 
 
 async def test_cli_records_bitget_with_checksum_resync(tmp_path: Path) -> None:
-    fake = FakeBitget(books={"BTCUSDT": btc_script(), "ETHUSDT": eth_script()},
-                      trades={"BTCUSDT": BTC_TRADES}, trade_snapshot_n=2,
-                      bad_checksum_at={"BTCUSDT": 3}, push_interval_s=0.05)
+    sim, script = bitget_market()
     out = tmp_path / "data"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, {CONTRACTS_PATH: CONTRACTS})
+        async with serving(sim) as (nursery, urls):
+            nursery.start_soon(partial(sim.play, script, after_acks=6))
             code = await async_main([
                 "--plugins", "bitget", "--symbols", "BTC-USDT,ETH-USDT",
                 "--channels", "tob,l2,trades", "--out", str(out), "--duration", "4",
-                "--endpoint", f"bitget={ws_url}", "--endpoint", f"bitget.rest={rest_url}",
-                "--cache-dir", str(tmp_path / "cache"),
+                *endpoints(urls), "--cache-dir", str(tmp_path / "cache"),
             ], handle_signals=False)
-            nursery.cancel_scope.cancel()
     assert code == 0
-    # Fully played out: the venue applied every BTC update and the resync happened once.
-    assert fake.live["BTCUSDT"].position == 14
-    assert fake.subscriptions[("books", "BTCUSDT")] == 2
-    assert fake.subscriptions[("books", "ETHUSDT")] == 1
-    assert fake.received[0][1:3] == [
+    # Fully played out: the venue applied every update and the resync happened once.
+    assert script.done
+    [conn] = sim.speakers["bitget"].sessions
+    subscribed = Counter((a["channel"], a["instId"]) for f in conn.received if f != "ping"
+                         for a in json.loads(f)["args"] if json.loads(f)["op"] == "subscribe")
+    assert subscribed[("books", "BTCUSDT")] == 2
+    assert subscribed[("books", "ETHUSDT")] == 1
+    assert conn.received[1:3] == [
         '{"op":"unsubscribe","args":[{"instType":"USDT-FUTURES","channel":"books",'
         '"instId":"BTCUSDT"}]}',
         '{"op":"subscribe","args":[{"instType":"USDT-FUTURES","channel":"books",'
@@ -129,7 +158,7 @@ async def test_cli_records_bitget_with_checksum_resync(tmp_path: Path) -> None:
     assert btc_events.count("resynced") == 1
     assert btc_events.index("checksum_mismatch") < btc_events.index("resynced")
     mismatch = dict(by_symbol["BTC-USDT"])["checksum_mismatch"]
-    assert mismatch == f"seq={BTC_SEQ0 + 8}"
+    assert mismatch == f"seq={FIRST_SEQ + BAD_CHECKSUM_AT + 1}"
     assert dict(by_symbol["BTC-USDT"])["resynced"].startswith("after checksum_mismatch; ")
     assert sorted(e for e, _ in by_symbol["ETH-USDT"]) == [
         "snapshot", "snapshot", "subscribed", "subscribed", "subscribed"]
@@ -140,48 +169,52 @@ async def test_cli_records_bitget_with_checksum_resync(tmp_path: Path) -> None:
     # -- l2: ETH exact, BTC exact up to the mismatch and consistent after -----------------------
     l2 = read(out, "l2")
     eth = l2.filter(pl.col("symbol") == "ETH-USDT")
-    script = eth_script()
-    want_eth = [(s, p, z, True, 9000, 1) for s, p, z in l2_rows(script.bids, script.asks)]
-    for i, (ub, ua) in enumerate(script.updates):
-        want_eth += [(s, p, z, False, 9001 + i, 2 + i) for s, p, z in l2_rows(ub, ua)]
-    assert msg_rank(eth).select("side", "price", "size", "is_snapshot", "seq",
-                                "msg_id").rows() == want_eth
+    want_eth = [(s, p, z, True, FIRST_SEQ, 1) for s, p, z in l2_rows(ETH_BIDS, ETH_ASKS)]
+    for i, (ub, ua) in enumerate(ETH_UPDATES):
+        want_eth += [(s, p, z, False, FIRST_SEQ + 1 + i, 2 + i) for s, p, z in l2_rows(ub, ua)]
+    assert msg_rank(eth).select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == \
+        sorted(want_eth, key=lambda r: (r[5], r[0] != "bid", -r[1] if r[0] == "bid" else r[1]))
     assert eth.group_by("msg_id", maintain_order=True).agg(pl.col("ts_exchange").first())[
-        "ts_exchange"].to_list() == [ms(TS0 + 5 + 10 * i) for i in range(4)]
+        "ts_exchange"].to_list()[1:] == [ms(t) for t in step_times(script, "ETH-USDT")]
 
     btc = l2.filter(pl.col("symbol") == "BTC-USDT")
-    script = btc_script()
-    want_btc = [(s, p, z, True, BTC_SEQ0, 1) for s, p, z in l2_rows(script.bids, script.asks)]
-    for i, (ub, ua) in enumerate(script.updates[:3]):
-        want_btc += [(s, p, z, False, BTC_SEQ0 + 2 * (i + 1), 2 + i)
-                     for s, p, z in l2_rows(ub, ua)]
+    want_btc = [(s, p, z, True, FIRST_SEQ, 1) for s, p, z in l2_rows(BTC_BIDS, BTC_ASKS)]
+    for i, (ub, ua) in enumerate(BTC_UPDATES[:BAD_CHECKSUM_AT]):
+        want_btc += [(s, p, z, False, FIRST_SEQ + 1 + i, 2 + i) for s, p, z in l2_rows(ub, ua)]
     rows = msg_rank(btc).select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows()
     assert rows[:len(want_btc)] == want_btc
-    resync = msg_rank(btc).filter(pl.col("msg_id") == 5)
+    resync = msg_rank(btc).filter(pl.col("msg_id") == BAD_CHECKSUM_AT + 2)
     assert resync["is_snapshot"].unique().to_list() == [True]
-    resync_seq = resync["seq"].unique().item()
-    assert resync_seq > BTC_SEQ0 + 6
-    assert (resync_seq - BTC_SEQ0) % 2 == 0
+    assert resync["seq"].unique().item() > FIRST_SEQ + BAD_CHECKSUM_AT
     assert btc["seq"].dtype == pl.Int64
-    assert btc["seq"].max() == BTC_SEQ0 + 2 * 14
-    venue_bids, venue_asks = fake.live["BTCUSDT"].sides()
-    assert rebuild(btc) == ({float(p): float(s) for p, s in venue_bids},
-                            {float(p): float(s) for p, s in venue_asks})
+    assert btc["seq"].max() == FIRST_SEQ + len(BTC_UPDATES)
+    venue = sim.market.book("bitget", "BTC-USDT")
+    listing = sim.market.listing("bitget", "BTC-USDT")
+    assert rebuild(btc) == ({float(listing.price(p)): float(listing.size(q))
+                             for p, q in venue.top("bid")},
+                            {float(listing.price(p)): float(listing.size(q))
+                             for p, q in venue.top("ask")})
 
     # -- tob from books1: every change of the top, exact ----------------------------------------
     tob = read(out, "tob")
-    for sym, script in (("BTC-USDT", btc_script()), ("ETH-USDT", eth_script())):
+    for sym, (bids, asks, updates) in (("BTC-USDT", (BTC_BIDS, BTC_ASKS, BTC_UPDATES)),
+                                       ("ETH-USDT", (ETH_BIDS, ETH_ASKS, ETH_UPDATES))):
+        times = [None, *step_times(script, sym)]
         want: list[tuple] = []
-        for bids, asks, seq, ts in book_states(script):
-            top = (float(bids[0][0]), float(bids[0][1]), float(asks[0][0]), float(asks[0][1]))
+        for i, (b, a) in enumerate(book_states(bids, asks, updates)):
+            top = (float(b[0][0]), float(b[0][1]), float(a[0][0]), float(a[0][1]))
             if not want or want[-1][:4] != top:
-                want.append((*top, seq, ms(ts)))
+                want.append((*top, FIRST_SEQ + i))
+                if times[i] is not None:
+                    assert tob.filter((pl.col("symbol") == sym) & (pl.col("seq") == FIRST_SEQ + i))[
+                        "ts_exchange"].to_list() == [ms(times[i])]
         got = tob.filter(pl.col("symbol") == sym).select(
-            "bid_px", "bid_sz", "ask_px", "ask_sz", "seq", "ts_exchange").rows()
+            "bid_px", "bid_sz", "ask_px", "ask_sz", "seq").rows()
         assert got == want
 
     # -- trades: snapshot then updates, oldest first, each once ----------------------------------
     trades = read(out, "trades")
+    times = [(TS0 + i) * MS_NS for i in range(2)] + step_times(script, "BTC-USDT", trades=True)
     assert trades.select("symbol", "ts_exchange", "price", "size", "side", "trade_id").rows() == [
-        ("BTC-USDT", ms(ts), float(px), float(Decimal(sz)), side, tid)
-        for ts, px, sz, side, tid in BTC_TRADES]
+        ("BTC-USDT", ms(t), float(px), float(Decimal(sz)), side, str(1001 + i))
+        for i, ((px, sz, side), t) in enumerate(zip(BTC_TRADES, times, strict=True))]

@@ -14,7 +14,7 @@ import core.run
 from core.checks import UsageError, check_out, url_problem
 from core.run import async_main
 from core.testing.fake_servers import serve_http
-from tests.session.test_cli_bybit import INSTRUMENTS
+from tests.fakes.fixtures import INSTRUMENTS
 
 PREFIX = "python -m core.run: error: "
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port

@@ -13,40 +13,35 @@ import trio
 
 from core.replay import read_raw
 from core.run import async_main
-from core.testing.fake_servers import serve_http, serve_ws
-from tests.fakes.bybit import FakeBybit, book_msg
-from tests.session.test_cli_bybit import INSTRUMENTS, T_MS
+from core.sim.market import Market, Script, Step, load_text
+from core.sim.server import Simulation
+from tests.session.sims import BYBIT_BTC, endpoints, serving, simulation
 
 CEILING_S = 30
 REPO = Path(__file__).resolve().parents[2]
-REST_PATH = "/v5/market/instruments-info?category=linear&limit=1000"
 
 
-def endless_script(n: int = 4000) -> dict:
-    """A snapshot, then a steady stream of deltas (5 ms apart on the fake)."""
-    msgs = [book_msg("BTCUSDT", "snapshot", [["100.0", "1"]], [["101.0", "1"]], 1, T_MS)]
-    msgs += [book_msg("BTCUSDT", "delta", [["100.0", str(1 + i % 7)]], [], i + 1, T_MS + i)
-             for i in range(1, n)]
-    return {"orderbook.50.BTCUSDT": msgs}
+def endless(n: int = 4000) -> tuple[Simulation, Script]:
+    """A one-level book, then a steady stream of deltas (5 ms apart)."""
+    market = Market([BYBIT_BTC])
+    load_text(market, "bybit", "BTC-USDT", [("100.0", "1")], [("101.0", "1")])
+    steps = [Step("BTC-USDT", bids=[("100.0", str(1 + i % 7))]) for i in range(1, n)]
+    return simulation(market), Script("bybit", steps, interval_s=0.005)
 
 
 async def test_kill_9_leaves_only_complete_readable_files(tmp_path: Path) -> None:
-    fake = FakeBybit(scripts=[endless_script()])
+    sim, script = endless()
     out = tmp_path / "data"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, {REST_PATH: INSTRUMENTS})
+        async with serving(sim) as (_, urls):
             proc = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "core.run", "--plugins", "bybit", "--channels", "l2",
                  "--out", str(out), "--flush-interval", "0.2", "--record-raw",
-                 "--endpoint", f"bybit={ws_url}", "--endpoint", f"bybit.rest={rest_url}",
-                 "--log-level", "WARNING"], cwd=REPO)
-            await fake.subscribed.wait()
+                 *endpoints(urls), "--log-level", "WARNING"], cwd=REPO)
+            await sim.play(script)
             await trio.sleep(2.0)
             proc.send_signal(signal.SIGKILL)
             assert await proc.wait() == -signal.SIGKILL
-            nursery.cancel_scope.cancel()
     files = sorted(out.rglob("*.parquet"))
     assert len([f for f in files if "/l2/" in str(f)]) >= 2  # several flushes happened
     rows = 0
@@ -66,18 +61,15 @@ async def test_unwritable_output_stops_the_run_with_exit_1(tmp_path: Path,
     out = tmp_path / "data"
     out.mkdir()
     (out / "l2").write_text("a file where a folder must go")  # every l2 write fails
-    fake = FakeBybit(scripts=[endless_script()])
+    sim, script = endless()
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, {REST_PATH: INSTRUMENTS})
+        async with serving(sim) as (nursery, urls):
+            nursery.start_soon(sim.play, script)
             start = trio.current_time()
             code = await async_main([
                 "--plugins", "bybit", "--channels", "l2", "--out", str(out), "--duration", "60",
-                "--flush-interval", "0.2", "--endpoint", f"bybit={ws_url}",
-                "--endpoint", f"bybit.rest={rest_url}"], handle_signals=False)
+                "--flush-interval", "0.2", *endpoints(urls)], handle_signals=False)
             elapsed = trio.current_time() - start
-            nursery.cancel_scope.cancel()
     assert code == 1
     assert elapsed < 10  # stopped at the first failed write, not at the end of --duration
     err = capsys.readouterr().err

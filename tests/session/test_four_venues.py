@@ -10,49 +10,32 @@ import polars as pl
 import trio
 
 from core.run import async_main
-from core.testing.fake_servers import serve_http, serve_ws
-from tests.fakes.bitget import FakeBitget
-from tests.fakes.bybit import FakeBybit
-from tests.fakes.gateio import FakeContract, GateFuturesFake
-from tests.fakes.htx import FakeHtx
-from tests.session.test_bitget_e2e import CONTRACTS as BITGET_CONTRACTS
-from tests.session.test_bitget_e2e import CONTRACTS_PATH as BITGET_PATH
-from tests.session.test_bitget_e2e import btc_script as bitget_btc
-from tests.session.test_cli_bybit import INSTRUMENTS as BYBIT_INSTRUMENTS
-from tests.session.test_cli_bybit import btc_script as bybit_btc
-from tests.session.test_gateio_e2e import CONTRACTS as GATE_PATH
-from tests.session.test_gateio_e2e import contracts as gate_contracts
-from tests.session.test_htx_e2e import CONTRACT_INFO as HTX_PATH
-from tests.session.test_htx_e2e import contract_info as htx_contracts
-from tests.session.test_spread_e2e import htx_script
+from core.sim.market import Market, load_text
+from tests.session.sims import BITGET_BTC, BYBIT_BTC, GATE_BTC, HTX_BTC, endpoints, serving
+from tests.session.sims import simulation as simulate_venues
 
 CEILING_S = 40
+# the best bid and ask of each venue, in BTC
+BOOKS = {
+    "bybit": (("100.0", "1"), ("101.0", "2")),  # base coin on the wire
+    "bitget": (("50000.0", "1"), ("50001.0", "0.01")),  # base coin on the wire
+    "htx": (("99.9", "0.8"), ("100.0", "0.5")),  # 800 and 500 contracts of 0.001 BTC
+    "gateio": (("63700.0", "0.12"), ("63700.1", "0.03")),  # 1200 and 300 of 0.0001 BTC
+}
 
 
 async def test_four_venue_command_writes_one_tob_table_in_btc(tmp_path: Path) -> None:
-    fakes = {
-        "bybit": FakeBybit(scripts=[bybit_btc()]),
-        "htx": FakeHtx(htx_script(), listed={"BTC-USDT"}),
-        "bitget": FakeBitget(books={"BTCUSDT": bitget_btc()}, push_interval_s=0.02),
-        "gateio": GateFuturesFake({"BTC_USDT": FakeContract(bid=63700.0, tick=0.1)}),
-    }
+    market = Market([BYBIT_BTC, BITGET_BTC, HTX_BTC, GATE_BTC])
+    for venue, (bid, ask) in BOOKS.items():
+        load_text(market, venue, "BTC-USDT", [bid], [ask])
+    sim = simulate_venues(market)
     out = tmp_path / "data"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            argv = ["--plugins", "bybit,htx,bitget,gateio", "--symbols", "BTC-USDT",
-                    "--channels", "tob,l2,trades", "--out", str(out), "--duration", "3",
-                    "--no-live"]
-            for venue, fake in fakes.items():
-                url = await nursery.start(serve_ws, fake.handler)
-                argv += ["--endpoint", f"{venue}={url}"]
-            rest = await nursery.start(serve_http, {
-                "/v5/market/instruments-info?category=linear&limit=1000": BYBIT_INSTRUMENTS,
-                HTX_PATH: htx_contracts(), BITGET_PATH: BITGET_CONTRACTS,
-                GATE_PATH: gate_contracts()})
-            for venue in fakes:
-                argv += ["--endpoint", f"{venue}.rest={rest}"]
-            code = await async_main(argv, handle_signals=False)
-            nursery.cancel_scope.cancel()
+        async with serving(sim) as (_, urls):
+            code = await async_main([
+                "--plugins", "bybit,htx,bitget,gateio", "--symbols", "BTC-USDT",
+                "--channels", "tob,l2,trades", "--out", str(out), "--duration", "3",
+                "--no-live", *endpoints(urls)], handle_signals=False)
     assert code == 0
 
     tob = pl.scan_parquet(out / "tob" / "**" / "*.parquet", hive_partitioning=True).collect()
@@ -61,10 +44,10 @@ async def test_four_venue_command_writes_one_tob_table_in_btc(tmp_path: Path) ->
     first = {ex: rows.sort("ts_local").select("bid_sz", "ask_sz").row(0)
              for (ex,), rows in tob.group_by(["exchange"])}
     assert first == {
-        "bybit": (1.0, 2.0),  # base coin on the wire
-        "bitget": (1.0, 0.01),  # base coin on the wire
-        "htx": (0.8, 0.5),  # 800 and 500 contracts of 0.001 BTC
-        "gateio": (0.12, 0.03),  # 1200 and 300 contracts of 0.0001 BTC
+        "bybit": (1.0, 2.0),
+        "bitget": (1.0, 0.01),
+        "htx": (0.8, 0.5),
+        "gateio": (0.12, 0.03),
     }
     # every venue's book was valid, nothing went wrong on the wire
     health = pl.scan_parquet(out / "health" / "**" / "*.parquet", hive_partitioning=True)

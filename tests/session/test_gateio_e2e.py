@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -13,22 +14,29 @@ import pytest
 import trio
 
 from core.run import async_main
-from core.testing.fake_servers import serve_http, serve_ws
-from tests.fakes.gateio import T0_MS, FakeContract, GateFuturesFake
+from core.sim.market import Market, Script, Step, load_text
+from core.sim.server import Simulation
+from tests.session.sims import GATE_BTC, GATE_ETH, endpoints, serving, simulation
 from tests.tables import msg_rank
 
-CONTRACTS = "/api/v4/futures/usdt/contracts"
 CEILING_S = 30.0
 DURATION_S = 2.0
+MS_NS = 1_000_000
 
 
-def contracts() -> bytes:
-    return json.dumps([
-        {"name": "BTC_USDT", "type": "direct", "quanto_multiplier": "0.0001",
-         "order_price_round": "0.1", "order_size_min": 1, "in_delisting": False},
-        {"name": "ETH_USDT", "type": "direct", "quanto_multiplier": "0.01",
-         "order_price_round": "0.01", "order_size_min": 1, "in_delisting": False},
-    ]).encode()
+def gate_market() -> tuple[Simulation, Script]:
+    """BTC_USDT in contracts of 0.0001 BTC: 1000 and 2000 bid, 300 and 400 offered; then a delta
+    of three levels, two trades (25 and 40 contracts), and the best bid removed."""
+    market = Market([GATE_BTC, GATE_ETH])
+    load_text(market, "gateio", "BTC-USDT", [("63700.0", "0.1"), ("63699.9", "0.2")],
+              [("63700.1", "0.03"), ("63700.2", "0.04")])
+    script = Script("gateio", [
+        Step("BTC-USDT", bids=[("63700.0", "0.09")],
+             asks=[("63700.3", "0.0005"), ("63700.1", "0.025")]),
+        Step("BTC-USDT", trades=[("63700.0", "0.0025", "sell"), ("63700.1", "0.004", "buy")]),
+        Step("BTC-USDT", bids=[("63700.0", "0")]),
+    ], interval_s=0.05)
+    return simulation(market), script
 
 
 def read(out: Path, table: str) -> tuple[str, pl.DataFrame]:
@@ -40,8 +48,8 @@ def read(out: Path, table: str) -> tuple[str, pl.DataFrame]:
     return dates[0].name.removeprefix("date="), frame
 
 
-def at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+def at(t_ns: int) -> datetime:
+    return datetime.fromtimestamp(t_ns // MS_NS / 1000, tz=UTC)
 
 
 @pytest.fixture
@@ -53,21 +61,21 @@ def only_gateio(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("only_gateio")
 async def test_cli_records_gateio_to_parquet(tmp_path: Path) -> None:
-    fake = GateFuturesFake({"BTC_USDT": FakeContract(bid=63700.0, tick=0.1)})
+    sim, script = gate_market()
     out = tmp_path / "data"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, {CONTRACTS: contracts()})
+        async with serving(sim) as (nursery, urls):
+            nursery.start_soon(partial(sim.play, script, after_acks=3))
             code = await async_main([
                 "--plugins", "gateio", "--symbols", "BTC-USDT", "--channels", "tob,l2,trades",
-                "--out", str(out), "--duration", str(DURATION_S),
-                "--endpoint", f"gateio={ws_url}", "--endpoint", f"gateio.rest={rest_url}",
+                "--out", str(out), "--duration", str(DURATION_S), *endpoints(urls),
                 "--cache-dir", str(tmp_path / "cache")], handle_signals=False)
-            nursery.cancel_scope.cancel()
     assert code == 0
+    assert script.done
+    step1, step2, step3 = script.fired
 
-    assert [(m["channel"], m["event"], m["payload"]) for m in fake.received] == [
+    received = [json.loads(m) for m in sim.speakers["gateio"].sessions[0].received]
+    assert [(m["channel"], m["event"], m["payload"]) for m in received] == [
         ("futures.book_ticker", "subscribe", ["BTC_USDT"]),
         ("futures.obu", "subscribe", ["ob.BTC_USDT.50"]),
         ("futures.trades", "subscribe", ["BTC_USDT"]),
@@ -76,38 +84,40 @@ async def test_cli_records_gateio_to_parquet(tmp_path: Path) -> None:
     date, tob = read(out, "tob")
     first_local = tob["ts_local"][0]
     assert date == first_local.strftime("%Y-%m-%d")
+    # book_ticker: the best levels at subscription, then each change, with the order-book id
     assert tob.select("symbol", "bid_px", "bid_sz", "ask_px", "ask_sz", "seq").rows() == [
-        ("BTC-USDT", 63700.0, 0.12, 63700.1, 0.03, 1001),
-        ("BTC-USDT", 63700.0, 0.15, 63700.1, 0.03, 1002),
+        ("BTC-USDT", 63700.0, 0.1, 63700.1, 0.03, 1000),
+        ("BTC-USDT", 63700.0, 0.09, 63700.1, 0.025, 1001),
+        ("BTC-USDT", 63699.9, 0.2, 63700.1, 0.025, 1002),
     ]
-    assert tob["ts_exchange"].to_list() == [at(T0_MS + 1001), at(T0_MS + 1002)]
+    assert tob["ts_exchange"].to_list()[1:] == [at(step1), at(step3)]
 
     _, l2 = read(out, "l2")
     assert msg_rank(l2).select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == [
-        ("bid", 63700.0, 0.1, True, 1001, 1),
-        ("bid", 63699.9, 0.2, True, 1001, 1),
-        ("ask", 63700.1, 0.03, True, 1001, 1),
-        ("ask", 63700.2, 0.04, True, 1001, 1),
-        ("bid", 63700.0, 0.09, False, 1003, 2),
-        ("ask", 63700.3, 0.0005, False, 1003, 2),
-        ("ask", 63700.1, 0.025, False, 1003, 2),
-        ("bid", 63700.0, 0.0, False, 1007, 3),
+        ("bid", 63700.0, 0.1, True, 1000, 1),
+        ("bid", 63699.9, 0.2, True, 1000, 1),
+        ("ask", 63700.1, 0.03, True, 1000, 1),
+        ("ask", 63700.2, 0.04, True, 1000, 1),
+        ("bid", 63700.0, 0.09, False, 1001, 2),
+        ("ask", 63700.1, 0.025, False, 1001, 2),
+        ("ask", 63700.3, 0.0005, False, 1001, 2),
+        ("bid", 63700.0, 0.0, False, 1002, 3),
     ]
-    assert l2["ts_exchange"].unique(maintain_order=True).to_list() == [
-        at(T0_MS + 1001), at(T0_MS + 1003), at(T0_MS + 1007)]
+    assert l2.filter(~pl.col("is_snapshot"))["ts_exchange"].unique(
+        maintain_order=True).to_list() == [at(step1), at(step3)]
 
     _, trades = read(out, "trades")
     assert trades.select("symbol", "price", "size", "side", "trade_id").rows() == [
-        ("BTC-USDT", 63700.0, 0.0025, "sell", "501"),
-        ("BTC-USDT", 63700.1, 0.004, "buy", "502"),
+        ("BTC-USDT", 63700.0, 0.0025, "sell", "1001"),
+        ("BTC-USDT", 63700.1, 0.004, "buy", "1002"),
     ]
-    assert trades["ts_exchange"].to_list() == [at(T0_MS + 501), at(T0_MS + 502)]
+    assert trades["ts_exchange"].to_list() == [at(step2), at(step2)]
 
     _, health = read(out, "health")
     events = health.filter(pl.col("symbol") == "BTC-USDT").select("event", "detail").rows()
     assert sorted(events) == [
-        ("snapshot", "levels=2 seq=1001"),  # book_ticker
-        ("snapshot", "levels=4 seq=1001"),  # obu
+        ("snapshot", "levels=2 seq=1000"),  # book_ticker
+        ("snapshot", "levels=4 seq=1000"),  # obu
         ("subscribed", "futures.book_ticker BTC_USDT"),
         ("subscribed", "futures.obu ob.BTC_USDT.50"),
         ("subscribed", "futures.trades BTC_USDT"),

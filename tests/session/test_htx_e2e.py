@@ -1,4 +1,5 @@
-"""The CLI end to end for HTX: REST instruments and websocket from loopback fakes, Parquet out.
+"""The CLI end to end for HTX: REST instruments and websocket from the loopback fake HTX, Parquet
+out, sizes converted from contracts.
 
 Real sockets and real time (a 2 s recording); the run has a trio-clock ceiling.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -15,40 +17,34 @@ import pytest
 import trio
 
 from core.run import async_main
-from core.testing.fake_servers import serve_http, serve_ws
-from tests.fakes.htx import FakeHtx, depth_tick, trade_tick
+from core.sim.market import Market, Script, Step, load_text
+from core.sim.server import Simulation
+from plugins.htx.fake import CONTRACT_INFO_PATH
+from tests.session.sims import HTX_BTC, HTX_ETH, endpoints, serving, simulation
 from tests.tables import msg_rank
 
 BOOK = "market.BTC-USDT.depth.size_20.high_freq"
 TRADES = "market.BTC-USDT.trade.detail"
-CONTRACT_INFO = "/linear-swap-api/v1/swap_contract_info"
 CEILING_S = 30.0
 DURATION_S = 2.0
-TS_MS = 1_700_000_000_500
+MS_NS = 1_000_000
 
 
-def contract_info() -> bytes:
-    return json.dumps({"status": "ok", "ts": TS_MS, "data": [
-        {"symbol": "BTC", "contract_code": "BTC-USDT", "contract_size": 0.001, "price_tick": 0.1,
-         "contract_status": 1, "business_type": "swap", "contract_type": "swap",
-         "pair": "BTC-USDT"},
-        {"symbol": "ETH", "contract_code": "ETH-USDT", "contract_size": 0.01, "price_tick": 0.01,
-         "contract_status": 1, "business_type": "swap", "contract_type": "swap",
-         "pair": "ETH-USDT"},
-    ]}).encode()
-
-
-def script() -> dict[str, list[dict]]:
-    return {
-        BOOK: [
-            depth_tick("snapshot", [[100.0, 5], [99.5, 2]], [[100.5, 3]], ts=TS_MS),
-            depth_tick("update", [[100.0, 6]], [], ts=TS_MS + 1),
-            depth_tick("update", [], [[100.4, 1]], ts=TS_MS + 2),
-            depth_tick("update", [[99.5, 0]], [], ts=TS_MS + 3),
-        ],
-        TRADES: [trade_tick([(11, 100.5, 3, "buy"), (12, 100.0, 250, "sell")], 0.001)
-                 | {"ts": TS_MS + 4}],
-    }
+def htx_market() -> tuple[Simulation, Script]:
+    """BTC-USDT (contracts of 0.001 BTC): 5 and 2 contracts bid, 3 offered; then three updates
+    and two trades (3 and 250 contracts)."""
+    market = Market([HTX_BTC, HTX_ETH])
+    load_text(market, "htx", "BTC-USDT", [("100.0", "0.005"), ("99.5", "0.002")],
+              [("100.5", "0.003")])
+    script = Script("htx", [
+        Step("BTC-USDT", bids=[("100.0", "0.006")]),
+        Step("BTC-USDT", asks=[("100.4", "0.001")]),
+        Step("BTC-USDT", bids=[("99.5", "0")]),
+        Step("BTC-USDT", trades=[("100.5", "0.003", "buy"), ("100.0", "0.25", "sell")]),
+    ], interval_s=0.05)
+    sim = simulation(market)
+    sim.speakers["htx"].ping_interval_ns = 500 * MS_NS  # type: ignore[attr-defined]
+    return sim, script
 
 
 def read(out: Path, table: str) -> tuple[str, pl.DataFrame]:
@@ -60,6 +56,10 @@ def read(out: Path, table: str) -> tuple[str, pl.DataFrame]:
     return dates[0].name.removeprefix("date="), frame
 
 
+def ms(t_ns: int) -> datetime:
+    return datetime.fromtimestamp(t_ns // MS_NS / 1000, tz=UTC)
+
+
 @pytest.fixture
 def only_htx(monkeypatch: pytest.MonkeyPatch) -> None:
     """Load the htx entry point alone, whatever state the other venues are in."""
@@ -69,24 +69,26 @@ def only_htx(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("only_htx")
 async def test_cli_records_htx_to_parquet(tmp_path: Path) -> None:
-    fake = FakeHtx(script(), listed={"BTC-USDT", "ETH-USDT"}, ping_interval_s=0.5)
+    sim, script = htx_market()
     out = tmp_path / "data"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, {CONTRACT_INFO: contract_info()})
+        async with serving(sim) as (nursery, urls):
+            nursery.start_soon(partial(sim.play, script, after_acks=2))  # book and trades
             code = await async_main([
                 "--plugins", "htx", "--symbols", "BTC-USDT", "--channels", "tob,l2,trades",
-                "--out", str(out), "--duration", str(DURATION_S),
-                "--endpoint", f"htx={ws_url}", "--endpoint", f"htx.rest={rest_url}",
+                "--out", str(out), "--duration", str(DURATION_S), *endpoints(urls),
                 "--cache-dir", str(tmp_path / "cache")], handle_signals=False)
-            nursery.cancel_scope.cancel()
     assert code == 0
+    assert script.done
+    step1, step2, step3, step4 = script.fired
 
     # The client subscribed each topic once and answered the server's pings with their numbers.
-    assert [m.get("sub") for m in fake.received[0] if "sub" in m] == [BOOK, TRADES]
-    assert fake.pongs_ok >= 2
-    assert fake.pongs_bad == []
+    [conn] = sim.speakers["htx"].sessions
+    subs = [m for m in map(_json, conn.received) if "sub" in m]
+    assert [m["sub"] for m in subs] == [BOOK, TRADES]
+    assert subs[0]["data_type"] == "incremental"
+    assert conn.pongs_ok >= 2  # type: ignore[attr-defined]
+    assert conn.pongs_bad == []  # type: ignore[attr-defined]
 
     date, tob = read(out, "tob")
     first_local = tob["ts_local"][0]
@@ -97,8 +99,7 @@ async def test_cli_records_htx_to_parquet(tmp_path: Path) -> None:
         ("BTC-USDT", 100.0, 0.006, 100.5, 0.003, 1001),
         ("BTC-USDT", 100.0, 0.006, 100.4, 0.001, 1002),
     ]
-    assert tob["ts_exchange"].to_list() == [
-        datetime.fromtimestamp((TS_MS + i) / 1000, tz=UTC) for i in range(3)]
+    assert tob["ts_exchange"].to_list()[1:] == [ms(step1), ms(step2)]
 
     _, l2 = read(out, "l2")
     assert msg_rank(l2).select("side", "price", "size", "is_snapshot", "seq", "msg_id").rows() == [
@@ -109,14 +110,15 @@ async def test_cli_records_htx_to_parquet(tmp_path: Path) -> None:
         ("ask", 100.4, 0.001, False, 1002, 3),
         ("bid", 99.5, 0.0, False, 1003, 4),
     ]
+    assert l2.filter(~pl.col("is_snapshot"))["ts_exchange"].to_list() == [
+        ms(step1), ms(step2), ms(step3)]
 
     _, trades = read(out, "trades")
     assert trades.select("symbol", "price", "size", "side", "trade_id").rows() == [
-        ("BTC-USDT", 100.5, 0.003, "buy", "11"),
-        ("BTC-USDT", 100.0, 0.25, "sell", "12"),
+        ("BTC-USDT", 100.5, 0.003, "buy", str(1001 * 10_000)),
+        ("BTC-USDT", 100.0, 0.25, "sell", str(1002 * 10_000)),
     ]
-    assert trades["ts_exchange"].to_list() == [
-        datetime.fromtimestamp((TS_MS + 4) / 1000, tz=UTC)] * 2
+    assert trades["ts_exchange"].to_list() == [ms(step4)] * 2
 
     _, health = read(out, "health")
     events = health.filter(pl.col("symbol") == "BTC-USDT").select("event", "detail").rows()
@@ -129,3 +131,15 @@ async def test_cli_records_htx_to_parquet(tmp_path: Path) -> None:
     # The only disconnect is the end of the run.
     assert health.filter(pl.col("event") == "disconnected")["detail"].to_list() == ["stopped"]
     assert "stopped" in venue
+
+
+def contract_info() -> bytes:
+    """The fake HTX's ``swap_contract_info`` body (BTC-USDT 0.001, ETH-USDT 0.01 per contract)."""
+    sim, _ = htx_market()
+    body = sim.speakers["htx"].rest(CONTRACT_INFO_PATH)
+    assert body is not None
+    return body
+
+
+def _json(frame: str | bytes) -> dict[str, object]:
+    return json.loads(frame)

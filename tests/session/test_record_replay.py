@@ -15,28 +15,12 @@ from core.recording import RawRecorder
 from core.replay import read_raw
 from core.run import async_main
 from core.testing.captures import open_text
-from core.testing.fake_servers import serve_http, serve_ws
-from tests.fakes.bybit import FakeBybit, book_msg
-from tests.session.test_cli_bybit import INSTRUMENTS, T_MS, btc_script
+from core.testing.faults import Fault, FaultPlan
+from tests.session.sims import endpoints, serving, simulation
+from tests.session.test_cli_bybit import btc_market
 
 CEILING_S = 30
 TABLES = ("tob", "l2", "trades", "health")
-
-
-def gap_script() -> dict:
-    script = btc_script()
-    script["orderbook.50.BTCUSDT"] = [
-        *script["orderbook.50.BTCUSDT"],
-        book_msg("BTCUSDT", "delta", [["98.0", "1"]], [], 13, T_MS + 13),  # u=12 is missing
-    ]
-    return script
-
-
-def resync_script() -> dict:
-    return {"orderbook.50.BTCUSDT": [
-        book_msg("BTCUSDT", "snapshot", [["100.0", "4"]], [["101.0", "4"]], 20, T_MS + 30),
-        book_msg("BTCUSDT", "delta", [["100.0", "5"]], [], 21, T_MS + 31),
-    ]}
 
 
 def table(out: Path, name: str) -> pl.DataFrame:
@@ -45,19 +29,18 @@ def table(out: Path, name: str) -> pl.DataFrame:
 
 
 async def record_live(tmp_path: Path) -> Path:
-    fake = FakeBybit(scripts=[gap_script()], resubscribed=resync_script())
+    """The scripted BTC market, with the first l2 delta lost by the venue: a gap, then a
+    resync by unsubscribing and subscribing the book topic again."""
+    plain, script = btc_market()
+    sim = simulation(plain.market, faults={"bybit": FaultPlan(Fault("drop_delta"))})
     live = tmp_path / "live"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, {
-                "/v5/market/instruments-info?category=linear&limit=1000": INSTRUMENTS})
+        async with serving(sim) as (nursery, urls):
+            nursery.start_soon(sim.play, script)
             code = await async_main([
                 "--plugins", "bybit", "--channels", "tob,l2,trades", "--out", str(live),
                 "--duration", "1.5", "--flush-interval", "0.3", "--record-raw",
-                "--endpoint", f"bybit={ws_url}", "--endpoint", f"bybit.rest={rest_url}",
-            ], handle_signals=False)
-            nursery.cancel_scope.cancel()
+                *endpoints(urls)], handle_signals=False)
     assert code == 0
     return live
 

@@ -16,19 +16,17 @@ from core.testing.fake_servers import serve_http, serve_ws
 from tests.fakes.binance import FakeBinance, walk_script
 from tests.fakes.bitget import FakeBitget
 from tests.fakes.bybit import FakeBybit
+from tests.fakes.fixtures import BITGET_CONTRACTS, gate_contracts, htx_script
+from tests.fakes.fixtures import BITGET_CONTRACTS_PATH as BITGET_PATH
+from tests.fakes.fixtures import GATE_CONTRACTS_PATH as GATE_PATH
+from tests.fakes.fixtures import HTX_CONTRACT_INFO_PATH as HTX_PATH
+from tests.fakes.fixtures import INSTRUMENTS as BYBIT_INSTRUMENTS
+from tests.fakes.fixtures import bitget_btc_script as bitget_btc
+from tests.fakes.fixtures import btc_script as bybit_btc
+from tests.fakes.fixtures import htx_contract_info as htx_contracts
 from tests.fakes.gateio import FakeContract, GateFuturesFake
 from tests.fakes.htx import FakeHtx
 from tests.fakes.okx import FakeOkx, okx_script
-from tests.session.test_bitget_e2e import CONTRACTS as BITGET_CONTRACTS
-from tests.session.test_bitget_e2e import CONTRACTS_PATH as BITGET_PATH
-from tests.session.test_bitget_e2e import btc_script as bitget_btc
-from tests.session.test_cli_bybit import INSTRUMENTS as BYBIT_INSTRUMENTS
-from tests.session.test_cli_bybit import btc_script as bybit_btc
-from tests.session.test_gateio_e2e import CONTRACTS as GATE_PATH
-from tests.session.test_gateio_e2e import contracts as gate_contracts
-from tests.session.test_htx_e2e import CONTRACT_INFO as HTX_PATH
-from tests.session.test_htx_e2e import contract_info as htx_contracts
-from tests.session.test_spread_e2e import htx_script
 
 CEILING_S = 40
 VENUES = ("bybit", "htx", "bitget", "gateio", "binance", "okx")

@@ -3,11 +3,13 @@ and HTX) whose quotes cross on a script, its rows read back from Parquet.
 
 Real sockets and real time (a 2 s run under a trio ceiling). Episode boundaries are checked
 exactly against the ``ts_local`` of the Bybit quotes that opened and closed them, read from the
-``tob`` table of the same run.
+``tob`` table of the same run. Bybit opens at a quote that crosses nothing (``BYBIT_OPEN``); the
+scripted quotes start once both venues have subscribed, and the checks cover them.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -18,20 +20,19 @@ from analysis.fees import resolve_fees, taker_rates
 from analysis.spread_live import SpreadAnalyzer, SpreadConfig, SpreadState
 from core.live_view import choose_status_view
 from core.protocol import Instrument, ProtocolConfig
+from core.sim.market import Listing, Market, Script, Step, load_text
+from core.sim.server import Simulation
 from core.supervisor import RunPlan, VenuePlan, record
-from core.testing.fake_servers import serve_ws
 from plugins.bybit.protocol import BybitProtocol
 from plugins.htx.protocol import HtxProtocol
-from tests.fakes.bybit import FakeBybit, book_msg
-from tests.fakes.htx import FakeHtx, depth_tick
+from tests.session.sims import HTX_BTC, endpoints, serving, simulation
 
 CEILING_S = 30.0
 DURATION_S = 2.0
-T_MS = 1_786_310_818_000
-BYBIT_TOPIC = "orderbook.1.BTCUSDT"
-HTX_TOPIC = "market.BTC-USDT.depth.size_20.high_freq"
 FEE_BPS = 5.5 + 6.0  # bybit + htx default takers
 approx = pytest.approx
+BYBIT_BTC = Listing("bybit", "BTC-USDT", tick=Decimal("0.05"), lot=Decimal("0.1"))
+BYBIT_OPEN = (99.5, 1.0, 100.5, 1.0)  # crosses nothing
 
 # Bybit top of book, one push every 0.2 s: (bid, bid size, ask, ask size)
 BYBIT_TOPS = [
@@ -45,15 +46,30 @@ BYBIT_TOPS = [
 HTX_BID, HTX_BID_SZ, HTX_ASK, HTX_ASK_SZ = 99.9, 0.8, 100.0, 0.5  # 800 and 500 contracts
 
 
-def bybit_script() -> dict:
-    return {BYBIT_TOPIC: [
-        book_msg("BTCUSDT", "snapshot", [[str(b), str(bs)]], [[str(a), str(az)]], u, T_MS + u,
-                 depth=1)
-        for u, (b, bs, a, az) in enumerate(BYBIT_TOPS, start=1)]}
+def crossing_market() -> tuple[Simulation, Script]:
+    """HTX quotes once; Bybit moves its only level to each of ``BYBIT_TOPS`` in turn."""
+    market = Market([BYBIT_BTC, HTX_BTC])
+    b, bs, a, az = BYBIT_OPEN
+    load_text(market, "bybit", "BTC-USDT", [(str(b), str(bs))], [(str(a), str(az))])
+    load_text(market, "htx", "BTC-USDT", [(str(HTX_BID), str(HTX_BID_SZ))],
+              [(str(HTX_ASK), str(HTX_ASK_SZ))])
+    steps = []
+    prev = BYBIT_OPEN
+    for top in BYBIT_TOPS:
+        bids = [(str(top[0]), str(top[1]))]
+        asks = [(str(top[2]), str(top[3]))]
+        if prev[0] != top[0]:
+            bids.insert(0, (str(prev[0]), "0"))  # the old level goes
+        if prev[2] != top[2]:
+            asks.insert(0, (str(prev[2]), "0"))
+        steps.append(Step("BTC-USDT", bids=bids, asks=asks))
+        prev = top
+    return simulation(market), Script("bybit", steps, interval_s=0.2)
 
 
-def htx_script() -> dict:
-    return {HTX_TOPIC: [depth_tick("snapshot", [[HTX_BID, 800]], [[HTX_ASK, 500]])]}
+async def play_when_both_listen(sim: Simulation, script: Script) -> None:
+    await sim.venues["htx"].wait_acks(1)
+    await sim.play(script, delay_s=0.1)
 
 
 def read(out: Path, table: str, exchange: str, order: str = "ts_local") -> pl.DataFrame:
@@ -71,8 +87,7 @@ def gross(ask: float, bid: float) -> float:
 
 
 async def test_two_fake_venues_cross_and_the_episodes_are_written(tmp_path: Path) -> None:
-    bybit = FakeBybit(scripts=[bybit_script()], push_interval_s=0.2)
-    htx = FakeHtx(htx_script(), listed={"BTC-USDT"})
+    sim, script = crossing_market()
     fees = taker_rates(resolve_fees())
     # HTX quotes once and stays valid (10 s cap); Bybit's quotes count for 1 s
     config = SpreadConfig(taker_fees=fees, default_stale_ms=10_000.0, stale_ms={"bybit": 1_000.0},
@@ -80,16 +95,15 @@ async def test_two_fake_venues_cross_and_the_episodes_are_written(tmp_path: Path
     analyzer = SpreadAnalyzer(SpreadState(config))
     out = tmp_path / "data"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            bybit_url = await nursery.start(serve_ws, bybit.handler)
-            htx_url = await nursery.start(serve_ws, htx.handler)
+        async with serving(sim) as (nursery, urls):
+            nursery.start_soon(play_when_both_listen, sim, script)
             instruments = {"BTC-USDT": Instrument(symbol="BTC-USDT", native="BTC-USDT",
                                                   contract_size=0.001, tick_size=0.1)}
             plan = RunPlan(
                 venues=[
-                    VenuePlan(BybitProtocol, bybit_url,
+                    VenuePlan(BybitProtocol, urls["bybit"][0],
                               ProtocolConfig(symbols=("BTC-USDT",), channels=("tob",))),
-                    VenuePlan(HtxProtocol, htx_url,
+                    VenuePlan(HtxProtocol, urls["htx"][0],
                               ProtocolConfig(symbols=("BTC-USDT",), channels=("tob",),
                                              instruments=instruments)),
                 ],
@@ -97,16 +111,19 @@ async def test_two_fake_venues_cross_and_the_episodes_are_written(tmp_path: Path
                 consumers=[analyzer.consumer()],
                 status_view=choose_status_view(True, analyzer))
             await record(plan)
-            nursery.cancel_scope.cancel()
+    assert script.done
 
     bybit_tob = read(out, "tob", "bybit")
-    assert bybit_tob.select("bid_px", "bid_sz", "ask_px", "ask_sz").rows() == BYBIT_TOPS
-    t = ns(bybit_tob["ts_local"])  # when each Bybit quote arrived, UTC ns
+    assert bybit_tob.select("bid_px", "bid_sz", "ask_px", "ask_sz").rows() == [
+        BYBIT_OPEN, *BYBIT_TOPS]
+    t = ns(bybit_tob["ts_local"])[1:]  # when each scripted Bybit quote arrived, UTC ns
     assert read(out, "tob", "htx").select("bid_px", "bid_sz", "ask_px", "ask_sz").rows() == [
         (HTX_BID, HTX_BID_SZ, HTX_ASK, HTX_ASK_SZ)]
 
-    # spreads: both directions after every Bybit quote, at that quote's time
-    spreads = read(out, "spreads", "spread")
+    # spreads: both directions after every scripted Bybit quote, at that quote's time (before
+    # it, the opening quotes met in whichever order the venues subscribed)
+    spreads = read(out, "spreads", "spread").filter(
+        pl.col("ts_local").cast(pl.Int64) >= t[0])
     assert spreads.columns == ["ts_local", "symbol", "buy_exchange", "sell_exchange", "ask_px",
                                "bid_px", "gross_bps", "net_bps", "size", "buy_age_ms",
                                "sell_age_ms"]
@@ -156,30 +173,19 @@ async def test_cli_runs_the_analyzer_for_two_venues(tmp_path: Path) -> None:
     """The same crossing script through ``python -m core.run``: the analyzer starts because two
     venues record ``tob``, its flags reach it, and its tables and ledger rows are written."""
     from core.run import async_main
-    from core.testing.fake_servers import serve_http
-    from tests.session.test_cli_bybit import INSTRUMENTS
-    from tests.session.test_htx_e2e import CONTRACT_INFO, contract_info
 
-    bybit = FakeBybit(scripts=[bybit_script()], push_interval_s=0.2)
-    htx = FakeHtx(htx_script(), listed={"BTC-USDT"})
+    sim, script = crossing_market()
     out = tmp_path / "data"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            bybit_url = await nursery.start(serve_ws, bybit.handler)
-            htx_url = await nursery.start(serve_ws, htx.handler)
-            rest = await nursery.start(serve_http, {
-                "/v5/market/instruments-info?category=linear&limit=1000": INSTRUMENTS,
-                CONTRACT_INFO: contract_info()})
+        async with serving(sim) as (nursery, urls):
+            nursery.start_soon(play_when_both_listen, sim, script)
             code = await async_main([
                 "--plugins", "bybit,htx", "--channels", "tob", "--out", str(out),
                 "--duration", str(DURATION_S), "--flush-interval", "0.5", "--no-live",
                 "--spread-stale-ms", "10000", "--spread-stale-ms", "bybit=1000",
-                "--spread-threshold-bps", "0,10",
-                "--endpoint", f"bybit={bybit_url}", "--endpoint", f"htx={htx_url}",
-                "--endpoint", f"bybit.rest={rest}", "--endpoint", f"htx.rest={rest}",
-            ], handle_signals=False)
-            nursery.cancel_scope.cancel()
+                "--spread-threshold-bps", "0,10", *endpoints(urls)], handle_signals=False)
     assert code == 0
+    assert script.done
     opps = read(out, "opportunities", "spread", "start")
     assert sorted(opps.select("buy_exchange", "threshold_bps").rows()) == [
         ("bybit", 0.0), ("htx", 0.0), ("htx", 0.0), ("htx", 10.0)]

@@ -18,8 +18,7 @@ from core.run import async_main
 from core.testing.fake_servers import serve_http, serve_ws
 from core.writers.parquet import ParquetWriter
 from tests.fakes.bybit import FakeBybit
-from tests.session.test_cli_bybit import INSTRUMENTS, btc_script
-from tests.session.test_durability import REST_PATH, endless_script
+from tests.fakes.fixtures import INSTRUMENTS, REST_PATH, btc_script, endless_script
 
 CEILING_S = 40
 

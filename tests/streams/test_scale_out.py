@@ -24,10 +24,10 @@ import trio
 from core.run import async_main
 from core.testing.fake_servers import serve_http, serve_ws
 from tests.fakes.bybit import FakeBybit, book_msg, trade_msg
+from tests.fakes.fixtures import HTX_CONTRACT_INFO_PATH as CONTRACT_INFO
+from tests.fakes.fixtures import INSTRUMENTS, REST_PATH, T_MS
+from tests.fakes.fixtures import htx_contract_info as contract_info
 from tests.fakes.htx import FakeHtx, depth_tick, trade_tick
-from tests.session.test_cli_bybit import INSTRUMENTS, T_MS
-from tests.session.test_durability import REST_PATH
-from tests.session.test_htx_e2e import CONTRACT_INFO, contract_info
 from tests.streams.conftest import RedisServer
 
 CEILING_S = 90

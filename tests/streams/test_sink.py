@@ -20,8 +20,7 @@ from core.streams.sink import RedisSink
 from core.tables import table_of_kind
 from core.testing.fake_servers import serve_http, serve_ws
 from tests.fakes.bybit import FakeBybit
-from tests.session.test_cli_bybit import INSTRUMENTS, btc_script
-from tests.session.test_durability import REST_PATH, endless_script
+from tests.fakes.fixtures import INSTRUMENTS, REST_PATH, btc_script, endless_script
 from tests.streams.conftest import RedisServer, free_port
 
 CEILING_S = 40

@@ -15,8 +15,7 @@ import trio
 from core.run import async_main
 from core.testing.fake_servers import serve_http, serve_ws
 from tests.fakes.bybit import FakeBybit
-from tests.session.test_cli_bybit import INSTRUMENTS, btc_script
-from tests.session.test_durability import REST_PATH
+from tests.fakes.fixtures import INSTRUMENTS, REST_PATH, btc_script
 from tests.streams.conftest import RedisServer, free_port
 
 CEILING_S = 40

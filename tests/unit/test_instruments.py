@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
+import h11
 import pytest
 import trio
 
@@ -23,7 +26,8 @@ from core.run import async_main
 from core.testing.fake_servers import serve_http
 from plugins.bybit.protocol import BybitProtocol
 from plugins.htx.protocol import HtxProtocol
-from tests.session.test_htx_e2e import CONTRACT_INFO, contract_info
+from tests.fakes.fixtures import HTX_CONTRACT_INFO_PATH as CONTRACT_INFO
+from tests.fakes.fixtures import htx_contract_info as contract_info
 
 CEILING_S = 20
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
@@ -177,3 +181,69 @@ async def test_neither_rest_nor_cache_is_a_clear_error(tmp_path: Path,
 async def test_a_venue_that_does_not_need_them_starts_without(tmp_path: Path) -> None:
     result = await load_instruments(BybitProtocol, DEAD, tmp_path, required=False)
     assert result.source == "none" and result.instruments == {}
+
+
+async def serve_raw(body_chunks: object, *, chunk_pause_s: float = 0.0,
+                    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    """A loopback HTTP server answering every GET with a chunked body: the chunks of
+    ``body_chunks`` (an iterable of bytes, possibly endless), ``chunk_pause_s`` apart."""
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+
+    async def serve_one(stream: trio.SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER)
+        async with stream:
+            while not isinstance(conn.next_event(), h11.Request):
+                conn.receive_data(await stream.receive_some(65536))
+            await stream.send_all(conn.send(h11.Response(
+                status_code=200, headers=[("transfer-encoding", "chunked")])) or b"")
+            try:
+                for chunk in body_chunks:  # type: ignore[attr-defined]
+                    await stream.send_all(conn.send(h11.Data(data=chunk)) or b"")
+                    await trio.sleep(chunk_pause_s)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the client stopped reading
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(trio.serve_listeners, serve_one, listeners)
+        task_status.started(f"http://127.0.0.1:{port}")
+
+
+def endless() -> Iterator[bytes]:
+    while True:
+        yield b"x" * 65536
+
+
+async def test_an_endless_body_is_cut_at_the_limit(tmp_path: Path) -> None:
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            rest = await nursery.start(serve_raw, endless())
+            with pytest.raises(InstrumentsUnavailable, match=r"larger than the limit of 1048576 "
+                                                             r"bytes; stopped reading"):
+                await load_instruments(HtxProtocol, rest, tmp_path, required=True,
+                                       max_bytes=1024 * 1024)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_declared_body_past_the_limit_is_refused_before_reading(tmp_path: Path) -> None:
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            rest = await nursery.start(serve_http, {CONTRACT_INFO: b"[" + b" " * 300_000 + b"]"})
+            with pytest.raises(InstrumentsUnavailable, match="is 300002 bytes, more than the "
+                                                             "limit of 100000 bytes"):
+                await load_instruments(HtxProtocol, rest, tmp_path, required=True,
+                                       max_bytes=100_000)
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_dripping_body_cannot_hold_the_start_beyond_the_fetch_timeout(
+        tmp_path: Path) -> None:
+    drip = (b"x" for _ in range(1000))  # one byte every 0.1 s: 100 s in all
+    with trio.fail_after(CEILING_S):
+        async with trio.open_nursery() as nursery:
+            rest = await nursery.start(partial(serve_raw, drip, chunk_pause_s=0.1))
+            start = trio.current_time()
+            with pytest.raises(InstrumentsUnavailable, match="no complete response within 1 s"):
+                await load_instruments(HtxProtocol, rest, tmp_path, required=True, timeout_s=1.0)
+            assert trio.current_time() - start < 3.0
+            nursery.cancel_scope.cancel()

@@ -20,7 +20,7 @@ from core.run import async_main
 from core.session import VenueStats
 from core.status import RunInfo, clock_time, format_run
 from core.testing.fake_servers import serve_http
-from tests.session.test_cli_bybit import INSTRUMENTS
+from tests.fakes.fixtures import INSTRUMENTS
 
 
 @pytest.fixture(autouse=True)
