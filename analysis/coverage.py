@@ -168,42 +168,49 @@ def coverage(rec: Recording, wanted: dict[str, list[str | None]]) -> list[Symbol
                                                                           maintain_order=True)}
     for venue, syms in wanted.items():
         cov = {s: SymbolCoverage(venue, s, rec.start_ns, rec.end_ns) for s in syms}
-        since: dict[str | None, int | None] = dict.fromkeys(syms)
         rows = rows_by_venue.get(venue)
-        reconnects, connected = 0, False
-        if rows is not None:
-            for t, event, sym, detail in rows.select("ts", "event", "symbol",
-                                                     "detail").iter_rows():
-                if event == HealthKind.CONNECTED:
-                    connected = True
-                if event in VENUE_BREAKS:  # connection-wide, whatever the symbol column says
-                    if event == HealthKind.DISCONNECTED and detail != "stopped":
-                        reconnects += 1
-                    for s in syms:
-                        _close(cov[s], since, s, t)
-                elif sym in cov:
-                    c = cov[sym]
-                    if event in TRUST_EVENTS:
-                        c.resyncs += event == HealthKind.RESYNCED
-                        if since[sym] is None:
-                            since[sym] = max(t, rec.start_ns)
-                    elif event in SYMBOL_BREAKS:
-                        c.gaps += 1
-                        _close(c, since, sym, t)
+        reconnects, connected = (0, False) if rows is None else _walk(rows, cov, rec.start_ns)
         for s in syms:
             c = cov[s]
-            _close(c, since, s, rec.end_ns)
             c.reconnects, c.connected = reconnects, connected
-            if rows is None:
-                c.note = "no health rows: never connected"
-            elif not connected:
-                c.note = "never connected"
-            elif s is None:
-                c.note = "no symbol subscribed"
-            elif not c.trusted:
-                c.note = "never trusted"
+            c.note = _note(c, rows is not None, connected)
             result.append(c)
     return result
+
+
+def _walk(rows: pl.DataFrame, cov: dict[str | None, SymbolCoverage],
+          start_ns: int) -> tuple[int, bool]:
+    """Apply one venue's health rows to its symbols' coverage; (reconnects, ever connected)."""
+    since: dict[str | None, int | None] = dict.fromkeys(cov)
+    reconnects, connected = 0, False
+    for t, event, sym, detail in rows.select("ts", "event", "symbol", "detail").iter_rows():
+        connected = connected or event == HealthKind.CONNECTED
+        if event in VENUE_BREAKS:  # connection-wide, whatever the symbol column says
+            reconnects += event == HealthKind.DISCONNECTED and detail != "stopped"
+            for s, c in cov.items():
+                _close(c, since, s, t)
+        elif sym in cov:
+            c = cov[sym]
+            if event in TRUST_EVENTS:
+                c.resyncs += event == HealthKind.RESYNCED
+                if since[sym] is None:
+                    since[sym] = max(t, start_ns)
+            elif event in SYMBOL_BREAKS:
+                c.gaps += 1
+                _close(c, since, sym, t)
+    for s, c in cov.items():
+        _close(c, since, s, c.end_ns)
+    return reconnects, connected
+
+
+def _note(c: SymbolCoverage, has_rows: bool, connected: bool) -> str:
+    if not has_rows:
+        return "no health rows: never connected"
+    if not connected:
+        return "never connected"
+    if c.symbol is None:
+        return "no symbol subscribed"
+    return "" if c.trusted else "never trusted"
 
 
 def _close(c: SymbolCoverage, since: dict[str | None, int | None], sym: str | None,
