@@ -473,6 +473,10 @@ class BookKeeper:
         if self.publish_tob:
             book = st.book
             bk, ak = book._bid_keys, book._ask_keys
+            bid_px: float | None
+            bid_sz: float | None
+            ask_px: float | None
+            ask_sz: float | None
             if bk:
                 bp = bk[-1]
                 bid_px, bid_sz = bp, book.bids[bp]

@@ -252,11 +252,18 @@ class Handover:
         bids = book.top_bids(len(book.bids))
         asks = book.top_asks(len(book.asks))
         bid_text = ask_text = None
-        if book.bid_text is not None and book.ask_text is not None:
-            bid_text = [book.bid_text[p] for p, _ in bids]
-            ask_text = [book.ask_text[p] for p, _ in asks]
+        btext, atext = book.bid_text, book.ask_text
+        if btext is not None and atext is not None:
+            # kept as "price:size"; the keeper takes (price, size) pairs
+            bid_text = [_wire_pair(btext[p]) for p, _ in bids]
+            ask_text = [_wire_pair(atext[p]) for p, _ in asks]
         return kn.snapshot(symbol, bids, asks, ts_local=now_ns, ts_exchange=None,
                            seq=st_new.seq, bid_text=bid_text, ask_text=ask_text)
+
+
+def _wire_pair(text: str) -> tuple[str, str]:
+    price, _, size = text.partition(":")
+    return price, size
 
 
 def _tob_kept(protos: Sequence[ExchangeProtocol], symbol: str) -> bool:

@@ -97,10 +97,11 @@ class RawRecord(msgspec.Struct, omit_defaults=True):
 _encoder = msgspec.json.Encoder()
 
 
-def frame_fields(frame: str | bytes) -> dict[str, str]:
+def frame_fields(frame: str | bytes) -> tuple[str | None, str | None]:
+    """``(text, b64)`` of a frame: text frames as they are, binary frames base64-encoded."""
     if isinstance(frame, bytes):
-        return {"b64": base64.b64encode(frame).decode()}
-    return {"text": frame}
+        return None, base64.b64encode(frame).decode()
+    return frame, None
 
 
 class _VenueFile:
@@ -136,8 +137,9 @@ class RawRecorder:
         vf.lines.append(line)
 
     def http(self, venue: str, url: str, ts_ns: int, body: bytes) -> None:
+        text, b64 = _body_fields(body)
         line = self._line(RawRecord(ts=ts_ns, conn=0, kind="http", exchange=venue, url=url,
-                                    **_body_fields(body)))
+                                    text=text, b64=b64))
         vf = self._venue(venue)
         vf.preamble.append(line)
         vf.lines.append(line)
@@ -147,12 +149,14 @@ class RawRecorder:
                                    lane=lane or None))
 
     def received(self, venue: str, conn: int, ts_ns: int, frame: str | bytes) -> None:
+        text, b64 = frame_fields(frame)
         self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="recv", exchange=venue,
-                                   **frame_fields(frame)))
+                                   text=text, b64=b64))
 
     def sent(self, venue: str, conn: int, ts_ns: int, frame: str | bytes) -> None:
+        text, b64 = frame_fields(frame)
         self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="send", exchange=venue,
-                                   **frame_fields(frame)))
+                                   text=text, b64=b64))
 
     def timer(self, venue: str, conn: int, ts_ns: int) -> None:
         self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="timer", exchange=venue))
@@ -160,9 +164,10 @@ class RawRecorder:
     def rest(self, venue: str, conn: int, ts_ns: int, key: str, url: str, status: int,
              body: bytes, error: str | None, *, sent_ns: int | None = None) -> None:
         """A plugin REST call's outcome, body byte-exact (replayed into ``rest_response``)."""
+        text, b64 = _body_fields(body)
         self._add(venue, RawRecord(ts=ts_ns, conn=conn, kind="rest", exchange=venue, url=url,
                                    key=key, status=status, sent=sent_ns, reason=error,
-                                   **_body_fields(body)))
+                                   text=text, b64=b64))
 
     def handover(self, venue: str, conn: int, ts_ns: int, detail: str) -> None:
         """The connections opened last (``conn`` is the first of them) replaced the previous
@@ -235,11 +240,12 @@ class RawRecorder:
         self._venue(venue).lines.append(self._line(record))
 
 
-def _body_fields(body: bytes) -> dict[str, str]:
+def _body_fields(body: bytes) -> tuple[str | None, str | None]:
+    """``(text, b64)`` of a body: UTF-8 as text, anything else base64-encoded."""
     try:
-        return {"text": body.decode("utf-8")}
+        return body.decode("utf-8"), None
     except UnicodeDecodeError:
-        return {"b64": base64.b64encode(body).decode()}
+        return None, base64.b64encode(body).decode()
 
 
 def _day_of(line: bytes) -> int:

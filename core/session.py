@@ -48,12 +48,10 @@ import logging
 import math
 import os
 import random
-import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
-from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import (
@@ -73,6 +71,7 @@ from core.recording import NullRecorder, Recorder
 from core.rest_calls import RestCalls, RestOverflow
 from core.schema import Event, Health, HealthKind
 from core.subscriptions import SUBSCRIBE_RETRY
+from core.wsclient import open_lean_over, open_url_stream
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +137,6 @@ def open_websocket_over(stream: trio.abc.Stream, host: str, resource: str,
     """A client websocket over an already open ``stream``, which is closed on every way out, by
     the transport chosen with :func:`use_transport` (or ``$BOOKWIRE_TRANSPORT``)."""
     if _transport == "lean":
-        from core.wsclient import open_lean_over
-
         return open_lean_over(stream, host, resource, max_message_bytes,  # type: ignore[return-value]
                               headers)
     return _open_trio_websocket_over(stream, host, resource, max_message_bytes, headers)
@@ -175,28 +172,7 @@ async def connect_websocket(url: str, max_message_bytes: int,
                             ) -> AsyncIterator[WebSocketConnection]:
     """Default ``Connect``: TCP (+ TLS with verification on, the default context), then the
     websocket handshake; the stream is owned here and always closed."""
-    parts = urlsplit(url)
-    secure = parts.scheme == "wss"
-    if parts.scheme not in ("ws", "wss") or not parts.hostname:
-        raise HandshakeError(f"not a websocket URL: {url!r}")
-    port = parts.port or (443 if secure else 80)
-    resource = parts.path or "/"
-    if parts.query:
-        resource += "?" + parts.query
-    host = parts.hostname
-    stream: trio.abc.Stream
-    if secure:
-        stream = await trio.open_ssl_over_tcp_stream(host, port,
-                                                      ssl_context=ssl.create_default_context(),
-                                                      https_compatible=True)
-        try:
-            await stream.do_handshake()  # type: ignore[attr-defined]
-        except BaseException:
-            await trio.aclose_forcefully(stream)
-            raise
-    else:
-        stream = await trio.open_tcp_stream(host, port)
-    host_header = host if port in (80, 443) else f"{host}:{port}"
+    stream, host_header, resource = await open_url_stream(url)
     async with open_websocket_over(stream, host_header, resource, max_message_bytes,
                                    headers) as ws:
         yield ws

@@ -342,11 +342,10 @@ async def open_lean_over(stream: trio.abc.Stream, host: str, resource: str,
             await ws.aclose()
 
 
-@asynccontextmanager
-async def connect_lean(url: str, max_message_bytes: int,
-                       headers: Sequence[tuple[str, str]] = ()
-                       ) -> AsyncIterator[LeanWebSocket]:
-    """A ``Connect`` for the session: TCP (+ TLS with verification on), then the handshake."""
+async def open_url_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
+    """The byte stream under a websocket URL: TCP, plus TLS with verification on (the default
+    context) for ``wss``. Returns ``(stream, host header, resource)``; the caller owns the
+    stream."""
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -356,15 +355,24 @@ async def connect_lean(url: str, max_message_bytes: int,
     host = parts.hostname
     stream: trio.abc.Stream
     if secure:
-        stream = await trio.open_ssl_over_tcp_stream(
+        ssl_stream = await trio.open_ssl_over_tcp_stream(
             host, port, ssl_context=ssl.create_default_context(), https_compatible=True)
         try:
-            await stream.do_handshake()  # type: ignore[attr-defined]
+            await ssl_stream.do_handshake()
         except BaseException:
-            await trio.aclose_forcefully(stream)
+            await trio.aclose_forcefully(ssl_stream)
             raise
+        stream = ssl_stream
     else:
         stream = await trio.open_tcp_stream(host, port)
-    host_header = host if port in (80, 443) else f"{host}:{port}"
+    return stream, (host if port in (80, 443) else f"{host}:{port}"), resource
+
+
+@asynccontextmanager
+async def connect_lean(url: str, max_message_bytes: int,
+                       headers: Sequence[tuple[str, str]] = ()
+                       ) -> AsyncIterator[LeanWebSocket]:
+    """A ``Connect`` for the session: TCP (+ TLS with verification on), then the handshake."""
+    stream, host_header, resource = await open_url_stream(url)
     async with open_lean_over(stream, host_header, resource, max_message_bytes, headers) as ws:
         yield ws

@@ -23,7 +23,7 @@ import math
 from array import array
 from collections.abc import Callable, Hashable
 from itertools import chain
-from typing import Final
+from typing import Final, cast
 
 import numpy as np
 import polars as pl
@@ -144,7 +144,8 @@ class TobBuffer(ColumnBuffer):
             seq = e.seq
             self.seq.append(NULL_INT if seq is None else seq)
             try:
-                self.prices.extend((e.bid_px, e.bid_sz, e.ask_px, e.ask_sz))
+                # an empty side (None) raises before anything is appended
+                self.prices.extend((e.bid_px, e.bid_sz, e.ask_px, e.ask_sz))  # type: ignore[arg-type]
             except TypeError:  # an empty side: None -> NaN (null)
                 del self.prices[4 * n:]
                 self.prices.extend(NAN if v is None else v
@@ -303,7 +304,7 @@ def _checker(dtype: pl.DataType) -> Callable[[object], bool]:
     if dtype == TS or dtype == pl.Int64():
         return lambda v: v is None or (type(v) is int and NULL_INT < v < -NULL_INT)
     if dtype == pl.Float64():
-        return lambda v: v is None or (type(v) in (float, int) and math.isfinite(v))
+        return lambda v: v is None or (type(v) in (float, int) and math.isfinite(cast("float", v)))
     if dtype == pl.Boolean():
         return lambda v: v is None or type(v) is bool
     if dtype == pl.String():

@@ -46,6 +46,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import trio
 
@@ -54,6 +55,9 @@ from core.clock import Clock, WallClock
 from core.schema import Event, Health, HealthKind
 from core.tables import REGISTRY, Table, tables_in_order
 from core.writers.columns import ColumnBuffer, RowRejected, new_buffer
+
+#: Parquet compression codecs polars writes
+Compression = Literal["lz4", "uncompressed", "snappy", "gzip", "brotli", "zstd"]
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +114,7 @@ class Latency:
 class ParquetWriter:
     def __init__(self, out: Path, *, flush_rows: int = DEFAULT_FLUSH_ROWS,
                  flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
-                 clock: Clock | None = None, compression: str = "zstd",
+                 clock: Clock | None = None, compression: Compression = "zstd",
                  max_bytes: int = DEFAULT_MAX_BYTES,
                  final_flush_timeout_s: float = DEFAULT_FINAL_FLUSH_TIMEOUT_S) -> None:
         self.out = Path(out)
@@ -246,7 +250,7 @@ class ParquetWriter:
             except RowRejected as exc:
                 self._reject(rkey, exc)
                 continue
-            if count and not (t is Health and e.event == HealthKind.DROPPED):
+            if count and not (isinstance(e, Health) and e.event == HealthKind.DROPPED):
                 # (drop reports come from the bus itself, not from a venue: not counted)
                 received[rkey] = received.get(rkey, 0) + 1
                 buf.counted += 1

@@ -377,7 +377,7 @@ class BinanceProtocol(ExchangeProtocol):
     def _retry_later(self, sym: str, recv_ns: int) -> float:
         """No new snapshot call for ``sym`` before a doubling delay; returns it in seconds."""
         failures, _ = self._retry.get(sym, (0, 0))
-        wait_s = min(RETRY_FIRST_S * 2 ** failures, RETRY_MAX_S)
+        wait_s = min(RETRY_FIRST_S * 2.0 ** failures, RETRY_MAX_S)
         self._retry[sym] = (failures + 1, recv_ns + int(wait_s * S_NS))
         return wait_s
 

@@ -160,3 +160,20 @@ def test_trades_of_the_whole_overlap_are_recognised_then_forgotten() -> None:
     assert h.current([trade("205", T0 + 21)]) == []
     later = T0 + 21 + 61 * 10**9
     assert [t.trade_id for t in h.current([trade("201", later)])] == ["201"]  # forgotten
+
+
+def test_republished_book_keeps_wire_text_exact() -> None:
+    """A book that keeps wire text (checksummed venues) crosses the switch with that text
+    unchanged, so the next checksum still matches."""
+    from core.book import BookKeeper
+
+    old = BookKeeper("okx", keep_text=True)
+    new = BookKeeper("okx", keep_text=True)
+    for k in (old, new):
+        k.snapshot("BTC-USDT", [(100.5, 1.25), (100.0, 2.0)], [(101.0, 3.0)], ts_local=T0,
+                   ts_exchange=None, seq=1,
+                   bid_text=[("100.50", "1.250"), ("100.0", "2")], ask_text=[("101.0", "3")])
+    before = new.book("BTC-USDT").top_text(5)
+    assert before == (["100.50:1.250", "100.0:2"], ["101.0:3"])
+    Handover._republish(old, new, "BTC-USDT", T0 + 1, was_live=True)
+    assert new.book("BTC-USDT").top_text(5) == before
