@@ -71,7 +71,7 @@ def build(plugins: Sequence[str], symbols: Sequence[str], seed: int, rate: float
     speakers = load_speakers()
     missing = [p for p in plugins if p not in speakers]
     if missing:
-        raise ValueError(f"--simulate: no fake venue for {', '.join(missing)}; fake venues: "
+        raise ValueError(f"no fake venue for {', '.join(missing)}; fake venues: "
                          f"{', '.join(speakers.names())}")
     clock = TrioClock()
     market = Market()
@@ -99,7 +99,7 @@ async def run_simulated(args: argparse.Namespace, argv: Sequence[str] | None,
     try:
         sim = build(plugins, symbols, args.sim_seed, args.sim_rate)
     except ValueError as exc:
-        print(f"python -m core.run: error: {exc}", file=sys.stderr)
+        print(f"python -m core.run: error: --simulate: {exc}", file=sys.stderr)
         return EXIT_USAGE
     command = _without(argv, {"--simulate": False, "--sim-seed": True, "--sim-rate": True,
                               "--cache-dir": True})

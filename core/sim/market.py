@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -254,11 +254,13 @@ class Market:
         times = [t for t in (p.next_ns() for p in self.processes) if t is not None]
         return min(times) if times else None
 
-    def advance(self, now_ns: int) -> list[MarketEvent]:
-        """Run every process whose time has come, in time order, up to ``now_ns``."""
-        events: list[MarketEvent] = []
+    def advance(self, now_ns: int) -> Iterator[MarketEvent]:
+        """Run every process whose time has come, in time order, up to ``now_ns``, yielding each
+        firing's events before the next process fires: a venue rendering an event (a diff
+        against the book) sees the book as that event left it, even when a late wake-up runs
+        several firings at once."""
         if self.frozen:
-            return events
+            return
         heap = [(t, i) for i, p in enumerate(self.processes) if (t := p.next_ns()) is not None]
         heapq.heapify(heap)
         while heap and heap[0][0] <= now_ns:
@@ -269,11 +271,10 @@ class Market:
                 if nxt is not None:
                     heapq.heappush(heap, (nxt, i))
                 continue
-            events.extend(process.fire(self, t))
+            yield from process.fire(self, t)
             nxt = process.next_ns()
             if nxt is not None:
                 heapq.heappush(heap, (nxt, i))
-        return events
 
     def freeze(self) -> None:
         """Stop every process: the books keep their current state (tests compare against it)."""

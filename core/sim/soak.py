@@ -1,8 +1,9 @@
 """Soak: record from simulated venues at a stated rate for a stated time and watch the process.
 
 ``python -m core.sim.soak --plugins bybit,htx,bitget,gateio --symbols BTC-USDT,ETH-USDT
---rate 50 --duration 600 --every 60`` serves the venues on loopback TCP (real sockets, the
-venues' real protocols), runs the real recording pipeline (sessions, bus, Parquet writer) into a
+--rate 50 --duration 600 --every 60`` serves the venues on loopback TCP from a child process
+(:mod:`core.sim.serve`: real sockets, the venues' real protocols; their memory and CPU are not
+the measured process's), runs the real recording pipeline (sessions, bus, Parquet writer) into a
 temporary folder (or ``--out``), and every ``--every`` seconds prints one line: messages
 received, messages per second, events published, rows on disk, reconnects, gaps, dropped events,
 resident memory (RSS) and the number of objects the garbage collector tracks. The summary
@@ -12,15 +13,17 @@ at their working size) with the end.
 The command is for people; :func:`soak` returns the samples for tests (``tests/session/
 test_soak.py`` runs a short one and asserts that memory does not grow).
 
-Must not: connect anywhere but loopback.
+Must not: connect anywhere but loopback, or leave the venues' process behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -40,6 +43,8 @@ from core.supervisor import RunPlan, VenuePlan, record
 from core.testing.scenario import instruments_of
 
 TABLES = ("tob", "l2", "trades", "health")
+SERVE_START_TIMEOUT_S = 60.0
+MAX_URLS_LINE = 64 * 1024
 MIB = 1024 * 1024
 WARM_UP_SHARE = 1 / 3
 
@@ -124,7 +129,7 @@ async def soak(plugins: Sequence[str], symbols: Sequence[str], *, rate: float,
     """Run the soak (see the module docstring) and return its samples (in ``result`` if given,
     filled as the run goes)."""
     _, registry = load_plugins()
-    sim = build(plugins, symbols, seed, rate)
+    sim = build(plugins, symbols, seed, rate)  # here only for the venues' instruments
     result = result if result is not None else SoakResult()
     start = trio.current_time()
     counter = RowCounter(out)
@@ -146,14 +151,13 @@ async def soak(plugins: Sequence[str], symbols: Sequence[str], *, rate: float,
             previous = sample
 
     async with trio.open_nursery() as nursery:
-        await nursery.start(sim.run)
-        urls = await nursery.start(sim.serve_tcp)
+        urls = await nursery.start(_serve_venues, plugins, symbols, seed, rate)
         venues = []
         for name in plugins:
             proto = registry.get(name)
             config = ProtocolConfig(symbols=tuple(symbols), channels=("tob", "l2", "trades"),
                                     instruments=instruments_of(proto, sim.speakers[name]))
-            venues.append(VenuePlan(proto=proto, url=urls[name][0], config=config))
+            venues.append(VenuePlan(proto=proto, url=urls[name]["ws"], config=config))
         plan = RunPlan(venues=venues, out=out, duration_s=duration_s,
                        flush_interval_s=flush_interval_s, status_interval_s=every_s,
                        handle_signals=echo, status_view=reporter)
@@ -169,6 +173,32 @@ async def soak(plugins: Sequence[str], symbols: Sequence[str], *, rate: float,
             print(format_sample(final, result.samples[-2] if len(result.samples) > 1 else None),
                   "(end)", flush=True)
     return result
+
+
+async def _serve_venues(plugins: Sequence[str], symbols: Sequence[str], seed: int, rate: float,
+                        *, task_status: trio.TaskStatus[dict[str, dict[str, str]]]
+                        = trio.TASK_STATUS_IGNORED) -> None:
+    """Run :mod:`core.sim.serve` in a child process until cancelled; started with its URLs."""
+    command = [sys.executable, "-m", "core.sim.serve", "--plugins", ",".join(plugins),
+               "--symbols", ",".join(symbols), "--seed", str(seed), "--rate", repr(rate)]
+    process = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE,
+                                               stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        line = b""
+        with trio.fail_after(SERVE_START_TIMEOUT_S):
+            while not line.endswith(b"\n"):
+                chunk = await process.stdout.receive_some(4096)
+                if not chunk or len(line) > MAX_URLS_LINE:
+                    raise RuntimeError(f"the simulated venues did not start: {command}")
+                line += chunk
+        task_status.started(json.loads(line))
+        await process.wait()
+        raise RuntimeError(f"the simulated venues stopped (exit {process.returncode})")
+    finally:
+        with trio.CancelScope(shield=True):
+            process.kill()
+            await process.wait()
 
 
 def summary(result: SoakResult) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import zlib
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -23,13 +22,15 @@ from core.testing.captures import read_records
 from core.testing.conformance import check_protocol
 from plugins.bitget.checksum import book_checksum
 from plugins.bitget.protocol import MAX_REQUEST_BYTES, BitgetProtocol
+from tests.conftest import capture_path, skip_reason
 
 S = 1_000_000_000
 MS = 1_000_000
 T0 = 1_700_000_000 * S
 EPOCH_MS = 1_700_000_000_000  # small ts_ms values in the helpers below count from here
 BIG_SEQ = 2**53 + 12_345  # not representable as a float
-CAPTURE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "bitget" / "BITGET.jsonl.gz"
+CAPTURE = capture_path("bitget", "BITGET.jsonl.gz")
+NO_CAPTURE = skip_reason("bitget", "BITGET.jsonl.gz")
 
 Wire = list[tuple[str, str]]
 
@@ -639,7 +640,7 @@ def test_instruments() -> None:
 # -- the real capture (Bitget v1 envelope, same book and checksum rule) ----------------------
 
 
-@pytest.mark.skipif(not CAPTURE.exists(), reason=f"capture not present: {CAPTURE}")
+@pytest.mark.skipif(CAPTURE is None, reason=NO_CAPTURE)
 def test_capture_books_checksums_verify() -> None:
     """Every v1 ``books`` frame's checksum verifies on a book kept by the plugin's code: once
     directly (OrderBook + book_checksum) and once through the protocol (frames re-wrapped in the

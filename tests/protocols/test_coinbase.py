@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -37,9 +36,10 @@ from plugins.coinbase.fake import (
     trades_frame,
 )
 from plugins.coinbase.protocol import TRADE_GAP, CoinbaseProtocol
+from tests.conftest import capture_path, skip_reason
 
-CAPTURE = (Path(__file__).resolve().parents[3] / "shared" / "samples" / "coinbase"
-           / "COINBASE.jsonl.gz")
+CAPTURE = capture_path("coinbase", "COINBASE.jsonl.gz")
+NO_CAPTURE = skip_reason("coinbase", "COINBASE.jsonl.gz")
 T0 = 1_786_309_548_000_000_000
 S = 1_000_000_000
 
@@ -540,7 +540,7 @@ async def test_fake_venue_unknown_product_is_a_subscribe_error(autojump_clock: o
 # -- the real capture ------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not CAPTURE.exists(), reason=f"capture not present: {CAPTURE}")
+@pytest.mark.skipif(CAPTURE is None, reason=NO_CAPTURE)
 def test_real_capture_applies_and_agrees_with_the_ticker() -> None:
     """Every frame of the 2026 capture through the protocol: no decode error, no gap, no crossed
     book; and the built book's best bid/ask against the captured ``ticker`` channel."""

@@ -25,6 +25,7 @@ from plugins.gateio.protocol import (
     OrderBookBridge,
     Scale,
 )
+from tests.conftest import capture_path, skip_reason
 
 S = 1_000_000_000
 NOW = 1_700_000_000_250_000_000
@@ -37,8 +38,8 @@ ETH = Instrument(symbol="ETH-USDT", native="ETH_USDT", contract_size=0.01, tick_
 XYZ = Instrument(symbol="XYZ-USDT", native="XYZ_USDT", contract_size=1.0, tick_size=0.001)
 INSTRUMENTS = {"BTC-USDT": BTC, "ETH-USDT": ETH, "XYZ-USDT": XYZ}
 
-CAPTURE = (Path(__file__).resolve().parents[3] / "shared" / "samples" / "gateio"
-           / "GATEIO_FUTURES.jsonl.gz")
+CAPTURE = capture_path("gateio", "GATEIO_FUTURES.jsonl.gz")
+NO_CAPTURE = skip_reason("gateio", "GATEIO_FUTURES.jsonl.gz")
 
 
 def make(channels: tuple[str, ...] = ("tob", "l2", "trades"),
@@ -594,7 +595,7 @@ def test_bridge_aligned_when_a_delta_ends_at_the_snapshot_id() -> None:
 # -- the real 2023 capture ---------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not CAPTURE.exists(), reason=f"capture not available: {CAPTURE}")
+@pytest.mark.skipif(CAPTURE is None, reason=NO_CAPTURE)
 def test_real_capture_bridges_every_contract() -> None:
     records = sorted(read_records(CAPTURE), key=lambda r: r.ts_ns)
     contracts_body = next(r.frame for r in records
@@ -679,7 +680,7 @@ def test_real_capture_bridges_every_contract() -> None:
             {p: s * quanto for p, s in asks.items()}, rel=1e-12)
 
 
-@pytest.mark.skipif(not CAPTURE.exists(), reason=f"capture not available: {CAPTURE}")
+@pytest.mark.skipif(CAPTURE is None, reason=NO_CAPTURE)
 def test_real_capture_book_ticker_through_the_protocol() -> None:
     records = sorted(read_records(CAPTURE), key=lambda r: r.ts_ns)
     body = next(r.frame for r in records if r.kind == "http" and r.url

@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from core.protocol import Instrument, ProtocolConfig
 from core.schema import BookUpdate, Event, Health, HealthKind, TopOfBook, Trade
 from core.testing.captures import read_records
 from plugins.htx.protocol import NO_INSTRUMENT, HtxProtocol, SizeScale
+from tests.conftest import capture_path, skip_reason
 
 S = 1_000_000_000
 MS = 1_000_000
@@ -25,7 +25,8 @@ BTC = "BTC-USDT"
 ETH = "ETH-USDT"
 BTC_BOOK = "market.BTC-USDT.depth.size_20.high_freq"
 ETH_BOOK = "market.ETH-USDT.depth.size_20.high_freq"
-CAPTURE = Path(__file__).resolve().parents[3] / "shared" / "samples" / "htx" / "HUOBI_SWAP.jsonl.gz"
+CAPTURE = capture_path("htx", "HUOBI_SWAP.jsonl.gz")
+NO_CAPTURE = skip_reason("htx", "HUOBI_SWAP.jsonl.gz")
 
 INSTRUMENTS = {
     BTC: Instrument(symbol=BTC, native=BTC, contract_size=0.001, tick_size=0.1),
@@ -471,8 +472,8 @@ def test_unknown_channel_is_a_venue_error() -> None:
 
 
 def test_capture_replay() -> None:
-    if not CAPTURE.exists():
-        pytest.skip(f"{CAPTURE} is not available")
+    if CAPTURE is None:
+        pytest.skip(NO_CAPTURE)
     records = list(read_records(CAPTURE))
     rest = next((r for r in records if r.kind == "http"
                  and "/linear-swap-api/v1/swap_contract_info" in (r.url or "")), None)
@@ -523,8 +524,8 @@ def test_capture_replay() -> None:
 
 
 def test_capture_trade_sizes_agree_with_quantity() -> None:
-    if not CAPTURE.exists():
-        pytest.skip(f"{CAPTURE} is not available")
+    if CAPTURE is None:
+        pytest.skip(NO_CAPTURE)
     records = list(read_records(CAPTURE))
     rest = next(r for r in records if r.kind == "http"
                 and "/linear-swap-api/v1/swap_contract_info" in (r.url or ""))

@@ -9,7 +9,16 @@ from decimal import Decimal
 
 import pytest
 
-from core.sim.market import BookChange, Listing, Market, TradePrint, TrueBook
+from core.sim.market import (
+    BookChange,
+    Listing,
+    Market,
+    Script,
+    Step,
+    TradePrint,
+    TrueBook,
+    load_text,
+)
 from core.sim.simulator import SimParams, reference, simulate
 from core.sim.speaker import DepthView, load_speakers
 
@@ -34,16 +43,32 @@ def mid(m: Market, venue: str, symbol: str = "BTC-USDT") -> float:
 
 def test_the_same_seed_gives_the_same_market_whatever_the_steps() -> None:
     a, b, c = market(7), market(7), market(8)
-    one_go = a.advance(T0 + 30 * S)
+    one_go = list(a.advance(T0 + 30 * S))
     in_steps = [e for t in range(1, 301) for e in b.advance(T0 + t * S // 10)]
     assert one_go == in_steps and len(one_go) > 1000
-    assert c.advance(T0 + 30 * S) != one_go
+    assert list(c.advance(T0 + 30 * S)) != one_go
+
+
+def test_a_late_wake_up_yields_each_firing_before_the_next_one_changes_the_book() -> None:
+    """Venues render an event as a diff against the book: when one late advance runs several
+    firings, each event must be seen while the book is as that firing left it."""
+    speakers = load_speakers()
+    m = Market([speakers.get("bybit").listing("BTC-USDT", reference("BTC-USDT")[0])])
+    load_text(m, "bybit", "BTC-USDT", [("100.0", "1")], [("101.0", "2")])
+    script = Script("bybit", [Step("BTC-USDT", bids=[("100.0", "1.5")]),
+                              Step("BTC-USDT", bids=[("100.0", "2.5")])],
+                    start_ns=T0, interval_s=0.05)
+    m.add_process(script)
+    listing, book = m.listing("bybit", "BTC-USDT"), m.book("bybit", "BTC-USDT")
+    seen = [(e.ts_ns, float(listing.size(book.bids[listing.ticks("100.0")])))
+            for e in m.advance(T0 + S)]  # both steps are due: one late wake-up
+    assert seen == [(T0 + S // 20, 1.5), (T0 + S // 10, 2.5)]
 
 
 def test_books_stay_uncrossed_deep_and_on_their_grid() -> None:
     m = market(3, ("BTC-USDT", "ETH-USDT"))
     for t in range(1, 121):
-        m.advance(T0 + t * S)
+        list(m.advance(T0 + t * S))
         for key, book in m.books.items():
             assert not book.is_crossed(), key
             assert book.depth("bid") >= 20 and book.depth("ask") >= 20, key
@@ -52,7 +77,7 @@ def test_books_stay_uncrossed_deep_and_on_their_grid() -> None:
 
 def test_event_rate_and_trade_sizes_look_like_a_liquid_perpetual() -> None:
     m = market(5, events_per_s=20.0)
-    events = m.advance(T0 + 300 * S)
+    events = list(m.advance(T0 + 300 * S))
     changes = [e for e in events if isinstance(e, BookChange)]
     trades = [e for e in events if isinstance(e, TradePrint)]
     per_venue_s = len(changes) / len(VENUES) / 300
@@ -66,7 +91,7 @@ def test_prices_are_coherent_across_venues_with_occasional_dislocations() -> Non
     m = market(11, events_per_s=5.0)
     spreads_bps = []
     for t in range(1, 1801):  # half an hour, once a second
-        m.advance(T0 + t * S)
+        list(m.advance(T0 + t * S))
         mids = [mid(m, v) for v in VENUES]
         spreads_bps.append((max(mids) / min(mids) - 1) * 1e4)
     assert statistics.median(spreads_bps) < 1.5  # mostly a tick or two apart
