@@ -29,6 +29,7 @@ Taker = Literal["buy", "sell"]
 S_NS = 1_000_000_000
 MS_NS = 1_000_000
 RECENT_TRADES = 100
+KEEP_FIRED = 10_000  # play times a repeating script keeps
 
 #: (ticks, lots) levels, best first
 Ladder = list[tuple[int, int]]
@@ -288,7 +289,9 @@ class Step:
     """One scripted venue message: book changes (decimal text, sizes in base units) and trades.
 
     ``trades`` are ``(price, size, taker side)`` or ``(price, size, taker side, trade id)``.
-    ``pause_s`` waits before the step (on top of the script's interval).
+    ``pause_s`` waits before the step (on top of the script's interval). ``ts_ns`` is the
+    exchange time its events carry (default: when it is played); tests that compare two runs
+    of one script give fixed times.
     """
 
     symbol: str
@@ -296,20 +299,26 @@ class Step:
     asks: Sequence[tuple[str, str]] = ()
     trades: Sequence[tuple[str, str, str] | tuple[str, str, str, int]] = ()
     pause_s: float = 0.0
+    ts_ns: int | None = None
 
 
 @dataclass
 class Script:
     """Steps of one venue played in order, ``interval_s`` apart, from ``start_ns`` (None: once
-    :meth:`start` is called, e.g. when a client has subscribed)."""
+    :meth:`start` is called, e.g. when a client has subscribed). With ``repeat`` the steps are
+    played again and again (an endless stream; sizes are absolute, so a repeated step is a
+    valid venue message); :attr:`fired` then keeps the latest ``KEEP_FIRED`` times."""
 
     venue: str
     steps: list[Step]
     start_ns: int | None = None
     interval_s: float = 0.01
     position: int = 0
+    repeat: bool = False
     #: when each step was played (ns), in order
     fired: list[int] = field(default_factory=list)
+    #: steps played in all (with ``repeat``, more than ``len(steps)``)
+    played: int = 0
     _next: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -322,6 +331,8 @@ class Script:
         self._schedule(now_ns)
 
     def _schedule(self, after_ns: int) -> None:
+        if self.position >= len(self.steps) and self.repeat and self.steps:
+            self.position = 0
         if self.position >= len(self.steps):
             self._next = None
             return
@@ -334,26 +345,30 @@ class Script:
     def fire(self, market: Market, now_ns: int) -> list[MarketEvent]:
         step = self.steps[self.position]
         self.position += 1
+        self.played += 1
         self.fired.append(now_ns)
+        if self.repeat and len(self.fired) > KEEP_FIRED:
+            del self.fired[:KEEP_FIRED // 2]
         self._schedule(now_ns)
         listing = market.listing(self.venue, step.symbol)
+        ts_ns = now_ns if step.ts_ns is None else step.ts_ns
         events: list[MarketEvent] = []
         changes: list[tuple[Side, int, int]] = [
             ("bid", listing.ticks(p), listing.lots(s)) for p, s in step.bids]
         changes += [("ask", listing.ticks(p), listing.lots(s)) for p, s in step.asks]
         if changes:
-            events.append(market.apply(self.venue, step.symbol, now_ns, changes))
+            events.append(market.apply(self.venue, step.symbol, ts_ns, changes))
         for trade in step.trades:
             price, size, taker = trade[0], trade[1], trade[2]
             trade_id = trade[3] if len(trade) > 3 else None  # type: ignore[misc]
-            events.append(market.print_trade(self.venue, step.symbol, now_ns,
+            events.append(market.print_trade(self.venue, step.symbol, ts_ns,
                                              listing.ticks(price), listing.lots(size),
                                              taker, trade_id))  # type: ignore[arg-type]
         return events
 
     @property
     def done(self) -> bool:
-        return self.position >= len(self.steps)
+        return not self.repeat and self.position >= len(self.steps)
 
 
 def load_text(market: Market, venue: str, symbol: str, bids: Sequence[tuple[str, str]],
