@@ -16,7 +16,6 @@ Pure: no trio, no clock reads, no I/O. Time only arrives as ``now_ns`` arguments
 
 from __future__ import annotations
 
-import heapq
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -258,23 +257,25 @@ class Market:
     def advance(self, now_ns: int) -> list[MarketEvent]:
         """Run every process whose time has come, in time order, up to ``now_ns``."""
         events: list[MarketEvent] = []
-        if self.frozen:
-            return events
-        heap = [(t, i) for i, p in enumerate(self.processes) if (t := p.next_ns()) is not None]
-        heapq.heapify(heap)
-        while heap and heap[0][0] <= now_ns:
-            t, i = heapq.heappop(heap)
-            process = self.processes[i]
-            if process.next_ns() != t:  # moved by another process's firing
-                nxt = process.next_ns()
-                if nxt is not None:
-                    heapq.heappush(heap, (nxt, i))
-                continue
-            events.extend(process.fire(self, t))
-            nxt = process.next_ns()
-            if nxt is not None:
-                heapq.heappush(heap, (nxt, i))
+        while (fired := self.fire_next(now_ns)) is not None:
+            events.extend(fired)
         return events
+
+    def fire_next(self, now_ns: int) -> list[MarketEvent] | None:
+        """Run the earliest process whose time has come (at or before ``now_ns``) once: the
+        events it made, or None when none is due. A fake venue publishes them before the next
+        process changes the books, so each of its messages describes one event even when a
+        loaded machine catches up on several at once."""
+        if self.frozen:
+            return None
+        due: tuple[int, int] | None = None
+        for i, process in enumerate(self.processes):
+            t = process.next_ns()
+            if t is not None and t <= now_ns and (due is None or t < due[0]):
+                due = (t, i)
+        if due is None:
+            return None
+        return self.processes[due[1]].fire(self, due[0])
 
     def freeze(self) -> None:
         """Stop every process: the books keep their current state (tests compare against it)."""

@@ -496,11 +496,12 @@ class Simulation:
                 with trio.move_on_after(wait):
                     await self._kick.wait()
                 continue
-            for event in market.advance(self._now()):
-                self.events += 1
-                venue = venues.get(event.venue)
-                if venue is not None:
-                    venue.publish(event)
+            while (events := market.fire_next(self._now())) is not None:
+                for event in events:  # published before the next process moves the books
+                    self.events += 1
+                    venue = venues.get(event.venue)
+                    if venue is not None:
+                        venue.publish(event)
 
     # -- serving ------------------------------------------------------------------------------
 

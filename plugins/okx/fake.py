@@ -241,6 +241,7 @@ class OkxSession(SpeakerSession):
             if sub.channel == "books" and now_ns >= sub.last_ns + self.speaker.idle_ns:
                 outs.append(self._books(sub, "update", [], [], now_ns, "heartbeat"))
                 sub.last_ns = now_ns
+                self.speaker.idle_updates += 1
         return outs
 
     # -- fault kit ------------------------------------------------------------------------------
@@ -286,13 +287,15 @@ class OkxSpeaker(VenueSpeaker):
         self.by_inst = {v: k for k, v in self.inst.items()}
         #: the book sequence (``seqId``) of each symbol, the same on every connection
         self.seq: dict[str, int] = {}
-        self._resets: dict[str, int] = {}
+        self._resets: dict[str, tuple[int, int]] = {}
         self._reset_now: set[str] = set()
         #: send real checksums (False: 0, as OKX does since 2026-06-23)
         self.checksums = True
         #: send pushes as raw-deflate binary frames
         self.deflate = False
         self.idle_ns = IDLE_NS
+        #: idle updates sent (all connections)
+        self.idle_updates = 0
         #: symbols answered as not existing (a permanent refusal)
         self.unlisted: set[str] = set()
 
@@ -317,10 +320,10 @@ class OkxSpeaker(VenueSpeaker):
     def book(self, symbol: str) -> Any:
         return self.market.book(self.name, symbol)
 
-    def reset_sequence(self, symbol: str, to_seq: int) -> None:
-        """The next book change of ``symbol`` resets its sequence to ``to_seq`` (smaller than
-        the current one), as OKX does after maintenance."""
-        self._resets[symbol] = to_seq
+    def reset_sequence(self, symbol: str, to_seq: int, after_changes: int = 0) -> None:
+        """The book change of ``symbol`` after the next ``after_changes`` ones resets its
+        sequence to ``to_seq`` (smaller than the current one), as OKX does after maintenance."""
+        self._resets[symbol] = (after_changes, to_seq)
 
     def seq_reset_now(self, symbol: str) -> bool:
         """Whether the current book change reset ``symbol``'s sequence (sent even if empty)."""
@@ -331,11 +334,15 @@ class OkxSpeaker(VenueSpeaker):
             return
         symbol = event.symbol
         self._reset_now.discard(symbol)
-        if symbol in self._resets:
-            self.seq[symbol] = self._resets.pop(symbol)
+        wait, to_seq = self._resets.get(symbol, (-1, 0))
+        if wait == 0:
+            del self._resets[symbol]
+            self.seq[symbol] = to_seq
             self._reset_now.add(symbol)
-        else:
-            self.seq[symbol] = self.seq.get(symbol, FIRST_SEQ) + 1 + len(event.changes) % 5
+            return
+        if wait > 0:
+            self._resets[symbol] = (wait - 1, to_seq)
+        self.seq[symbol] = self.seq.get(symbol, FIRST_SEQ) + 1 + len(event.changes) % 5
 
     def rest(self, target: str) -> bytes | None:
         path, _, query = target.partition("?")
