@@ -382,7 +382,8 @@ class ConnectionRunner:
             recorder = _LinkRecorder(self.session.recorder)
             session = Session(proto, route, url=url, clock=self.session.clock,
                               stats=self.session.stats, recorder=recorder,
-                              connect=self.session.connect, backoff=self.session.backoff)
+                              connect=self.session.connect, backoff=self.session.backoff,
+                              rest_transport=self.session.rest_transport)
             link = _Link(lane=lane, proto=proto, group=group, session=session)
             route.link = recorder.link = link
             group.links.append(link)

@@ -53,6 +53,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Final
 
+import httpx
 import trio
 from trio_websocket import (
     ConnectionClosed,
@@ -313,7 +314,8 @@ class Session:
                  clock: Clock | None = None, stats: VenueStats | None = None,
                  recorder: Recorder | None = None, connect: Connect = connect_websocket,
                  backoff: Backoff | None = None, pong_timeout_s: float = PONG_TIMEOUT_S,
-                 connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+                 connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                 rest_transport: httpx.AsyncBaseTransport | None = None) -> None:
         self.proto = proto
         self.bus = bus
         self.url = url
@@ -321,6 +323,8 @@ class Session:
         self.stats = stats or VenueStats(proto.name)
         self.recorder = recorder or NullRecorder()
         self.connect = connect
+        #: the REST calls' transport (None: the network; tests pass an in-memory one)
+        self.rest_transport = rest_transport
         self.backoff = backoff or Backoff()
         self.pong_timeout_s = pong_timeout_s
         #: one deadline for the whole connect of an attempt (see the module docstring)
@@ -405,7 +409,8 @@ class Session:
                 nursery.start_soon(self._timer)
                 nursery.start_soon(self._liveness, ws, nursery)
                 self._rest = RestCalls(proto, clock=self.clock, recorder=self.recorder,
-                                       conn=self.stats.conn_id, deliver=self._deliver)
+                                       conn=self.stats.conn_id, deliver=self._deliver,
+                                       transport=self.rest_transport)
                 await nursery.start(self._rest.run)
                 if not self._flush():  # nothing to subscribe: nothing to wait for
                     self._answered()

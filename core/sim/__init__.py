@@ -8,7 +8,8 @@
   and market events into one venue's frames; speakers live next to their plugins
   (``plugins/<venue>/fake.py``) and register through ``bookwire_register_fake_venues``.
 * :mod:`core.sim.server`: the one generic trio server that carries any speaker over websockets
-  (loopback TCP or in-memory streams) plus a tiny REST server for instruments.
+  (loopback TCP or in-memory streams; one or several paths per venue) plus its REST side
+  (instruments, book snapshots), on loopback or answered in memory.
 * :mod:`core.sim.soak`: ``python -m core.sim.soak``, a long run against simulated venues that
   reports throughput, reconnects and resident memory over time.
 

@@ -16,10 +16,9 @@ Pure: no trio, no clock reads, no I/O. Time only arrives as ``now_ns`` arguments
 
 from __future__ import annotations
 
-import heapq
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, Protocol
@@ -29,6 +28,7 @@ Taker = Literal["buy", "sell"]
 S_NS = 1_000_000_000
 MS_NS = 1_000_000
 RECENT_TRADES = 100
+KEEP_FIRED = 10_000  # play times a repeating script keeps
 
 #: (ticks, lots) levels, best first
 Ladder = list[tuple[int, int]]
@@ -254,27 +254,28 @@ class Market:
         times = [t for t in (p.next_ns() for p in self.processes) if t is not None]
         return min(times) if times else None
 
-    def advance(self, now_ns: int) -> Iterator[MarketEvent]:
-        """Run every process whose time has come, in time order, up to ``now_ns``, yielding each
-        firing's events before the next process fires: a venue rendering an event (a diff
-        against the book) sees the book as that event left it, even when a late wake-up runs
-        several firings at once."""
+    def advance(self, now_ns: int) -> list[MarketEvent]:
+        """Run every process whose time has come, in time order, up to ``now_ns``."""
+        events: list[MarketEvent] = []
+        while (fired := self.fire_next(now_ns)) is not None:
+            events.extend(fired)
+        return events
+
+    def fire_next(self, now_ns: int) -> list[MarketEvent] | None:
+        """Run the earliest process whose time has come (at or before ``now_ns``) once: the
+        events it made, or None when none is due. A fake venue publishes them before the next
+        process changes the books, so each of its messages describes one event even when a
+        loaded machine catches up on several at once."""
         if self.frozen:
-            return
-        heap = [(t, i) for i, p in enumerate(self.processes) if (t := p.next_ns()) is not None]
-        heapq.heapify(heap)
-        while heap and heap[0][0] <= now_ns:
-            t, i = heapq.heappop(heap)
-            process = self.processes[i]
-            if process.next_ns() != t:  # moved by another process's firing
-                nxt = process.next_ns()
-                if nxt is not None:
-                    heapq.heappush(heap, (nxt, i))
-                continue
-            yield from process.fire(self, t)
-            nxt = process.next_ns()
-            if nxt is not None:
-                heapq.heappush(heap, (nxt, i))
+            return None
+        due: tuple[int, int] | None = None
+        for i, process in enumerate(self.processes):
+            t = process.next_ns()
+            if t is not None and t <= now_ns and (due is None or t < due[0]):
+                due = (t, i)
+        if due is None:
+            return None
+        return self.processes[due[1]].fire(self, due[0])
 
     def freeze(self) -> None:
         """Stop every process: the books keep their current state (tests compare against it)."""
@@ -289,7 +290,9 @@ class Step:
     """One scripted venue message: book changes (decimal text, sizes in base units) and trades.
 
     ``trades`` are ``(price, size, taker side)`` or ``(price, size, taker side, trade id)``.
-    ``pause_s`` waits before the step (on top of the script's interval).
+    ``pause_s`` waits before the step (on top of the script's interval). ``ts_ns`` is the
+    exchange time its events carry (default: when it is played); tests that compare two runs
+    of one script give fixed times.
     """
 
     symbol: str
@@ -297,20 +300,26 @@ class Step:
     asks: Sequence[tuple[str, str]] = ()
     trades: Sequence[tuple[str, str, str] | tuple[str, str, str, int]] = ()
     pause_s: float = 0.0
+    ts_ns: int | None = None
 
 
 @dataclass
 class Script:
     """Steps of one venue played in order, ``interval_s`` apart, from ``start_ns`` (None: once
-    :meth:`start` is called, e.g. when a client has subscribed)."""
+    :meth:`start` is called, e.g. when a client has subscribed). With ``repeat`` the steps are
+    played again and again (an endless stream; sizes are absolute, so a repeated step is a
+    valid venue message); :attr:`fired` then keeps the latest ``KEEP_FIRED`` times."""
 
     venue: str
     steps: list[Step]
     start_ns: int | None = None
     interval_s: float = 0.01
     position: int = 0
+    repeat: bool = False
     #: when each step was played (ns), in order
     fired: list[int] = field(default_factory=list)
+    #: steps played in all (with ``repeat``, more than ``len(steps)``)
+    played: int = 0
     _next: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -323,6 +332,8 @@ class Script:
         self._schedule(now_ns)
 
     def _schedule(self, after_ns: int) -> None:
+        if self.position >= len(self.steps) and self.repeat and self.steps:
+            self.position = 0
         if self.position >= len(self.steps):
             self._next = None
             return
@@ -335,26 +346,30 @@ class Script:
     def fire(self, market: Market, now_ns: int) -> list[MarketEvent]:
         step = self.steps[self.position]
         self.position += 1
+        self.played += 1
         self.fired.append(now_ns)
+        if self.repeat and len(self.fired) > KEEP_FIRED:
+            del self.fired[:KEEP_FIRED // 2]
         self._schedule(now_ns)
         listing = market.listing(self.venue, step.symbol)
+        ts_ns = now_ns if step.ts_ns is None else step.ts_ns
         events: list[MarketEvent] = []
         changes: list[tuple[Side, int, int]] = [
             ("bid", listing.ticks(p), listing.lots(s)) for p, s in step.bids]
         changes += [("ask", listing.ticks(p), listing.lots(s)) for p, s in step.asks]
         if changes:
-            events.append(market.apply(self.venue, step.symbol, now_ns, changes))
+            events.append(market.apply(self.venue, step.symbol, ts_ns, changes))
         for trade in step.trades:
             price, size, taker = trade[0], trade[1], trade[2]
             trade_id = trade[3] if len(trade) > 3 else None  # type: ignore[misc]
-            events.append(market.print_trade(self.venue, step.symbol, now_ns,
+            events.append(market.print_trade(self.venue, step.symbol, ts_ns,
                                              listing.ticks(price), listing.lots(size),
                                              taker, trade_id))  # type: ignore[arg-type]
         return events
 
     @property
     def done(self) -> bool:
-        return self.position >= len(self.steps)
+        return not self.repeat and self.position >= len(self.steps)
 
 
 def load_text(market: Market, venue: str, symbol: str, bids: Sequence[tuple[str, str]],

@@ -12,7 +12,13 @@ drop, repeat and reorder data frames.
 :class:`Simulation` runs a :class:`core.sim.market.Market` (the pump hands each event to its
 venue) and serves its venues either on loopback TCP (:meth:`Simulation.serve_tcp`, websocket
 and REST, for ``--simulate``) or over in-memory streams (:meth:`Simulation.connect`, the session's
-``connect`` seam, for tests on trio's mock clock).
+``connect`` seam, and :meth:`Simulation.rest_transport`, the REST calls' transport, for tests on
+trio's mock clock).
+
+A venue with several websocket endpoints is served on one port: the handshake's path is handed
+to the speaker (:meth:`core.sim.speaker.VenueSpeaker.open`), and a path the speaker does not
+serve is refused with HTTP 404. Sessions may ask for websocket-level pings (``ws_ping``); the
+client's pongs are counted per connection.
 
 Every per-connection buffer is bounded: a client that does not read is disconnected (code 1008)
 rather than buffered without limit. Loopback only: nothing here opens a connection outward.
@@ -29,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlsplit
 
+import httpx
 import trio
 import trio.testing
 from trio_websocket import WebSocketConnection
@@ -38,6 +45,8 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Ping,
+    Pong,
+    RejectConnection,
     Request,
     TextMessage,
 )
@@ -45,7 +54,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from core.clock import TrioClock
 from core.sim.market import Market, MarketEvent, Script
-from core.sim.speaker import DATA_KINDS, Out, SpeakerSession, VenueSpeaker
+from core.sim.speaker import DATA_KINDS, WS_PING, Out, RestReply, SpeakerSession, VenueSpeaker
 from core.testing.fake_servers import serve_http
 
 log = logging.getLogger(__name__)
@@ -89,8 +98,9 @@ Action = Out | RawFrame | Abort | Stall | Mute
 class ConnectionFaults(Protocol):
     """What a fault plan decides for one venue (see :mod:`core.testing.faults`)."""
 
-    def hold_handshake(self, conn: int) -> bool:
-        """Never answer this connection's websocket handshake."""
+    def hold_handshake(self, conn: int, path: str = "/", path_index: int = 0) -> bool:
+        """Never answer this connection's websocket handshake (``conn``: the venue's connection
+        number; ``path_index``: how many connections to ``path`` came before it)."""
         ...
 
     def on_out(self, conn: int, out: Out, session: SpeakerSession) -> list[Action]:
@@ -99,7 +109,7 @@ class ConnectionFaults(Protocol):
 
 
 class NoFaults:
-    def hold_handshake(self, conn: int) -> bool:
+    def hold_handshake(self, conn: int, path: str = "/", path_index: int = 0) -> bool:
         return False
 
     def on_out(self, conn: int, out: Out, session: SpeakerSession) -> list[Action]:
@@ -112,12 +122,15 @@ class ConnectionRecord:
 
     index: int
     opened_ns: int = 0  # TCP (or memory stream) accepted
+    path: str = ""  # the websocket path of the handshake
     ended_ns: int | None = None  # the server stopped serving it
     accepted: bool = False
     client_closed: bool = False  # the client sent a close frame or closed TCP
     eof: bool = False  # the client's side of TCP is closed
     server_closed: str = ""  # why the server ended it, if it did
     frames_out: int = 0  # messages sent
+    pings_out: int = 0  # websocket pings sent (``ws_ping``)
+    pongs_in: int = 0  # websocket pongs received
     data_out: dict[str, int] = field(default_factory=dict)  # symbol -> data frames sent
     ended: trio.Event = field(default_factory=trio.Event)
 
@@ -189,7 +202,8 @@ class FakeVenue:
 
     async def serve_rest(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
                          ) -> None:
-        """The venue's REST endpoint (instruments) on loopback; started with its base URL."""
+        """The venue's REST endpoint (instruments, book snapshots) on loopback; started with its
+        base URL."""
         await serve_http(self.speaker.rest, task_status=task_status)
 
 
@@ -279,6 +293,11 @@ class _Connection:
             raise _Closed
         if action.frame is None:
             return
+        if action.kind == WS_PING:
+            payload = action.frame.encode() if isinstance(action.frame, str) else action.frame
+            await self._send_bytes(self.ws.send(Ping(payload=payload)))
+            self.record.pings_out += 1
+            return
         if isinstance(action.frame, str):
             data = self.ws.send(TextMessage(data=action.frame))
         else:
@@ -316,13 +335,20 @@ class _Connection:
     async def _event(self, event: object) -> None:
         venue = self.venue
         if isinstance(event, Request):
-            if venue.faults.hold_handshake(self.record.index):
+            path = event.target.split("?", 1)[0] or "/"
+            self.record.path = path
+            path_index = sum(1 for c in venue.connections[:self.record.index] if c.path == path)
+            if venue.faults.hold_handshake(self.record.index, path, path_index):
                 self.record.server_closed = "handshake never answered (fault)"
                 return
+            if not venue.speaker.serves(path):
+                self.record.server_closed = f"no endpoint at {path} (404)"
+                await self._send_bytes(self.ws.send(RejectConnection(status_code=404)))
+                raise _Closed
             await self._send_bytes(self.ws.send(AcceptConnection()))
             self.record.accepted = True
             now = venue.now_ns()
-            self.session = venue.speaker.open(now)
+            self.session = venue.speaker.open(now, path)
             venue.connected.set()
             self.nursery.start_soon(self._timer)
             self.queue(self.session.opened(now))
@@ -346,6 +372,8 @@ class _Connection:
         elif isinstance(event, Ping):
             if not self.muted:
                 await self._send_bytes(self.ws.send(event.response()))
+        elif isinstance(event, Pong):
+            self.record.pongs_in += 1
         elif isinstance(event, CloseConnection):
             self.record.client_closed = True
             with suppress(LocalProtocolError):
@@ -371,6 +399,24 @@ class _Connection:
             after = session.next_deadline()
             if after is not None and after <= now_ns():
                 await trio.sleep(0.001)  # a session that did not move its deadline
+
+
+class _RestTransport(httpx.AsyncBaseTransport):
+    """REST calls to ``http://VENUE.sim/...`` answered by that venue's speaker, in memory."""
+
+    def __init__(self, speakers: Mapping[str, VenueSpeaker]) -> None:
+        self.speakers = speakers
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await trio.lowlevel.checkpoint()
+        host = request.url.host.removesuffix(f".{SIM_DOMAIN}")
+        speaker = self.speakers.get(host)
+        target = request.url.raw_path.decode("ascii")
+        answer = speaker.rest(target) if speaker is not None else None
+        status, body = (404, b"not found") if answer is None else \
+            (answer.status, answer.body) if isinstance(answer, RestReply) else (200, answer)
+        return httpx.Response(status, stream=httpx.ByteStream(body),
+                              headers={"content-length": str(len(body))})
 
 
 class _Overflowed:
@@ -450,11 +496,12 @@ class Simulation:
                 with trio.move_on_after(wait):
                     await self._kick.wait()
                 continue
-            for event in market.advance(self._now()):
-                self.events += 1
-                venue = venues.get(event.venue)
-                if venue is not None:
-                    venue.publish(event)
+            while (events := market.fire_next(self._now())) is not None:
+                for event in events:  # published before the next process moves the books
+                    self.events += 1
+                    venue = venues.get(event.venue)
+                    if venue is not None:
+                        venue.publish(event)
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -484,6 +531,15 @@ class Simulation:
     def url(self, venue: str) -> str:
         """The in-memory URL of a venue, for :meth:`connect`."""
         return f"ws://{venue}.{SIM_DOMAIN}{self.speakers[venue].path}"
+
+    def rest_url(self, venue: str) -> str:
+        """The in-memory REST base URL of a venue, for :meth:`rest_transport`."""
+        return f"http://{venue}.{SIM_DOMAIN}"
+
+    def rest_transport(self) -> httpx.AsyncBaseTransport:
+        """An httpx transport answering REST calls to :meth:`rest_url` from the speakers,
+        without sockets (the session's ``rest_transport`` seam; works on trio's mock clock)."""
+        return _RestTransport(self.speakers)
 
     @asynccontextmanager
     async def connect(self, url: str, max_message_bytes: int,

@@ -16,7 +16,16 @@ connection. The generic trio server
 
 Each :class:`Out` is a frame (text or bytes) with its *kind* (``ack``, ``error``, ``snapshot``,
 ``delta``, ``trade``, ``ping``, ``pong``, ``heartbeat``, ``info``) and symbol, or a close
-instruction; faults (:mod:`core.testing.faults`) act on those kinds, not on venue formats.
+instruction; faults (:mod:`core.testing.faults`) act on those kinds, not on venue formats. The
+kind ``ws_ping`` is a websocket-level ping (its frame is the ping's payload), for venues whose
+server pings at the websocket layer; the server counts the client's pongs.
+
+A venue with several websocket endpoints (Binance's routed ``/public`` and ``/market`` paths)
+is one speaker: each session knows the path it was opened on (:attr:`SpeakerSession.path`) and
+:meth:`VenueSpeaker.serves` says which paths exist (others get HTTP 404 at the handshake). The
+REST side (:meth:`VenueSpeaker.rest`) is computed from the market's state when it is asked, so
+it can serve a book snapshot as well as the instrument list, with a status other than 200 where
+the venue answers with an error (:class:`RestReply`).
 :meth:`SpeakerSession.mutate` makes venue-aware bad copies of a frame (``wrong_types``,
 ``non_finite``, ``checksum``) for the fault kit.
 
@@ -32,7 +41,7 @@ import gzip
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from core.sim.market import Ladder, Listing, Market, MarketEvent, TrueBook
 
@@ -56,6 +65,15 @@ class Out:
 
 
 DATA_KINDS = frozenset({"snapshot", "delta", "trade"})
+#: an :class:`Out` of this kind is sent as a websocket ping frame carrying ``frame`` (bytes)
+WS_PING = "ws_ping"
+
+
+class RestReply(NamedTuple):
+    """A REST answer with its HTTP status (a plain ``bytes`` body means 200)."""
+
+    status: int
+    body: bytes
 
 
 class DepthView:
@@ -107,6 +125,10 @@ class SpeakerSession:
         self.speaker = speaker
         self.conn_id = conn_id
         self.opened_ns = now_ns
+        #: the websocket path this connection was opened on, and how many connections to that
+        #: path came before it (set by :meth:`VenueSpeaker.open`)
+        self.path = "/"
+        self.path_index = 0
         #: every client frame, in order (tests read them)
         self.received: list[str | bytes] = []
         #: (symbol, channel) -> the view of the book this connection was told
@@ -174,10 +196,14 @@ class VenueSpeaker:
 
     #: the plugin name this speaker fakes
     name: ClassVar[str]
-    #: the websocket path of the real endpoint (kept in the loopback URL)
+    #: the websocket path of the real endpoint (kept in the loopback URL); a venue whose
+    #: protocol appends lane paths to its base URL leaves it empty
     path: ClassVar[str] = "/"
     #: the session class
     session_class: ClassVar[type[SpeakerSession]] = SpeakerSession
+    #: how the venue compresses binary frames ("gzip" or "deflate"); the fault kit's compressed
+    #: frames (``truncated_gzip``, ``gzip_bomb``) use it
+    compression: ClassVar[str] = "gzip"
 
     def __init__(self, market: Market) -> None:
         self.market = market
@@ -199,18 +225,27 @@ class VenueSpeaker:
     def listed(self, symbol: str) -> bool:
         return (self.name, symbol) in self.market.listings
 
-    def rest(self, target: str) -> bytes | None:
-        """The body of a REST GET (path with query), or None for 404."""
+    def rest(self, target: str) -> bytes | RestReply | None:
+        """The answer to a REST GET of ``target`` (path with query): a body (status 200), a
+        :class:`RestReply` (another status), or None (404). Computed when asked, so a book
+        snapshot is the market's book at that moment."""
         return None
 
     # -- connections -----------------------------------------------------------------------------
+
+    def serves(self, path: str) -> bool:
+        """Whether the venue has a websocket endpoint at ``path`` (others get HTTP 404)."""
+        return True
 
     def observe(self, event: MarketEvent) -> None:
         """Every market event of this venue, once, before any session sees it (venue-wide
         counters such as sequence numbers advance here, whoever is subscribed)."""
 
-    def open(self, now_ns: int) -> SpeakerSession:
+    def open(self, now_ns: int, path: str = "/") -> SpeakerSession:
+        """A new connection, opened on the websocket ``path``."""
         session = self.session_class(self, len(self.sessions), now_ns)
+        session.path = path
+        session.path_index = sum(1 for s in self.sessions if s.path == path)
         self.sessions.append(session)
         return session
 
@@ -291,7 +326,7 @@ def _first_size_nan(doc: Any) -> tuple[Any, bool]:
     return walk(doc), done
 
 
-SIZE_KEYS = frozenset({"new_quantity", "size", "v", "amount", "B", "A", "sz"})
+SIZE_KEYS = frozenset({"new_quantity", "size", "v", "amount", "B", "A", "sz", "qty", "q"})
 
 
 def _numeric(x: Any) -> bool:

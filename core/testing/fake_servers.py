@@ -20,6 +20,8 @@ from trio_websocket import WebSocketRequest, serve_websocket
 
 HOST = "127.0.0.1"
 WsHandler = Callable[[WebSocketRequest], Awaitable[None]]
+#: a route's answer: a body (status 200), ``(status, body)``, or None (404)
+Answer = bytes | tuple[int, bytes] | None
 
 
 async def serve_ws(handler: WsHandler, *, max_message_bytes: int = 64 * 1024 * 1024,
@@ -32,20 +34,25 @@ async def serve_ws(handler: WsHandler, *, max_message_bytes: int = 64 * 1024 * 1
         task_status.started(f"ws://{HOST}:{server.port}")
 
 
-async def serve_http(routes: Mapping[str, bytes] | Callable[[str], bytes | None], *,
+async def serve_http(routes: Mapping[str, bytes] | Callable[[str], Answer], *,
                      task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
     """Serve GET requests on loopback; ``task_status.started`` gets ``http://127.0.0.1:PORT``.
 
-    ``routes`` maps a path (query included) to a body, or is a function path -> body/None.
+    ``routes`` maps a path (query included) to a body, or is a function of the path (query
+    included) answering a body, a ``(status, body)`` pair (a venue's error answer) or None.
     Unknown paths get 404.
     """
     listeners = await trio.open_tcp_listeners(0, host=HOST)
     port = listeners[0].socket.getsockname()[1]
 
-    def lookup(target: str) -> bytes | None:
-        if callable(routes):
-            return routes(target)
-        return routes.get(target, routes.get(target.split("?", 1)[0]))
+    def lookup(target: str) -> tuple[int, bytes]:
+        answer = routes(target) if callable(routes) else \
+            routes.get(target, routes.get(target.split("?", 1)[0]))
+        if answer is None:
+            return 404, b"not found"
+        if isinstance(answer, tuple):
+            return answer[0], answer[1]
+        return 200, answer
 
     async def serve_one(stream: trio.SocketStream) -> None:
         conn = h11.Connection(h11.SERVER)
@@ -59,9 +66,7 @@ async def serve_http(routes: Mapping[str, bytes] | Callable[[str], bytes | None]
                     conn.receive_data(data)
                     continue
                 if isinstance(event, h11.Request):
-                    body = lookup(event.target.decode())
-                    status = 200 if body is not None else 404
-                    body = body if body is not None else b"not found"
+                    status, body = lookup(event.target.decode())
                     headers = [("content-type", "application/json"),
                                ("content-length", str(len(body))), ("connection", "close")]
                     await stream.send_all(conn.send(h11.Response(status_code=status,

@@ -18,7 +18,7 @@ trades); a frame fault also lets ``skip`` matching deltas through first. Faults 
 ``bad_checksum``          a book delta whose checksum is wrong (venues that send checksums)
 ``invalid_json``          an extra text frame that is not JSON
 ``invalid_utf8``          an extra text frame whose bytes are not UTF-8
-``truncated_gzip``        an extra binary frame: half of a gzip member
+``truncated_gzip``        an extra binary frame: half of a compressed frame
 ``gzip_bomb``             an extra binary frame inflating to ``bomb_bytes`` (64 MiB default)
 ``wrong_types``           an extra copy of a book delta with every array replaced by a string
 ``non_finite``            an extra copy of a book delta with a size replaced by NaN
@@ -28,7 +28,12 @@ trades); a frame fault also lets ``skip`` matching deltas through first. Faults 
 ========================  ===================================================================
 
 Extra frames are sent *before* the delta they ride on, so a connector that drops them loses
-nothing. ``bad_checksum``, ``wrong_types`` and ``non_finite`` ask the speaker for a bad copy
+nothing. Compressed frames use the venue's compression (:attr:`VenueSpeaker.compression`: a gzip
+member, or raw deflate). A venue with several websocket endpoints (lanes) can have a fault aimed
+at one of them: ``path`` picks the endpoint, and ``conn`` then counts that endpoint's
+connections only.
+
+``bad_checksum``, ``wrong_types`` and ``non_finite`` ask the speaker for a bad copy
 (:meth:`core.sim.speaker.SpeakerSession.mutate`); where a venue has no such thing the fault is
 not applicable and :attr:`Fault.applied` stays False.
 
@@ -65,6 +70,7 @@ class Fault:
     conn: int = 0
     after: int = 0
     symbol: str | None = None
+    path: str | None = None  # only connections to this websocket path (``conn`` counts those)
     skip: int = 0  # frame faults: let this many matching deltas through first
     max_bytes: int = 4 * 1024 * 1024  # ``oversized``: the client's limit
     bomb_bytes: int = DEFAULT_BOMB_BYTES
@@ -105,9 +111,15 @@ class FaultPlan:
 
     # -- ConnectionFaults ------------------------------------------------------------------------
 
-    def hold_handshake(self, conn: int) -> bool:
+    @staticmethod
+    def _aims_at(f: Fault, conn: int, path: str, path_index: int) -> bool:
+        if f.path is None:
+            return f.conn == conn
+        return f.path == path and f.conn == path_index
+
+    def hold_handshake(self, conn: int, path: str = "/", path_index: int = 0) -> bool:
         for f in self.faults:
-            if f.name == "handshake" and f.conn == conn:
+            if f.name == "handshake" and not f.done and self._aims_at(f, conn, path, path_index):
                 f.applied = f.done = True
                 f.fired_ns = self._now()
                 return True
@@ -117,7 +129,7 @@ class FaultPlan:
         sent = self.data_frames.get(conn, 0)
         actions: list[Action] = [out]
         for f in self.faults:
-            if f.conn != conn or f.done:
+            if f.done or not self._aims_at(f, conn, session.path, session.path_index):
                 continue
             if f.name in CONNECTION_FAULTS:
                 if sent >= f.after:
@@ -179,11 +191,12 @@ class FaultPlan:
         elif name == "invalid_utf8":
             extra = RawFrame(text_frame(b'{"x": "\xff\xfe\xfd"}'))
         elif name == "truncated_gzip":
-            member = gzip.compress(out.frame.encode() if isinstance(out.frame, str)
-                                   else out.frame or b"")
+            member = compress(out.frame.encode() if isinstance(out.frame, str)
+                              else out.frame or b"", session.speaker.compression)
             extra = Out(member[: len(member) // 2], "garbage", out.symbol)
         elif name == "gzip_bomb":
-            extra = Out(gzip_bomb(f.bomb_bytes), "garbage", out.symbol)
+            extra = Out(gzip_bomb(f.bomb_bytes, session.speaker.compression), "garbage",
+                        out.symbol)
         else:  # oversized
             extra = Out("x" * (f.max_bytes + 1), "garbage", out.symbol)
         return [extra, out]
@@ -206,9 +219,21 @@ def text_frame(payload: bytes) -> bytes:
     return header + payload
 
 
-def gzip_bomb(inflated_bytes: int) -> bytes:
-    """A small gzip member that inflates to ``inflated_bytes`` of zeros (about 1000:1)."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": -zlib.MAX_WBITS}
+
+
+def compress(data: bytes, compression: str = "gzip") -> bytes:
+    """``data`` as one gzip member or as raw deflate (the venue's ``compression``)."""
+    if compression == "gzip":
+        return gzip.compress(data)
+    compressor = zlib.compressobj(6, zlib.DEFLATED, WBITS[compression])
+    return compressor.compress(data) + compressor.flush()
+
+
+def gzip_bomb(inflated_bytes: int, compression: str = "gzip") -> bytes:
+    """A small compressed frame (a gzip member, or raw deflate) that inflates to
+    ``inflated_bytes`` of zeros (about 1000:1)."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, WBITS[compression])
     chunk = bytes(1024 * 1024)
     parts = []
     left = inflated_bytes
@@ -220,4 +245,4 @@ def gzip_bomb(inflated_bytes: int) -> bytes:
 
 
 __all__ = ["ALL_FAULTS", "CONNECTION_FAULTS", "DELTA_FAULTS", "REFUSALS", "Fault", "FaultPlan",
-           "Stall", "gzip_bomb", "text_frame"]
+           "Stall", "compress", "gzip_bomb", "text_frame"]

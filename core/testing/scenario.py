@@ -5,7 +5,8 @@ with its registered speaker over in-memory streams (no sockets, so it runs on tr
 ``MockClock``), runs the real :class:`core.session.Session` of each protocol on one bus, lets the
 market play for ``duration_s``, then freezes it and lets every client settle. The
 :class:`ScenarioResult` holds every event published, the protocols (their books), the speakers
-(the books a correct client must hold) and the fault plans (when each fault fired).
+(the books a correct client must hold) and the fault plans (when each fault fired). REST calls
+(a venue's book snapshots) go to the speakers in memory too.
 
 The checks a plugin author wants are methods of the result: :meth:`ScenarioResult.book_matches`
 (the client's book equals the venue's at the end), :meth:`ScenarioResult.trust_breaks` and
@@ -115,15 +116,42 @@ class ScenarioResult:
 
     def snapshot_books(self) -> None:
         for name, run in self.venues.items():
-            keeper = self.l2_keeper(name)
-            for symbol in run.proto.config.symbols:
-                book = keeper.book(symbol)
-                client = (book.top_bids(len(book.bids)), book.top_asks(len(book.asks)))
+            proto = run.proto
+            for symbol in proto.config.symbols:
+                if proto.lanes or proto.max_connection_age_s:
+                    # the sockets run protocol instances of their own: the client's book is the
+                    # one its published l2 rows build, trusted by the health ledger's rule
+                    live = self.trusted_at_end(name, symbol)
+                    client = self.published_book(name, symbol)
+                else:
+                    keeper = self.l2_keeper(name)
+                    book = keeper.book(symbol)
+                    live = keeper.is_live(symbol)
+                    client = (book.top_bids(len(book.bids)), book.top_asks(len(book.asks)))
                 try:
                     truth = run.speaker.true_view(symbol, "l2")
                 except KeyError:
                     truth = ([], [])
-                self.final[(name, symbol)] = (keeper.is_live(symbol), client, truth)
+                self.final[(name, symbol)] = (live, client, truth)
+
+    def published_book(self, venue: str, symbol: str) -> Ladders:
+        """The book a reader of the l2 rows gets: each snapshot replaces it, each update's
+        levels set absolute sizes (0 removes), in publication order."""
+        bids: dict[float, float] = {}
+        asks: dict[float, float] = {}
+        for e in self.venues[venue].events:
+            if not isinstance(e, BookUpdate) or e.symbol != symbol:
+                continue
+            if e.is_snapshot:
+                bids.clear()
+                asks.clear()
+            for side, levels in ((bids, e.bids), (asks, e.asks)):
+                for price, size in levels:
+                    if size > 0:
+                        side[price] = size
+                    else:
+                        side.pop(price, None)
+        return (sorted(bids.items(), key=lambda lv: -lv[0]), sorted(asks.items()))
 
     def trust_breaks(self, venue: str, symbol: str, since_ns: int = 0) -> list[Health]:
         """Rows that made ``symbol``'s book untrusted (the trust rule of ``core.schema``)."""
@@ -181,7 +209,7 @@ def instruments_of(proto: type[ExchangeProtocol], speaker: VenueSpeaker) -> dict
     if path is None:
         return {}
     body = speaker.rest(path)
-    return proto.parse_instruments(body) if body is not None else {}
+    return proto.parse_instruments(body) if isinstance(body, bytes) else {}
 
 
 async def run_scenario(setups: Mapping[str, VenueSetup], symbols: Sequence[str], *,
@@ -209,11 +237,11 @@ async def run_scenario(setups: Mapping[str, VenueSetup], symbols: Sequence[str],
         config = ProtocolConfig(symbols=tuple(setup.symbols or symbols),
                                 channels=tuple(setup.channels),
                                 instruments=instruments_of(setup.proto, speakers[name]),
-                                options=dict(setup.options))
+                                options=dict(setup.options), rest_url=sim.rest_url(name))
         proto = setup.proto(config)
         session = Session(proto, bus, url=sim.url(name), clock=clock, connect=sim.connect,
                           backoff=Backoff(rng=random.Random(seed)),
-                          pong_timeout_s=pong_timeout_s)
+                          pong_timeout_s=pong_timeout_s, rest_transport=sim.rest_transport())
         runs[name] = VenueRun(name, proto, speakers[name], session, setup.plan)
     result = ScenarioResult(runs, market, sim)
 

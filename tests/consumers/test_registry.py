@@ -217,17 +217,15 @@ def test_the_live_book_mirror_runs_on_request_and_reports_its_books() -> None:
 async def test_the_analyzers_flags_are_checked_before_the_first_connection(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from core.run import async_main
-    from core.testing.fake_servers import serve_ws
-    from tests.fakes.bybit import FakeBybit
+    from core.sim.market import Market
+    from tests.session.sims import BYBIT_BTC, serving, simulation
 
-    fake = FakeBybit(scripts=[{}])
+    sim = simulation(Market([BYBIT_BTC]))
     with trio.fail_after(30):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
+        async with serving(sim) as (_, urls):
             code = await async_main([
                 "--plugins", "bybit,htx", "--channels", "tob", "--out", str(tmp_path),
-                "--spread-threshold-bps", "x", "--endpoint", f"bybit={ws_url}"],
+                "--spread-threshold-bps", "x", "--endpoint", f"bybit={urls['bybit'][0]}"],
                 handle_signals=False)
-            nursery.cancel_scope.cancel()
-    assert code == 2 and fake.connections == 0
+    assert code == 2 and sim.venues["bybit"].connections == []
     assert "--spread-threshold-bps 'x': expected comma-separated bps" in capsys.readouterr().err

@@ -35,7 +35,7 @@ INSTRUMENTS = {
 
 
 def gz(obj: Any) -> bytes:
-    return gzip.compress(json.dumps(obj).encode(), mtime=0)
+    return gzip.compress(json.dumps(obj).encode(), mtime=0)  # ids stable across xdist workers
 
 
 def make(channels: tuple[str, ...] = ("tob", "l2", "trades"), symbols: tuple[str, ...] = (BTC,),

@@ -1,23 +1,74 @@
-"""End to end: the CLI against the loopback fake Binance (two routed websocket endpoints + REST
-depth snapshots and exchangeInfo), checking the Parquet tables value by value. One diff is never
-delivered for BTC-USDT: its book must record a ``gap``, take a new REST snapshot and be
-``resynced``, while ETH-USDT is untouched; the venue's websocket pings are answered."""
+"""End to end: the CLI against the fake Binance on loopback (two routed websocket endpoints + REST
+depth snapshots and exchangeInfo, ``plugins/binance/fake.py``), checking the Parquet tables value
+by value. One diff is never delivered for BTC-USDT: its book must record a ``gap``, take a new
+REST snapshot and be ``resynced``, while ETH-USDT is untouched; the venue's websocket pings are
+answered."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import partial
 from itertools import groupby
 from pathlib import Path
 
 import polars as pl
 import trio
 
+from core.clock import TrioClock
 from core.run import async_main
-from core.testing.fake_servers import serve_http, serve_ws
-from tests.fakes.binance import MARKET, PUBLIC, FakeBinance, Market, walk_script
+from core.sim.market import Market, MarketEvent, Script, TradePrint, load_text
+from core.sim.server import Simulation
+from core.testing.faults import Fault, FaultPlan
+from plugins.binance.fake import FIRST_UPDATE_ID, MARKET, PUBLIC, BinanceSpeaker
+from tests.session.sims import BINANCE_BTC, BINANCE_ETH, endpoints, interleave, serving, walk
 from tests.tables import msg_rank
 
 CEILING_S = 40
+MS_NS = 1_000_000
+S_NS = 1_000_000_000
+SYMBOLS = ("BTC-USDT", "ETH-USDT")
+Top = tuple[float, float, float, float]
+
+
+class RecordingBinance(BinanceSpeaker):
+    """The fake Binance, remembering the top of book at every update id and every trade."""
+
+    def __init__(self, market: Market) -> None:
+        super().__init__(market)
+        self.tops: dict[tuple[str, int], Top] = {}
+        self.trades: dict[str, list[TradePrint]] = {s: [] for s in self.symbols()}
+        for symbol in self.symbols():
+            self._remember_top(symbol)
+
+    def observe(self, event: MarketEvent) -> None:
+        super().observe(event)
+        if isinstance(event, TradePrint):
+            self.trades[event.symbol].append(event)
+        else:
+            self._remember_top(event.symbol)
+
+    def _remember_top(self, symbol: str) -> None:
+        listing = self.market.listing(self.name, symbol)
+        book = self.book(symbol)
+        (bp, bq), (ap, aq) = book.top("bid", 1)[0], book.top("ask", 1)[0]
+        self.tops[(symbol, self.books[symbol].u)] = (
+            float(listing.price(bp)), float(listing.size(bq)), float(listing.price(ap)),
+            float(listing.size(aq)))
+
+
+def binance_market(updates: int, speaker: type[RecordingBinance] = RecordingBinance,
+                   faults: FaultPlan | None = None) -> tuple[Simulation, Script]:
+    """BTC-USDT near 65000 and ETH-USDT near 3000, each walking ``updates`` steps (10 ms apart,
+    the two symbols in turn), with trades; served by ``speaker``."""
+    market = Market([BINANCE_BTC, BINANCE_ETH])
+    runs = []
+    for symbol, bid in (("BTC-USDT", 65000.0), ("ETH-USDT", 3000.0)):
+        bids, asks, steps = walk(symbol, bid, updates)
+        load_text(market, "binance", symbol, bids, asks)
+        runs.append(steps)
+    sim = Simulation(market, {"binance": speaker(market)}, clock=TrioClock(),
+                     faults={"binance": faults} if faults is not None else None)
+    return sim, Script("binance", interleave(*runs), interval_s=0.01)
 
 
 def read(out: Path, table: str, *, by_time: bool = True) -> pl.DataFrame:
@@ -46,76 +97,79 @@ def rebuild(l2: pl.DataFrame) -> tuple[dict[float, float], dict[float, float]]:
     return bids, asks
 
 
-def venue_book(market: Market) -> tuple[dict[float, float], dict[float, float]]:
-    bids, asks = market.sides()
-    return ({float(p): float(s) for p, s in bids}, {float(p): float(s) for p, s in asks})
+def venue_book(speaker: BinanceSpeaker, symbol: str) -> tuple[dict[float, float],
+                                                               dict[float, float]]:
+    listing = speaker.market.listing("binance", symbol)
+    book = speaker.book(symbol)
+    return ({float(listing.price(p)): float(listing.size(q)) for p, q in book.top("bid")},
+            {float(listing.price(p)): float(listing.size(q)) for p, q in book.top("ask")})
 
 
-def check_books(out: Path, fake: FakeBinance) -> None:
+def check_books(out: Path, speaker: RecordingBinance) -> None:
     """l2 rebuilds the venue's final book; every tob row is the venue's top at its update id;
     msg_id increases in the order messages were written (buffered diffs applied after a REST
     snapshot keep their earlier receive times, so not in ``ts_local`` order)."""
     l2 = read(out, "l2", by_time=False)
     tob = read(out, "tob")
-    for native, market in fake.markets.items():
-        sym = f"{native.removesuffix('USDT')}-USDT"
+    for sym in SYMBOLS:
         rows = l2.filter(pl.col("symbol") == sym)
-        assert rebuild(rows) == venue_book(market)
+        assert rebuild(rows) == venue_book(speaker, sym)
         runs = [k for k, _ in groupby(rows["msg_id"].to_list())]
         assert runs == sorted(set(runs)), f"{sym}: msg_id not strictly increasing"
         tops = tob.filter(pl.col("symbol") == sym).select(
             "bid_px", "bid_sz", "ask_px", "ask_sz", "seq").rows()
         assert tops, sym
         for *top, seq in tops:
-            assert tuple(top) == market.tops[seq], (sym, seq)
+            assert tuple(top) == speaker.tops[(sym, seq)], (sym, seq)
 
 
-def check_trades(out: Path, fake: FakeBinance) -> None:
+def check_trades(out: Path, speaker: RecordingBinance) -> None:
     """Every trade once, none missing between the first and the last, values exact."""
     trades = read(out, "trades")
-    for native, market in fake.markets.items():
-        sym = f"{native.removesuffix('USDT')}-USDT"
+    for sym in SYMBOLS:
+        listing = speaker.market.listing("binance", sym)
         got = trades.filter(pl.col("symbol") == sym).select(
             "trade_id", "price", "size", "side", "ts_exchange").rows()
         ids = [int(r[0]) for r in got]
         assert len(ids) == len(set(ids)), f"{sym}: duplicated trades"
         assert ids == list(range(ids[0], ids[0] + len(ids))), f"{sym}: missing trades"
-        venue = {t.id: t for t in market.trades}
-        assert ids[-1] == market.trades[-1].id  # through the last one
+        venue = {t.trade_id: t for t in speaker.trades[sym]}
+        assert ids[-1] == speaker.trades[sym][-1].trade_id  # through the last one
         for trade_id, price, size, side, ts in got:
             t = venue[int(trade_id)]
-            assert (price, size, side) == (float(t.price), float(t.qty),
-                                           "sell" if t.buyer_maker else "buy")
-            assert ts == datetime.fromtimestamp(t.ms / 1000, UTC)
+            assert (price, size, side) == (float(listing.price(t.ticks)),
+                                           float(listing.size(t.lots)), t.taker)
+            assert ts == datetime.fromtimestamp(t.ts_ns // MS_NS / 1000, UTC)
 
 
 async def test_cli_records_binance_with_a_resync(tmp_path: Path) -> None:
-    fake = FakeBinance({"BTCUSDT": walk_script(65000.0, 80), "ETHUSDT": walk_script(3000.0, 80)},
-                       tick_s=0.02, drop_diffs={(0, "BTCUSDT"): {30}}, ping_every_s=0.25)
+    dropped = Fault("drop_delta", symbol="BTC-USDT", skip=30, path=PUBLIC)
+    sim, script = binance_market(80, faults=FaultPlan(dropped))
+    speaker = sim.speakers["binance"]
+    assert isinstance(speaker, RecordingBinance)
+    speaker.ping_interval_ns = S_NS // 4
     out = tmp_path / "data"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, fake.rest)
-            await nursery.start(fake.run)
+        async with serving(sim) as (nursery, urls):
+            nursery.start_soon(partial(sim.play, script, after_acks=2))
             code = await async_main([
                 "--plugins", "binance", "--symbols", "BTC-USDT,ETH-USDT",
-                "--channels", "tob,l2,trades", "--out", str(out), "--duration", "3",
-                "--endpoint", f"binance={ws_url}", "--endpoint", f"binance.rest={rest_url}",
-                "--cache-dir", str(tmp_path / "cache"), "--no-live", "--record-raw",
-            ], handle_signals=False)
-            nursery.cancel_scope.cancel()
+                "--channels", "tob,l2,trades", "--out", str(out), "--duration", "4",
+                *endpoints(urls), "--cache-dir", str(tmp_path / "cache"), "--no-live",
+                "--record-raw"], handle_signals=False)
     assert code == 0
-    assert fake.done.is_set()  # the venue played every update before the end of the run
+    assert script.done  # the venue played every update before the end of the run
+    assert dropped.applied
 
     # two sockets, each on its endpoint with its streams, the venue's pings answered
-    assert sorted((c.path, frozenset(c.streams)) for c in fake.conns) == [
+    assert sorted((s.path, frozenset(s.streams)) for s in speaker.sessions) == [  # type: ignore[attr-defined]
         (MARKET, frozenset({"btcusdt@aggTrade", "ethusdt@aggTrade"})),
         (PUBLIC, frozenset({"btcusdt@bookTicker", "btcusdt@depth@100ms",
                             "ethusdt@bookTicker", "ethusdt@depth@100ms"}))]
-    assert all(c.pongs >= 5 for c in fake.conns)
+    conns = sim.venues["binance"].connections
+    assert len(conns) == 2 and all(c.pongs_in >= 5 for c in conns)
     # one snapshot each, then BTC's resync
-    assert fake.depth_calls == {"BTCUSDT": 2, "ETHUSDT": 1}
+    assert speaker.depth_calls == {"BTCUSDT": 2, "ETHUSDT": 1}
 
     health = read(out, "health")
     events = health.filter(pl.col("event") != "rows_written")
@@ -131,13 +185,13 @@ async def test_cli_records_binance_with_a_resync(tmp_path: Path) -> None:
     [gap] = events.filter(pl.col("event") == "gap")["detail"].to_list()
     assert "update needs" in gap
 
-    check_books(out, fake)
-    check_trades(out, fake)
+    check_books(out, speaker)
+    check_trades(out, speaker)
     # the resync's snapshot: a full book at the venue's update id, seq exact in Int64
     l2 = msg_rank(read(out, "l2").filter(pl.col("symbol") == "BTC-USDT"))
     snaps = l2.filter(pl.col("is_snapshot")).unique("msg_id", maintain_order=True)
     assert snaps.height == 2 and l2["seq"].dtype == pl.Int64
-    assert all(seq >= 7_000_000_000 for seq in snaps["seq"].to_list())
+    assert all(seq >= FIRST_UPDATE_ID for seq in snaps["seq"].to_list())
 
     # the REST snapshots are in the raw recording, and the replay rebuilds every table
     replayed = tmp_path / "replayed"
@@ -151,23 +205,22 @@ async def test_cli_records_binance_with_a_resync(tmp_path: Path) -> None:
 async def test_one_failed_socket_takes_its_group_down_and_both_reconnect(tmp_path: Path) -> None:
     """The venue closes the trades socket: the books' socket is closed with it, both record
     their ``disconnected`` row, both reconnect, and the books are resynced from new snapshots."""
-    fake = FakeBinance({"BTCUSDT": walk_script(65000.0, 100), "ETHUSDT": walk_script(3000.0, 100)},
-                       tick_s=0.02, cut_first={MARKET: 0.6})
+    cut = Fault("ws_close", path=MARKET, after=15)
+    sim, script = binance_market(100, faults=FaultPlan(cut))
+    speaker = sim.speakers["binance"]
+    assert isinstance(speaker, RecordingBinance)
     out = tmp_path / "data"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, fake.rest)
-            await nursery.start(fake.run)
+        async with serving(sim) as (nursery, urls):
+            nursery.start_soon(partial(sim.play, script, after_acks=2))
             code = await async_main([
                 "--plugins", "binance", "--symbols", "BTC-USDT,ETH-USDT",
                 "--channels", "tob,l2,trades", "--out", str(out), "--duration", "3.5",
-                "--endpoint", f"binance={ws_url}", "--endpoint", f"binance.rest={rest_url}",
-                "--no-live"], handle_signals=False)
-            nursery.cancel_scope.cancel()
-    assert code == 0 and fake.done.is_set()
-    assert sorted(c.path for c in fake.conns) == [MARKET, MARKET, PUBLIC, PUBLIC]
-    assert fake.depth_calls == {"BTCUSDT": 2, "ETHUSDT": 2}
+                *endpoints(urls), "--cache-dir", str(tmp_path / "cache"), "--no-live"],
+                handle_signals=False)
+    assert code == 0 and script.done and cut.applied
+    assert sorted(s.path for s in speaker.sessions) == [MARKET, MARKET, PUBLIC, PUBLIC]
+    assert speaker.depth_calls == {"BTCUSDT": 2, "ETHUSDT": 2}
 
     health = read(out, "health")
     venue = health.filter(pl.col("symbol").is_null()).select("event", "detail").rows()
@@ -176,10 +229,10 @@ async def test_one_failed_socket_takes_its_group_down_and_both_reconnect(tmp_pat
         "disconnected", "disconnected"]
     lost = [d for e, d in venue if e == "disconnected"]
     assert lost[0].startswith("closed by peer") and lost[1].endswith("(on the market socket)")
-    for sym in ("BTC-USDT", "ETH-USDT"):
+    for sym in SYMBOLS:
         resynced = health.filter((pl.col("symbol") == sym) & (pl.col("event") == "resynced"))
         assert resynced.height == 2  # tob and l2
         assert all(d.startswith("after disconnect;") for d in resynced["detail"].to_list())
-    check_books(out, fake)
+    check_books(out, speaker)
     trades = read(out, "trades")
     assert trades.height == trades.unique(["symbol", "trade_id"]).height

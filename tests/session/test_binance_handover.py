@@ -1,6 +1,7 @@
 """Connections replaced before the venue's age limit, without a gap (``core.connections``).
 
-A Binance protocol with a 5 s age limit (the venue cuts at 24 h; the loopback fake cuts at 5 s)
+A Binance protocol with a 5 s age limit (the venue cuts at 24 h; the fake venue on loopback,
+``plugins/binance/fake.py`` with ``max_age_ns`` at 5 s, cuts at 5 s)
 records for 7 s through the supervisor with raw recording: every group of sockets is replaced
 after 2.5 s (a margin a loaded test machine needs: a replacement not ready in time when the cut
 is close is switched to anyway, with ``gap`` rows). The tables must show trusted books from the
@@ -12,6 +13,7 @@ handovers included)."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -23,12 +25,19 @@ from core.clock import Clock
 from core.protocol import ProtocolConfig
 from core.run import async_main
 from core.session import VenueStats
+from core.sim.market import Script
+from core.sim.speaker import RestReply
 from core.supervisor import RunPlan, VenuePlan, record
 from core.testing.captures import open_text
-from core.testing.fake_servers import serve_http, serve_ws
 from plugins.binance.protocol import BinanceProtocol
-from tests.fakes.binance import FakeBinance, walk_script
-from tests.session.test_binance_e2e import check_books, check_trades, read
+from tests.session.sims import serving
+from tests.session.test_binance_e2e import (
+    RecordingBinance,
+    binance_market,
+    check_books,
+    check_trades,
+    read,
+)
 
 CEILING_S = 60
 TABLES = ("tob", "l2", "trades", "health")
@@ -41,35 +50,51 @@ class ShortLivedBinance(BinanceProtocol):
     handover_lead_s = 2.5
 
 
+class NoMoreSnapshots(RecordingBinance):
+    """The fake Binance, serving two depth snapshots and refusing every later one (HTTP 404)."""
+
+    def rest(self, target: str) -> bytes | RestReply | None:
+        if target.startswith("/fapi/v1/depth") and sum(self.depth_calls.values()) >= 2:
+            return None
+        return super().rest(target)
+
+
 async def quiet(stats: list[VenueStats], bus: Bus, clock: Clock, interval_s: float) -> None:
     await trio.sleep_forever()
 
 
-async def record_with_handovers(tmp_path: Path) -> tuple[Path, FakeBinance]:
-    fake = FakeBinance({"BTCUSDT": walk_script(65000.0, 300), "ETHUSDT": walk_script(3000.0, 300)},
-                       tick_s=0.02, cut_after_s=5.0)
+async def record_short_lived(tmp_path: Path, updates: int, cut_after_s: float,
+                             duration_s: float,
+                             speaker: type[RecordingBinance] = RecordingBinance
+                             ) -> tuple[Path, RecordingBinance, Script]:
+    """Record ``ShortLivedBinance`` through the supervisor (raw recording on) against the fake
+    venue cutting connections ``cut_after_s`` old, the market walking ``updates`` steps a
+    symbol at 100 steps per second."""
+    sim, script = binance_market(updates, speaker)
+    venue = sim.speakers["binance"]
+    assert isinstance(venue, RecordingBinance)
+    venue.max_age_ns = int(cut_after_s * 1e9)
     out = tmp_path / "live"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, fake.rest)
-            await nursery.start(fake.run)
+        async with serving(sim) as (nursery, urls):
+            ws_url, rest_url = urls["binance"]
+            nursery.start_soon(partial(sim.play, script, after_acks=2))
             config = ProtocolConfig(symbols=("BTC-USDT", "ETH-USDT"),
                                     channels=("tob", "l2", "trades"), rest_url=rest_url)
             await record(RunPlan(
                 venues=[VenuePlan(proto=ShortLivedBinance, url=ws_url, config=config)],
-                out=out, duration_s=7.0, flush_interval_s=0.5, handle_signals=False,
+                out=out, duration_s=duration_s, flush_interval_s=0.5, handle_signals=False,
                 record_raw=True, status_view=quiet))
-            nursery.cancel_scope.cancel()
-    return out, fake
+    return out, venue, script
 
 
 async def test_handover_keeps_books_trusted_and_trades_whole(tmp_path: Path) -> None:
-    out, fake = await record_with_handovers(tmp_path)
-    assert fake.done.is_set()
-    assert not any(c.cut_by_venue for c in fake.conns)  # always replaced before the cut
-    groups = len(fake.conns) // 2
-    assert groups >= 2 and len(fake.conns) == 2 * groups  # two endpoints per group
+    out, fake, script = await record_short_lived(tmp_path, 300, cut_after_s=5.0,
+                                                 duration_s=7.0)
+    assert script.done
+    assert not fake.cut  # always replaced before the cut
+    groups = len(fake.sessions) // 2
+    assert groups >= 2 and len(fake.sessions) == 2 * groups  # two endpoints per group
 
     health = read(out, "health")
     venue = health.filter(pl.col("symbol").is_null())
@@ -126,23 +151,10 @@ async def test_the_replacement_takes_over_when_the_old_connections_die_first(
     """The venue cuts at 3 s, while the replacement (started at 2.5 s) cannot get its depth
     snapshots: the replacement takes over at once, and its trade stream, open since 2.5 s,
     leaves no trade missing."""
-    fake = FakeBinance({"BTCUSDT": walk_script(65000.0, 160), "ETHUSDT": walk_script(3000.0, 160)},
-                       tick_s=0.02, cut_after_s=3.0, depth_fails_after=2)
-    out = tmp_path / "live"
-    with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, fake.rest)
-            await nursery.start(fake.run)
-            config = ProtocolConfig(symbols=("BTC-USDT", "ETH-USDT"),
-                                    channels=("tob", "l2", "trades"), rest_url=rest_url)
-            await record(RunPlan(
-                venues=[VenuePlan(proto=ShortLivedBinance, url=ws_url, config=config)],
-                out=out, duration_s=3.8, flush_interval_s=0.5, handle_signals=False,
-                record_raw=True, status_view=quiet))
-            nursery.cancel_scope.cancel()
-    assert sum(c.cut_by_venue for c in fake.conns) == 2  # the first group, both endpoints
-    assert len(fake.conns) == 4  # no reconnect: the replacement was there
+    out, fake, _ = await record_short_lived(tmp_path, 160, cut_after_s=3.0, duration_s=3.8,
+                                            speaker=NoMoreSnapshots)
+    assert len(fake.cut) == 2  # the first group, both endpoints
+    assert len(fake.sessions) == 4  # no reconnect: the replacement was there
 
     health = read(out, "health")
     venue = health.filter(pl.col("symbol").is_null()).select("event", "detail").rows()

@@ -14,7 +14,7 @@ import core.run
 from core.checks import UsageError, check_out, url_problem
 from core.run import async_main
 from core.testing.fake_servers import serve_http
-from tests.fakes.fixtures import INSTRUMENTS
+from tests.session.sims import BYBIT_BTC, BYBIT_ETH, rest_of
 
 PREFIX = "python -m core.run: error: "
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
@@ -145,8 +145,7 @@ async def test_unlisted_symbols_are_all_named(tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     with trio.fail_after(CEILING_S):
         async with trio.open_nursery() as nursery:
-            rest = await nursery.start(serve_http, {
-                "/v5/market/instruments-info?category=linear&limit=1000": INSTRUMENTS})
+            rest = await nursery.start(serve_http, rest_of("bybit", BYBIT_BTC, BYBIT_ETH))
             errors = await refused(["--plugins", "bybit", "--symbols", "BTC-USDC,SOL-USDT",
                                     "--out", str(tmp_path), "--endpoint", f"bybit.rest={rest}"],
                                    capsys)

@@ -31,7 +31,7 @@ async def test_simulate_records_every_table_offline(tmp_path: Path) -> None:
     cache = Path(os.environ["BOOKWIRE_CACHE_DIR"])
     with trio.fail_after(CEILING_S):
         code = await async_main([
-            "--plugins", "bybit,htx,coinbase", "--symbols", "BTC-USDT,ETH-USDT",
+            "--plugins", "bybit,htx,coinbase,binance,okx", "--symbols", "BTC-USDT,ETH-USDT",
             "--channels", "tob,l2,trades", "--simulate", "--sim-seed", "7",
             "--sim-rate", "40", "--duration", "3", "--no-live", "--out", str(out)],
             handle_signals=False)
@@ -39,7 +39,7 @@ async def test_simulate_records_every_table_offline(tmp_path: Path) -> None:
     for name in ("tob", "l2", "trades", "health", "spreads"):
         assert table(out, name).height > 0, name
     tob = table(out, "tob")
-    assert set(tob["exchange"].unique()) == {"bybit", "htx", "coinbase"}
+    assert set(tob["exchange"].unique()) == {"bybit", "htx", "coinbase", "binance", "okx"}
     assert set(tob["symbol"].unique()) == {"BTC-USDT", "ETH-USDT"}
     # prices coherent across venues: every venue's BTC mid within 0.5 % of the others'
     mids = tob.filter(pl.col("symbol") == "BTC-USDT").group_by("exchange").agg(
@@ -50,8 +50,12 @@ async def test_simulate_records_every_table_offline(tmp_path: Path) -> None:
         ["gap", "decode_error", "plugin_error", "subscribe_error", "disconnected"])
         & (pl.col("detail") != "stopped")).height == 0
     # sizes from contract venues arrive in base units like the others
-    htx = tob.filter((pl.col("exchange") == "htx") & (pl.col("symbol") == "BTC-USDT"))
-    assert 0.01 < htx["bid_sz"].median() < 10
+    for venue in ("htx", "okx"):
+        rows = tob.filter((pl.col("exchange") == venue) & (pl.col("symbol") == "BTC-USDT"))
+        assert 0.01 < rows["bid_sz"].median() < 10, venue
+    # Binance's books come from REST snapshots of the fake venue's market, bridged to its diffs
+    snapshots = health.filter((pl.col("exchange") == "binance") & (pl.col("event") == "snapshot"))
+    assert snapshots.height == 4  # tob and l2 of two symbols
     # simulated instruments never reach the user's instrument cache
     assert not cached_files(cache)
 

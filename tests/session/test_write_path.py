@@ -15,10 +15,18 @@ import pytest
 import trio
 
 from core.run import async_main
-from core.testing.fake_servers import serve_http, serve_ws
+from core.sim.market import Market, Script, load_text
+from core.sim.server import Simulation
 from core.writers.parquet import ParquetWriter
-from tests.fakes.bybit import FakeBybit
-from tests.fakes.fixtures import INSTRUMENTS, REST_PATH, btc_script, endless_script
+from tests.session.sims import (
+    BYBIT_BTC,
+    HTX_BTC,
+    bybit_btc,
+    endless,
+    endpoints,
+    serving,
+    simulation,
+)
 
 CEILING_S = 40
 
@@ -36,43 +44,55 @@ def temp_files(out: Path) -> list[Path]:
     return list(out.rglob("*.tmp"))
 
 
-async def run_cli(fake: FakeBybit, args: list[str], *, signals: bool = False,
-                  during: object = None) -> int:
-    """``async_main`` against the fake; ``during(nursery)`` runs beside it (e.g. to signal)."""
+def endless_bybit(interval_s: float) -> tuple[Simulation, Script]:
+    """Bybit's BTC-USDT book and an endless stream of deltas, ``interval_s`` apart."""
+    market = Market([BYBIT_BTC])
+    load_text(market, "bybit", "BTC-USDT", [("100.0", "1")], [("101.0", "1")])
+    return simulation(market), endless("bybit", "BTC-USDT", "100.0", interval_s=interval_s)
+
+
+async def run_cli(sim: Simulation, script: Script | None, args: list[str], *,
+                  venue: str = "bybit", signals: bool = False, during: object = None) -> int:
+    """``async_main`` against the fake venue of ``sim`` (``script`` played once the client has
+    subscribed); ``during()`` runs beside it (e.g. to signal)."""
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, {REST_PATH: INSTRUMENTS})
+        async with serving(sim) as (nursery, urls):
+            if script is not None:
+                nursery.start_soon(sim.play, script)
             if during is not None:
                 nursery.start_soon(during)  # type: ignore[arg-type]
-            code = await async_main(
-                ["--plugins", "bybit", "--endpoint", f"bybit={ws_url}",
-                 "--endpoint", f"bybit.rest={rest_url}", "--no-spreads", *args],
-                handle_signals=signals)
-            nursery.cancel_scope.cancel()
+            code = await async_main(["--plugins", venue, *endpoints(urls), "--no-spreads",
+                                     *args], handle_signals=signals)
     return code
 
 
 async def test_a_clean_run_exits_0_with_a_summary(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    code = await run_cli(FakeBybit(scripts=[btc_script()]),
-                         ["--channels", "tob,l2,trades", "--out", str(tmp_path),
-                          "--duration", "1.5"])
+    sim, script = bybit_btc()
+    code = await run_cli(sim, script, ["--channels", "tob,l2,trades", "--out", str(tmp_path),
+                                       "--duration", "1.5"])
     err = capsys.readouterr().err
     assert code == 0, err
+    assert script.done
     [line] = [x for x in err.splitlines() if x.startswith("bybit: connected")]
-    assert "rows tob=2 l2=6 trades=2 health=" in line and "dropped 0" in line
+    assert "rows tob=2 l2=5 trades=2 health=" in line and "dropped 0" in line
     assert "exit code 0: every venue delivered data and nothing was lost" in err
 
 
 async def test_a_venue_that_never_delivers_data_exits_4(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture[str]
                                                         ) -> None:
-    code = await run_cli(FakeBybit(scripts=[{}]), ["--channels", "l2", "--out", str(tmp_path),
-                                                   "--duration", "1"])
+    """The venue acknowledges the subscription and never pushes (a suspended contract)."""
+    market = Market([HTX_BTC])
+    load_text(market, "htx", "BTC-USDT", [("99.9", "0.8")], [("100.0", "0.5")])
+    sim = simulation(market)
+    sim.speakers["htx"].silent.add("BTC-USDT")  # type: ignore[attr-defined]
+    code = await run_cli(sim, None, ["--channels", "l2", "--out", str(tmp_path),
+                                     "--duration", "1"], venue="htx")
     err = capsys.readouterr().err
     assert code == 4, err
-    assert "exit code 4: no market data from bybit" in err
+    assert sim.venues["htx"].acks >= 1  # subscribed, and nothing came
+    assert "exit code 4: no market data from htx" in err
 
 
 async def test_a_full_buffer_is_written_down_as_dropped_rows_and_exits_3(
@@ -85,9 +105,8 @@ async def test_a_full_buffer_is_written_down_as_dropped_rows_and_exits_3(
         return real_write(self, buf, directory, name)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ParquetWriter, "_write", slow_disk)
-    fake = FakeBybit(scripts=[endless_script(3000)], push_interval_s=0.0005)
-    code = await run_cli(fake, ["--channels", "l2", "--out", str(tmp_path), "--duration", "2",
-                                "--buffer-mb", "0.01"])
+    code = await run_cli(*endless_bybit(0.0005), ["--channels", "l2", "--out", str(tmp_path),
+                                                  "--duration", "2", "--buffer-mb", "0.01"])
     err = capsys.readouterr().err
     assert code == 3, err
     health = read(tmp_path, "health")
@@ -121,7 +140,7 @@ async def test_a_full_disk_stops_the_run_with_exit_1_and_a_write_failed_row(
 
     monkeypatch.setattr(pl.DataFrame, "write_parquet", enospc)
     start = trio.current_time()
-    code = await run_cli(FakeBybit(scripts=[endless_script()]),
+    code = await run_cli(*endless_bybit(0.005),
                          ["--channels", "l2", "--out", str(tmp_path), "--duration", "60",
                           "--flush-interval", "0.2"])
     assert trio.current_time() - start < 15
@@ -147,18 +166,18 @@ async def test_second_and_third_signals_during_the_final_flush(
         return real_write(self, buf, directory, name)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ParquetWriter, "_write", slow_disk)
-    fake = FakeBybit(scripts=[endless_script()])
+    sim, script = endless_bybit(0.005)
 
     async def signal_three_times() -> None:
-        await fake.subscribed.wait()
+        await sim.venues["bybit"].wait_acks(1)
         await trio.sleep(0.5)
         for _ in range(3):
             os.kill(os.getpid(), signum)
             await trio.sleep(0.3)
 
     caplog.set_level(logging.INFO)
-    code = await run_cli(fake, ["--channels", "l2", "--out", str(tmp_path)], signals=True,
-                         during=signal_three_times)
+    code = await run_cli(sim, script, ["--channels", "l2", "--out", str(tmp_path)],
+                         signals=True, during=signal_three_times)
     err = capsys.readouterr().err
     assert code == 3, err
     messages = [r.getMessage() for r in caplog.records]

@@ -3,7 +3,12 @@
 killed with ``kill -9`` mid-run and restarted with the same group; its rows equal those of one
 process recording the same feeds, once the documented duplicates are removed, and DuckDB reads the
 dataset as polars does. Then ``--processes 2`` does the same on one host and stops cleanly on
-Ctrl-C."""
+Ctrl-C.
+
+"The same feeds" are two instances of one scripted market whose every change carries a fixed
+exchange time; only the snapshots a venue sends when a client subscribes are stamped with the
+moment it answered, which differs between the instances, so those rows are compared without
+``ts_exchange`` (every other value of theirs, and every value of every other row, must match)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,63 +28,54 @@ import polars as pl
 import trio
 
 from core.run import async_main
-from core.testing.fake_servers import serve_http, serve_ws
-from tests.fakes.bybit import FakeBybit, book_msg, trade_msg
-from tests.fakes.fixtures import HTX_CONTRACT_INFO_PATH as CONTRACT_INFO
-from tests.fakes.fixtures import INSTRUMENTS, REST_PATH, T_MS
-from tests.fakes.fixtures import htx_contract_info as contract_info
-from tests.fakes.htx import FakeHtx, depth_tick, trade_tick
+from core.sim.market import Market, Script, Step, load_text
+from tests.session.sims import BYBIT_BTC, HTX_BTC, endpoints, serving, simulation
 from tests.streams.conftest import RedisServer
 
 CEILING_S = 90
 REPO = Path(__file__).resolve().parents[2]
-N = 150  # messages per topic; 20 ms apart on the fakes: 3 s of data
-HTX_BOOK = "market.BTC-USDT.depth.size_20.high_freq"
-HTX_TRADES = "market.BTC-USDT.trade.detail"
+N = 150  # rows per table and venue: a snapshot and N - 1 changes, 10 ms apart: 1.5 s of data
+#: the exchange time of the first scripted change (far ahead of any wall clock, so that rows
+#: stamped when a venue answered a subscription are told apart)
+T0_NS = 3_786_912_000_000_000_000  # 2090-01-01
 TABLES = ("tob", "l2", "trades")
 #: the documented duplicate keys (docs/data.md, "Reading from Redis Streams")
 KEYS = {"tob": None, "l2": ["exchange", "symbol", "msg_id", "side", "price"],
         "trades": ["exchange", "symbol", "trade_id"], "health": None}
+MS_NS = 1_000_000
 
 
-def bybit_script() -> dict:
-    tops = [book_msg("BTCUSDT", "snapshot", [[f"{100 + i % 7}.0", "1"]],
-                     [[f"{108 + i % 5}.0", f"{1 + i % 3}"]], i + 1, T_MS + i, depth=1)
-            for i in range(N)]
-    book = [book_msg("BTCUSDT", "snapshot", [["100.0", "1"], ["99.0", "2"]],
-                     [["101.0", "2"], ["102.0", "3"]], 1, T_MS)]
-    book += [book_msg("BTCUSDT", "delta", [["100.0", str(1 + i % 9)]], [["101.0", str(i % 4)]],
-                      i + 1, T_MS + i) for i in range(1, N)]
-    trades = [trade_msg("BTCUSDT", [(T_MS + i, "Buy" if i % 2 else "Sell", "0.5", "101.0",
-                                     f"t{i}")], T_MS + i) for i in range(N // 4)]
-    return {"orderbook.1.BTCUSDT": tops, "orderbook.50.BTCUSDT": book,
-            "publicTrade.BTCUSDT": trades}
+def bybit_steps() -> list[Step]:
+    """Every change moves the best bid's size (a new top of book) and the best ask's (101.0
+    leaves the book every fourth step); a trade on each of the first N // 4."""
+    return [Step("BTC-USDT", bids=[("100.0", str(1 + i % 9))], asks=[("101.0", str(i % 4))],
+                 trades=[("101.0", "0.5", "buy" if i % 2 else "sell")] if i <= N // 4 else [],
+                 ts_ns=T0_NS + i * MS_NS) for i in range(1, N)]
 
 
-def htx_script() -> dict:
-    ts = 1_700_000_000_500
-    book = [depth_tick("snapshot", [[100.0, 5], [99.5, 2]], [[100.5, 3]], ts=ts)]
-    book += [depth_tick("update", [[100.0, 5 + i % 6]], [[100.5, 1 + i % 4]], ts=ts + i)
-             for i in range(1, N)]
-    trades = [trade_tick([(10 + i, 100.5, 3 + i, "buy")], 0.001) | {"ts": ts + i}
-              for i in range(N // 4)]
-    return {HTX_BOOK: book, HTX_TRADES: trades}
+def htx_steps() -> list[Step]:
+    """HTX sizes in base units: contracts of 0.001 BTC."""
+    return [Step("BTC-USDT", bids=[("100.0", f"{(5 + i % 6) / 1000:.3f}")],
+                 asks=[("100.5", f"{(1 + i % 4) / 1000:.3f}")],
+                 trades=[("100.5", f"{(3 + i) / 1000:.3f}", "buy")] if i <= N // 4 else [],
+                 ts_ns=T0_NS + i * MS_NS) for i in range(1, N)]
 
 
 @asynccontextmanager
 async def fake_venues() -> AsyncIterator[list[str]]:
-    """Fresh Bybit and HTX fakes (websocket and REST); yields their --endpoint flags."""
-    bybit = FakeBybit(scripts=[bybit_script()], push_interval_s=0.02)
-    htx = FakeHtx(htx_script(), listed={"BTC-USDT"}, push_interval_s=0.02)
-    async with trio.open_nursery() as nursery:
-        flags = []
-        for venue, handler, routes in (("bybit", bybit.handler, {REST_PATH: INSTRUMENTS}),
-                                       ("htx", htx.handler, {CONTRACT_INFO: contract_info()})):
-            ws = await nursery.start(serve_ws, handler)
-            rest = await nursery.start(serve_http, routes)
-            flags += ["--endpoint", f"{venue}={ws}", "--endpoint", f"{venue}.rest={rest}"]
-        yield flags
-        nursery.cancel_scope.cancel()
+    """A fresh instance of the scripted Bybit and HTX venues (websocket and REST); yields their
+    --endpoint flags. Each venue plays its script once its client has subscribed."""
+    market = Market([BYBIT_BTC, HTX_BTC])
+    load_text(market, "bybit", "BTC-USDT", [("100.0", "1"), ("99.0", "2")],
+              [("101.0", "2"), ("102.0", "3")])
+    load_text(market, "htx", "BTC-USDT", [("100.0", "0.005"), ("99.5", "0.002")],
+              [("100.5", "0.003")])
+    sim = simulation(market)
+    async with serving(sim) as (nursery, urls):
+        nursery.start_soon(sim.play, Script("bybit", bybit_steps(), interval_s=0.01))
+        nursery.start_soon(partial(sim.play, Script("htx", htx_steps(), interval_s=0.01),
+                                   after_acks=2))
+        yield endpoints(urls)
 
 
 def endpoints_of(flags: Sequence[str], venue: str) -> list[str]:
@@ -96,8 +93,12 @@ def read(out: Path, table: str) -> pl.DataFrame:
 
 
 def comparable(out: Path, table: str) -> pl.DataFrame:
-    """Rows without ``ts_local``, ``msg_id`` as its rank, documented duplicates removed."""
+    """Rows without ``ts_local``, ``msg_id`` as its rank, documented duplicates removed; the
+    ``ts_exchange`` of rows stamped when the venue answered the subscription is left out."""
     df = read(out, table)
+    if "ts_exchange" in df.columns:
+        scripted = pl.col("ts_exchange").dt.epoch("ns") >= T0_NS
+        df = df.with_columns(pl.when(scripted).then(pl.col("ts_exchange")).otherwise(None))
     key = KEYS[table]
     assert df.unique(key).height == df.unique().height, "a duplicate that is not an exact copy"
     df = df.unique(key, maintain_order=True) if key else df.unique(maintain_order=True)

@@ -14,13 +14,12 @@ import trio
 from core.bus import Bus, Policy
 from core.run import async_main
 from core.schema import Event, Trade
+from core.sim.market import Market, load_text
 from core.streams.client import Backoff, parse_url
 from core.streams.codec import Decoder, parse_stream
 from core.streams.sink import RedisSink
 from core.tables import table_of_kind
-from core.testing.fake_servers import serve_http, serve_ws
-from tests.fakes.bybit import FakeBybit
-from tests.fakes.fixtures import INSTRUMENTS, REST_PATH, btc_script, endless_script
+from tests.session.sims import BYBIT_BTC, bybit_btc, endless, endpoints, serving, simulation
 from tests.streams.conftest import RedisServer, free_port
 
 CEILING_S = 40
@@ -47,19 +46,16 @@ def parquet(out: Path, table: str) -> pl.DataFrame:
 
 
 async def test_every_event_goes_to_its_stream(tmp_path: Path, redis_server: RedisServer) -> None:
-    fake = FakeBybit(scripts=[btc_script()])
+    sim, script = bybit_btc()
     out = tmp_path / "data"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, {REST_PATH: INSTRUMENTS})
+        async with serving(sim) as (nursery, urls):
+            nursery.start_soon(sim.play, script)
             code = await async_main([
                 "--plugins", "bybit", "--channels", "tob,l2,trades", "--out", str(out),
                 "--duration", "1.5", "--flush-interval", "0.5", "--sink", "parquet",
-                "--sink", redis_server.url, "--endpoint", f"bybit={ws_url}",
-                "--endpoint", f"bybit.rest={rest_url}"], handle_signals=False)
-            nursery.cancel_scope.cancel()
-    assert code == 0
+                "--sink", redis_server.url, *endpoints(urls)], handle_signals=False)
+    assert code == 0 and script.done
     streams = await read_streams(redis_server.url)
     assert set(streams) == {"bookwire:tob:bybit", "bookwire:l2:bybit", "bookwire:trades:bybit",
                             "bookwire:health:bybit"}
@@ -74,40 +70,40 @@ async def test_every_event_goes_to_its_stream(tmp_path: Path, redis_server: Redi
 
 async def test_an_unreachable_redis_is_refused_before_connecting(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    fake = FakeBybit(scripts=[btc_script()])
+    sim, _ = bybit_btc()
     dead = f"redis://127.0.0.1:{free_port()}"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
+        async with serving(sim) as (_, urls):
+            ws_url = urls["bybit"][0]
             code = await async_main([
                 "--plugins", "bybit", "--out", str(tmp_path / "data"), "--sink", dead,
                 "--sink", "redis://nohost:x", "--redis-maxlen", "0",
                 "--endpoint", f"bybit={ws_url}"], handle_signals=False)
-            nursery.cancel_scope.cancel()
-    assert code == 2
-    assert fake.connections == 0
-    err = capsys.readouterr().err
-    assert "--sink redis://nohost:x: expected redis://HOST:PORT[/DB]" in err
-    assert "--redis-maxlen must be a positive number of entries, not 0" in err
-    code = await async_main(["--plugins", "bybit", "--out", str(tmp_path / "data"),
-                             "--sink", dead, "--endpoint", f"bybit={ws_url}"],
-                            handle_signals=False)
-    assert code == 2
-    assert f"--sink {dead}: Redis does not answer" in capsys.readouterr().err
-    assert fake.connections == 0
+            assert code == 2
+            assert sim.venues["bybit"].connections == []
+            err = capsys.readouterr().err
+            assert "--sink redis://nohost:x: expected redis://HOST:PORT[/DB]" in err
+            assert "--redis-maxlen must be a positive number of entries, not 0" in err
+            code = await async_main(["--plugins", "bybit", "--out", str(tmp_path / "data"),
+                                     "--sink", dead, "--endpoint", f"bybit={ws_url}"],
+                                    handle_signals=False)
+            assert code == 2
+            assert f"--sink {dead}: Redis does not answer" in capsys.readouterr().err
+            assert sim.venues["bybit"].connections == []
 
 
 async def test_redis_going_away_is_a_sink_error_and_the_recording_goes_on(
         tmp_path: Path, redis_server: RedisServer) -> None:
-    fake = FakeBybit(scripts=[endless_script()])
+    market = Market([BYBIT_BTC])
+    load_text(market, "bybit", "BTC-USDT", [("100.0", "1")], [("101.0", "1")])
+    sim = simulation(market)
     out = tmp_path / "data"
     with trio.fail_after(CEILING_S):
-        async with trio.open_nursery() as nursery:
-            ws_url = await nursery.start(serve_ws, fake.handler)
-            rest_url = await nursery.start(serve_http, {REST_PATH: INSTRUMENTS})
+        async with serving(sim) as (nursery, urls):
+            nursery.start_soon(sim.play, endless("bybit", "BTC-USDT", "100.0", interval_s=0.005))
 
             async def outage() -> None:
-                await fake.subscribed.wait()
+                await sim.venues["bybit"].wait_acks(1)
                 await trio.sleep(1.0)
                 redis_server.stop()
                 await trio.sleep(1.0)
@@ -117,9 +113,7 @@ async def test_redis_going_away_is_a_sink_error_and_the_recording_goes_on(
             code = await async_main([
                 "--plugins", "bybit", "--channels", "l2", "--out", str(out), "--duration", "4",
                 "--flush-interval", "0.5", "--sink", "parquet", "--sink", redis_server.url,
-                "--endpoint", f"bybit={ws_url}", "--endpoint", f"bybit.rest={rest_url}"],
-                handle_signals=False)
-            nursery.cancel_scope.cancel()
+                *endpoints(urls)], handle_signals=False)
     assert code == 0  # nothing lost: the sink's queue held the outage
     health = parquet(out, "health")
     errors = health.filter(pl.col("event") == "sink_error")

@@ -13,9 +13,7 @@ import pytest
 import trio
 
 from core.run import async_main
-from core.testing.fake_servers import serve_http, serve_ws
-from tests.fakes.bybit import FakeBybit
-from tests.fakes.fixtures import INSTRUMENTS, REST_PATH, btc_script
+from tests.session.sims import bybit_btc, endpoints, serving
 from tests.streams.conftest import RedisServer, free_port
 
 CEILING_S = 40
@@ -27,15 +25,14 @@ def rows(out: Path, table: str) -> pl.DataFrame:
 
 
 async def capture(out: Path, redis_url: str, *extra: str) -> int:
-    fake = FakeBybit(scripts=[btc_script()])
-    async with trio.open_nursery() as nursery:
-        ws_url = await nursery.start(serve_ws, fake.handler)
-        rest_url = await nursery.start(serve_http, {REST_PATH: INSTRUMENTS})
+    sim, script = bybit_btc()
+    async with serving(sim) as (nursery, urls):
+        nursery.start_soon(sim.play, script)
         code = await async_main([
             "--plugins", "bybit", "--channels", "tob,l2,trades", "--out", str(out),
-            "--duration", "1.2", "--sink", redis_url, *extra, "--endpoint", f"bybit={ws_url}",
-            "--endpoint", f"bybit.rest={rest_url}"], handle_signals=False)
-        nursery.cancel_scope.cancel()
+            "--duration", "1.2", "--sink", redis_url, *extra, *endpoints(urls)],
+            handle_signals=False)
+    assert script.done
     return code
 
 

@@ -25,13 +25,20 @@ from core.instruments import (
 from core.run import async_main
 from core.testing.fake_servers import serve_http
 from plugins.bybit.protocol import BybitProtocol
+from plugins.htx.fake import CONTRACT_INFO_PATH as CONTRACT_INFO
 from plugins.htx.protocol import HtxProtocol
-from tests.fakes.fixtures import HTX_CONTRACT_INFO_PATH as CONTRACT_INFO
-from tests.fakes.fixtures import htx_contract_info as contract_info
+from tests.session.sims import HTX_BTC, HTX_ETH, rest_of
 
 CEILING_S = 20
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
 S_NS = 1_000_000_000
+
+
+def contract_info() -> bytes:
+    """The fake HTX's contract list: BTC-USDT (0.001 BTC a contract) and ETH-USDT (0.01 ETH)."""
+    body = rest_of("htx", HTX_BTC, HTX_ETH)(CONTRACT_INFO)
+    assert isinstance(body, bytes)
+    return body
 
 
 def htx_body(*codes: tuple[str, float]) -> bytes:

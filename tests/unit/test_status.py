@@ -20,7 +20,7 @@ from core.run import async_main
 from core.session import VenueStats
 from core.status import RunInfo, clock_time, format_run
 from core.testing.fake_servers import serve_http
-from tests.fakes.fixtures import INSTRUMENTS
+from tests.session.sims import BYBIT_BTC, BYBIT_ETH, rest_of
 
 
 @pytest.fixture(autouse=True)
@@ -97,8 +97,7 @@ async def test_the_cli_logs_no_http_request_lines(tmp_path: Path,
     caplog.set_level(logging.DEBUG)
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
-            rest = await nursery.start(serve_http, {
-                "/v5/market/instruments-info?category=linear&limit=1000": INSTRUMENTS})
+            rest = await nursery.start(serve_http, rest_of("bybit", BYBIT_BTC, BYBIT_ETH))
             # An unlisted symbol stops the run right after the instrument request.
             code = await async_main(["--plugins", "bybit", "--symbols", "SOL-USDT", "--out",
                                      str(tmp_path), "--endpoint", f"bybit.rest={rest}"],

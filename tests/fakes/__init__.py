@@ -1,2 +1,0 @@
-"""Loopback fakes of the venues the simulator does not speak yet (Binance, OKX), for their
-protocol and end-to-end tests."""

@@ -1,0 +1,162 @@
+"""The fake OKX venue, sans-IO, with the OKX plugin reading what it says: acknowledgements per
+argument, errors that name their argument only in the message, the ``seqId`` chain every
+connection shares, checksums over the wire text (or 0), deflate frames, idle updates, a sequence
+reset and the instrument list. Plain synchronous tests."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from decimal import Decimal
+from typing import Any
+
+from core.protocol import ProtocolConfig
+from core.schema import BookUpdate, Event, Health, HealthKind
+from core.sim.market import Listing, Market, load_text
+from core.sim.speaker import Out
+from plugins.okx.fake import FIRST_SEQ, OkxSession, OkxSpeaker
+from plugins.okx.protocol import OkxProtocol
+
+S = 1_000_000_000
+T0 = 1_786_000_000 * S
+BTC = Listing("okx", "BTC-USDT", tick=Decimal("0.1"), lot=Decimal("0.01"),
+              contract_size=Decimal("0.01"))
+ETH = Listing("okx", "ETH-USDT", tick=Decimal("0.01"), lot=Decimal("0.1"),
+              contract_size=Decimal("0.1"))
+BOOKS = '{"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT-SWAP"}]}'
+
+
+def venue() -> tuple[Market, OkxSpeaker]:
+    market = Market([BTC, ETH])
+    load_text(market, "okx", "BTC-USDT", [("65000.0", "4.15"), ("64999.9", "0.01")],
+              [("65000.1", "0.2"), ("65000.5", "1")])
+    load_text(market, "okx", "ETH-USDT", [("3000.00", "1")], [("3000.01", "2")])
+    return market, OkxSpeaker(market)
+
+
+def doc(out: Out) -> Any:
+    frame = out.frame
+    assert frame is not None
+    if isinstance(frame, bytes):
+        frame = zlib.decompress(frame, -zlib.MAX_WBITS).decode()
+    return json.loads(frame)
+
+
+def client(speaker: OkxSpeaker) -> OkxProtocol:
+    body = speaker.rest("/api/v5/public/instruments?instType=SWAP")
+    assert body is not None
+    proto = OkxProtocol(ProtocolConfig(symbols=("BTC-USDT", "ETH-USDT"), channels=("l2",),
+                                       instruments=OkxProtocol.parse_instruments(body)))
+    proto.connection_made(T0)
+    proto.frames_to_send()
+    return proto
+
+
+def feed(proto: OkxProtocol, outs: list[Out], t: int) -> list[Event]:
+    return [e for o in outs if o.frame is not None for e in proto.receive(o.frame, t)]
+
+
+def change(market: Market, speaker: OkxSpeaker, sessions: list[OkxSession],
+           changes: list[tuple[str, int, int]], t: int) -> list[list[Out]]:
+    event = market.apply("okx", "BTC-USDT", t, changes)  # type: ignore[arg-type]
+    speaker.observe(event)
+    return [s.market(event, t) for s in sessions]
+
+
+def test_every_argument_is_acknowledged_and_errors_name_it_in_the_message() -> None:
+    _, speaker = venue()
+    session = speaker.open(T0, "/ws/v5/public")
+    outs = session.receive('{"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT-SWAP"},'
+                           '{"channel":"trades","instId":"DOGE-USDT-SWAP"}]}', T0)
+    assert [o.kind for o in outs] == ["ack", "snapshot", "error"]
+    assert doc(outs[0])["arg"] == {"channel": "books", "instId": "BTC-USDT-SWAP"}
+    error = doc(outs[2])
+    assert error["code"] == "60018" and "channel:trades,instId:DOGE-USDT-SWAP" in error["msg"]
+    proto = client(speaker)
+    events = feed(proto, outs, T0)
+    assert [(e.symbol, e.event) for e in events if isinstance(e, Health)] == [
+        ("BTC-USDT", HealthKind.SUBSCRIBED), ("BTC-USDT", HealthKind.SNAPSHOT),
+        (None, HealthKind.SUBSCRIBE_ERROR)]
+    assert doc(session.receive("{", T0)[0])["code"] == "60012"
+    assert session.receive("ping", T0)[0].frame == "pong"
+
+
+def test_a_refusal_for_load_refuses_the_whole_request() -> None:
+    _, speaker = venue()
+    speaker.refuse("ETH-USDT", "transient")
+    session = speaker.open(T0, "/ws/v5/public")
+    [out] = session.receive('{"op":"subscribe","args":[{"channel":"books","instId":'
+                            '"BTC-USDT-SWAP"},{"channel":"books","instId":"ETH-USDT-SWAP"}]}', T0)
+    assert doc(out)["code"] == "60014" and not session.subs
+
+
+def test_the_seq_chain_is_shared_and_the_checksum_verified() -> None:
+    market, speaker = venue()
+    first, second = speaker.open(T0, "/p"), speaker.open(T0, "/p")
+    proto = client(speaker)
+    snapshots = [s.receive(BOOKS, T0)[1] for s in (first, second)]
+    assert [doc(o)["data"][0]["seqId"] for o in snapshots] == [FIRST_SEQ, FIRST_SEQ]
+    entry = doc(snapshots[0])["data"][0]
+    assert entry["bids"] == [["65000.0", "415", "0", "3"], ["64999.9", "1", "0", "2"]]
+    assert entry["prevSeqId"] == -1 and entry["checksum"] != 0
+    feed(proto, [snapshots[0]], T0)
+    outs = change(market, speaker, [first, second], [("bid", 650000, 300)], T0 + S)
+    assert [doc(o) for o in outs[0]] == [doc(o) for o in outs[1]]  # the same on both
+    [update] = doc(outs[0][0])["data"]
+    assert update["prevSeqId"] == FIRST_SEQ and update["seqId"] > FIRST_SEQ
+    events = feed(proto, outs[0], T0 + S)
+    assert [e for e in events if isinstance(e, Health)] == []  # checksum and chain agree
+    [row] = [e for e in events if isinstance(e, BookUpdate)]
+    assert row.bids == ((65000.0, 3.0),)  # 300 contracts of 0.01 BTC
+
+    speaker.checksums = False  # as OKX sends since 2026-06-23
+    outs = change(market, speaker, [first], [("ask", 650001, 50)], T0 + 2 * S)
+    assert doc(outs[0][0])["data"][0]["checksum"] == 0
+    assert [e for e in feed(proto, outs[0], T0 + 2 * S) if isinstance(e, Health)] == []
+
+
+def test_idle_updates_resets_and_deflate_frames() -> None:
+    market, speaker = venue()
+    speaker.deflate, speaker.idle_ns = True, 5 * S
+    session = speaker.open(T0, "/p")
+    proto = client(speaker)
+    outs = session.receive(BOOKS, T0)
+    assert isinstance(outs[1].frame, bytes)  # a push: raw deflate
+    feed(proto, outs, T0)
+    assert session.next_deadline() == T0 + 5 * S
+    [idle] = session.on_deadline(T0 + 5 * S)
+    entry = doc(idle)["data"][0]
+    assert (entry["seqId"], entry["prevSeqId"], entry["bids"], entry["asks"]) == (
+        FIRST_SEQ, FIRST_SEQ, [], [])
+    assert idle.kind == "heartbeat" and speaker.idle_updates == 1
+    assert [e for e in feed(proto, [idle], T0 + 5 * S) if isinstance(e, Health)] == []
+    speaker.reset_sequence("BTC-USDT", 7, after_changes=1)
+    outs = change(market, speaker, [session], [("bid", 650000, 100)], T0 + 6 * S)
+    feed(proto, outs[0], T0 + 6 * S)
+    outs = change(market, speaker, [session], [("bid", 650000, 200)], T0 + 7 * S)
+    entry = doc(outs[0][0])["data"][0]
+    assert entry["seqId"] == 7 < entry["prevSeqId"]
+    events = feed(proto, outs[0], T0 + 7 * S)
+    assert [e for e in events if isinstance(e, Health)] == []  # a reset is not a gap
+    assert proto.l2.last_seq("BTC-USDT") == 7
+
+
+def test_bad_copies_for_the_fault_kit() -> None:
+    market, speaker = venue()
+    session = speaker.open(T0, "/p")
+    session.receive(BOOKS, T0)
+    [delta] = change(market, speaker, [session], [("bid", 650000, 300)], T0 + S)[0]
+    bad = session.mutate(delta, "checksum")
+    assert bad is not None and doc(bad)["data"][0]["checksum"] != doc(delta)["data"][0][
+        "checksum"]
+    nan = session.mutate(delta, "non_finite")
+    assert nan is not None and doc(nan)["data"][0]["bids"][0][1] == "NaN"  # the size
+
+
+def test_the_plugin_reads_the_fake_s_instruments() -> None:
+    _, speaker = venue()
+    body = speaker.rest("/api/v5/public/instruments?instType=SWAP")
+    assert body is not None and speaker.rest("/api/v5/public/instruments") is None
+    instruments = OkxProtocol.parse_instruments(body)
+    assert {s: (i.native, i.contract_size, i.tick_size) for s, i in instruments.items()} == {
+        "BTC-USDT": ("BTC-USDT-SWAP", 0.01, 0.1), "ETH-USDT": ("ETH-USDT-SWAP", 0.1, 0.01)}
