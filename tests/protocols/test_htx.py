@@ -34,7 +34,7 @@ INSTRUMENTS = {
 
 
 def gz(obj: Any) -> bytes:
-    return gzip.compress(json.dumps(obj).encode())
+    return gzip.compress(json.dumps(obj).encode(), mtime=0)
 
 
 def make(channels: tuple[str, ...] = ("tob", "l2", "trades"), symbols: tuple[str, ...] = (BTC,),
@@ -408,7 +408,7 @@ def test_trade_detail() -> None:
 
 @pytest.mark.parametrize(("frame", "kind"), [
     (b"\x1f\x8b\x08\x00garbage", "inflate"),
-    (gzip.compress(b"not json {"), "DecodeError"),
+    (gzip.compress(b"not json {", mtime=0), "DecodeError"),
     (gz({"ch": BTC_BOOK, "ts": 1}), "ValidationError"),
     (gz({"ch": "market.BTC-USDT.trade.detail", "ts": 1, "tick": {
         "ts": 1_700_000_000_000, "data": [{"id": 1, "ts": 10**15, "price": 1.0, "amount": 1,
