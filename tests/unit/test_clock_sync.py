@@ -5,6 +5,7 @@ so a replay gives the same rows)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -180,3 +181,14 @@ def test_only_the_first_lane_of_a_venue_measures_its_clock() -> None:
     only_b = Laned.lane_plan(ProtocolConfig(symbols=("BTC-USDT",), channels=("trades",),
                                             clock_sync_s=60))
     assert [(lane.name, c.clock_sync_s) for lane, c in only_b] == [("b", 60)]
+
+
+@pytest.mark.parametrize("value", ["0.5", "-1", "inf"])
+async def test_a_bad_interval_is_a_usage_error_before_any_connection(
+        value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from core.run import async_main
+
+    argv = ["--plugins", "bybit", "--clock-sync-interval", value, "--out", str(tmp_path)]
+    assert await async_main(argv, handle_signals=False) == 2
+    assert "--clock-sync-interval must be 0 (off) or at least 1 second" in \
+        capsys.readouterr().err
