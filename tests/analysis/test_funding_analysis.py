@@ -82,7 +82,7 @@ def test_a_round_trip_across_a_funding_time_against_a_hand_computation(
     assert main_guard(spreads.PROG, spreads.main, [
         "--data", str(data), "--symbol", "BTC-USDT", "--out", str(out), "--quiet",
         "--thresholds", "0", "--taker-fee-bps", "a=5", "--taker-fee-bps", "b=6",
-        "--stale-cap-ms", "1000"]) == 0
+        "--stale-cap-ms", "1000", "--no-leadlag"]) == 0
     capsys.readouterr()
     eps = pl.read_parquet(out / "episodes.parquet")
     [ep] = eps.filter(pl.col("buy_venue") == "a").rows(named=True)
