@@ -67,7 +67,7 @@ def staleness_caps(tob: pl.LazyFrame, cap_ms: float = DEFAULT_STALE_CAP_MS) -> p
             .sort("exchange"))
 
 
-def _leg(grid: pl.LazyFrame, quotes: pl.LazyFrame, breaks: pl.LazyFrame, p: str,
+def join_leg(grid: pl.LazyFrame, quotes: pl.LazyFrame, breaks: pl.LazyFrame, p: str,
          smax_ns: int) -> pl.LazyFrame:
     """Join one venue's quote as of each grid time, with its age, dead and fresh flags and the
     instant it stops being fresh (``<p>_until``: S_max reached or the next break)."""
@@ -103,8 +103,8 @@ def align_pair(qa: pl.LazyFrame, qb: pl.LazyFrame, smax_a: int, smax_b: int,
     """
     grid = (pl.concat([qa.select(pl.col("ts").alias("t")), qb.select(pl.col("ts").alias("t"))])
             .unique().sort("t").set_sorted("t"))
-    left = _leg(grid, qa, breaks_a, "a", smax_a)
-    both = _leg(left, qb, breaks_b, "b", smax_b)
+    left = join_leg(grid, qa, breaks_a, "a", smax_a)
+    both = join_leg(left, qb, breaks_b, "b", smax_b)
     return (both.filter(pl.col("a_ts").is_not_null(), pl.col("b_ts").is_not_null())
             .with_columns(pl.col("t").shift(-1)
                           .fill_null(pl.max_horizontal("t", pl.lit(end_ns, pl.Int64)))

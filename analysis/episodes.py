@@ -14,7 +14,8 @@ continuous time: a grid row counts from its time t until ``fresh_until`` (the ne
 the instant a leg went stale or dead, :mod:`analysis.align`), so an episode ends when the edge
 dropped, or exactly when a leg's age passed its cap. Stretches less than ``merge_gap`` (50 ms)
 apart are merged; an edge that held for no time is no episode. Per episode: duration, number of
-grid rows, peak net, time-averaged net (each row weighted by how long it held), Σ over rows of
+grid rows, peak net, the gross edge at the start (``rt_entry_bps``: the entry of a round trip,
+:mod:`analysis.funding`), time-averaged net (each row weighted by how long it held), Σ over rows of
 net × notional (an upper bound on extractable P&L: every quote update taken once at top-of-book
 size), the legs' age difference at the start, and the **refresh test** of the staleness
 diagnostic:
@@ -115,6 +116,7 @@ def episodes(view: pl.LazyFrame, tau_bps: float,
                  pl.col("_end").max().alias("end"),
                  pl.len().alias("rows"),
                  pl.col("net").max().alias("peak_net_bps"),
+                 pl.col("gross").first().alias("rt_entry_bps"),
                  (pl.col("net") * w).sum().alias("_net_dt"),
                  w.sum().alias("_dt"),
                  (pl.col("net") / 1e4 * pl.col("notional")).sum().alias("pnl_upper"),
@@ -127,7 +129,8 @@ def episodes(view: pl.LazyFrame, tau_bps: float,
                                 .fill_null(True).cum_sum().alias("_ep"))
               .group_by("_ep")
               .agg(pl.col("start").min(), pl.col("end").max(), pl.col("rows").sum(),
-                   pl.col("peak_net_bps").max(), pl.col("_net_dt").sum(), pl.col("_dt").sum(),
+                   pl.col("peak_net_bps").max(), pl.col("rt_entry_bps").first(),
+                   pl.col("_net_dt").sum(), pl.col("_dt").sum(),
                    pl.col("pnl_upper").sum(), pl.col("age_gap_ns").first(),
                    pl.col("older_leg").first(), pl.col("_refresh_t").first(),
                    pl.col("_refresh_on").first(), pl.col("open_at_end").any())
@@ -141,6 +144,7 @@ def episodes(view: pl.LazyFrame, tau_bps: float,
     return merged.select(
         "start", "end", (pl.col("end") - pl.col("start")).alias("duration_ns"), "rows",
         "peak_net_bps", (pl.col("_net_dt") / pl.col("_dt")).alias("mean_net_bps"),
+        "rt_entry_bps",
         "_net_dt", "_dt", "pnl_upper", "age_gap_ns", "older_leg",
         (refresh - pl.col("start")).alias("older_refresh_ns"), verdict.alias("verdict"),
         "open_at_end")

@@ -183,3 +183,26 @@ def draw_latency(ax: Axes, venues: Sequence[str], samples: Sequence[npt.ArrayLik
     ax.set_ylabel("ts_local − ts_exchange (ms)")
     ax.set_title("feed latency per venue (whiskers p1–p99)", fontsize=9)
     ax.grid(True, axis="y", linestyle="--", alpha=0.4)
+
+
+def draw_event_study(ax: Axes, taus_ms: npt.ArrayLike,
+                     curves: Sequence[tuple[str, npt.ArrayLike, npt.ArrayLike, str]],
+                     title: str) -> None:
+    """P(the follower's mid moves the same way within τ) against τ (log scale, ms): per curve
+    (label, conditional, baseline at random times, colour), the conditional solid and its
+    baseline dashed."""
+    for label, cond, base, colour in curves:
+        ax.plot(taus_ms, cond, lw=1.4, color=colour, label=f"{label}: after a move")
+        ax.plot(taus_ms, base, lw=1.0, ls="--", color=colour, label=f"{label}: random times")
+    for tau in (10, 50, 100, 500):
+        ax.axvline(tau, color="grey", lw=0.5, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlim(1, 1000)
+    ticks = [1, 10, 50, 100, 500, 1000]
+    ax.set_xticks(ticks, [str(t) for t in ticks])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("τ: time after the leader's move (ms, log scale)")
+    ax.set_ylabel("P(follower's mid moves the same way within τ)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, linestyle="--", alpha=0.4)
+    ax.legend(fontsize=7, loc="upper left")

@@ -12,11 +12,24 @@ For every pair of venues recording ``--symbol`` in the ``tob`` table:
   time-averaged net edge, a P&L upper bound, the refresh test's confirmed and artefact shares
   and the number long enough to capture (``opportunities.csv``/``.md``, every episode in
   ``episodes.parquet``);
+* funding (:mod:`analysis.funding`, when the ``funding`` table has the pair's venues): each
+  venue's funding rate (bps per 8 h) beside the mid basis over the same fresh time and UTC hours
+  (``basis_hourly.csv``), and per episode the round trip held across it: entry and exit edges,
+  taker fees both ways, the funding paid or received when it spans a funding time
+  (``spans_funding``, ``funding_bps``, ``rt_net_bps`` in ``episodes.parquet``);
 * lead-lag (:mod:`analysis.leadlag`): grid cross-correlation at 10 and 100 ms and the
-  Hayashi–Yoshida θ̂ (``leadlag.csv``, ``leadlag_<a>_<b>.png``);
+  Hayashi–Yoshida θ̂ (``leadlag.csv``, ``leadlag_<a>_<b>.png``), and the event study
+  (:mod:`analysis.event_study`) on receipt time and on clock-corrected exchange time
+  (``event_study.csv``, ``event_study_<a>_<b>.png``);
+* per venue (:mod:`analysis.venue_summary`): update rate, share of time at the best bid and the
+  best ask across venues, how often it moves first (``venues.csv``);
 * feed latency per venue, p1/p50/p99 of ts_local − ts_exchange (``latency.csv``,
   ``latency_hourly.csv``, ``latency.png``);
-* ``summary.md`` with all tables and the fees used.
+* ``summary.md`` with all tables, the fees and the clock offsets used.
+
+Clock offsets for the exchange-clock timeline (``--clock exchange``, and the event study's
+exchange-time run) are the recorder's ``clock_offset`` measurements (:mod:`analysis.clock_offsets`),
+a venue's ``--clock-offset-ms`` overriding its own.
 
 Fees come from :mod:`analysis.fees` (the shipped ``analysis/fees.toml``, base-tier taker rates
 with their sources), replaced by ``--fees FILE`` and ``--taker-fee-bps VENUE=BPS``. A venue with
@@ -40,9 +53,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from analysis import plots
+from analysis import event_study, plots
 from analysis.align import DEFAULT_STALE_CAP_MS, align_pair, staleness_caps, venue_quotes
 from analysis.cli import UsageProblem, add_data_args, common_parser, main_guard, parse_time
+from analysis.clock_offsets import Offset, resolve_offsets
 from analysis.episodes import (
     DEFAULT_MERGE_GAP_MS,
     DEFAULT_THRESHOLDS_BPS,
@@ -54,6 +68,13 @@ from analysis.episodes import (
     pair_edges,
 )
 from analysis.fees import FeeConfigError, VenueFee, parse_fee_overrides, resolve_fees
+from analysis.funding import (
+    funding_hourly,
+    funding_times,
+    load_funding,
+    rates_on_grid,
+    round_trips,
+)
 from analysis.latency import latency_hourly, latency_quantiles, latency_samples
 from analysis.leadlag import grid_leadlag, grid_mid, hy_leadlag, mid_ticks
 from analysis.load import (
@@ -66,6 +87,12 @@ from analysis.load import (
     venues,
 )
 from analysis.progress import Progress, add_quiet_arg
+from analysis.venue_summary import (
+    DEFAULT_LEAD_WINDOW_MS,
+    best_price_shares,
+    lead_counts,
+    venue_table,
+)
 from core.codec import MS_NS
 
 PROG = "python -m analysis.spreads"
@@ -78,7 +105,8 @@ DEFAULT_GRIDS_MS = (10.0, 100.0)
 EDGE_COLUMNS = ("t", "dt", "dt_fresh", "fresh", "a_ts", "b_ts", "a_age", "b_age", "a_bid_px",
                 "a_ask_px", "b_bid_px",
                 "b_ask_px", "gross_ab", "gross_ba", "net_ab", "net_ba", "notional_ab",
-                "notional_ba", "ratio_ab", "ratio_ba", "basis")
+                "notional_ba", "ratio_ab", "ratio_ba", "basis", "a_funding_bps",
+                "b_funding_bps")
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -110,14 +138,19 @@ def parser() -> argparse.ArgumentParser:
                    help="order round trip for capturability (default 100)")
     p.add_argument("--grid-ms", type=_floats, default=DEFAULT_GRIDS_MS,
                    help="lead-lag grid steps in ms (default 10,100)")
-    p.add_argument("--no-leadlag", action="store_true", help="skip the lead-lag estimators")
+    p.add_argument("--no-leadlag", action="store_true",
+                   help="skip the lead-lag estimators and the event study")
     p.add_argument("--clock", choices=("local", "exchange"), default="local",
                    help="timeline: receipt time ts_local (default) or exchange time "
                         "ts_exchange + the venue's clock offset (robustness run)")
     add_quiet_arg(p)
     p.add_argument("--clock-offset-ms", action="append", default=[], metavar="VENUE=MS",
-                   help="clock offset of a venue for --clock exchange (local minus venue "
-                        "clock, e.g. measured NTP-style against its REST time; default 0)")
+                   help="clock offset of a venue for the exchange-clock timeline (local minus "
+                        "venue clock), overriding the recorder's clock_offset measurements; "
+                        "default: their median, else 0")
+    p.add_argument("--lead-window-ms", type=float, default=DEFAULT_LEAD_WINDOW_MS,
+                   help="a venue's move leads when another venue follows within this window "
+                        "and none moved within it before (venue table; default 100)")
     return p
 
 
@@ -230,16 +263,21 @@ def run(args: argparse.Namespace, progress: Progress | None = None) -> dict[str,
     smax = dict(caps.select("exchange", "smax").iter_rows())
     info = {ex: VenueInfo(ex, rows, first, last, int(smax[ex]), lat_map.get(ex))
             for ex, rows, first, last in span.iter_rows() if rows > 0}
+    have_ex = dict(lat_q.select("exchange", "min_ms").iter_rows())
+    offsets = resolve_offsets(args.data, present, clock_offsets(args.clock_offset_ms),
+                              args.start, args.end)
+    exchange_quotes = {v: venue_quotes(tob, v, int(offsets[v].offset_ms * MS)) for v in present
+                       if have_ex.get(v) is not None}
+    local_quotes = {v: venue_quotes(tob, v) for v in present}
     if args.clock == "exchange":
-        have_ex = dict(lat_q.select("exchange", "min_ms").iter_rows())
         missing = [v for v in present if have_ex.get(v) is None]
         if missing:
             raise MissingData(f"no exchange timestamps for {', '.join(missing)}: --clock "
                               "exchange needs them")
-        offsets = clock_offsets(args.clock_offset_ms)
-        quotes = {v: venue_quotes(tob, v, int(offsets.get(v, 0.0) * MS)) for v in present}
+        quotes = exchange_quotes
     else:
-        quotes = {v: venue_quotes(tob, v) for v in present}
+        quotes = local_quotes
+    funding = load_funding(args.data, present, args.symbol, args.start, args.end)
     brk = {v: breaks(args.data, v, args.symbol, start=args.start, end=args.end,
                      events=QUOTE_BREAKS) for v in present}
     end_ns = recording_end(args, present, info)
@@ -257,14 +295,18 @@ def run(args: argparse.Namespace, progress: Progress | None = None) -> dict[str,
         fa = fees[a].taker if a in fees else None
         fb = fees[b].taker if b in fees else None
         # the aligned pair is materialised once and every per-pair table is derived from it
-        edges = pair_edges(align_pair(quotes[a], quotes[b], info[a].smax, info[b].smax,
-                                      brk[a], brk[b], end_ns), fa, fb).select(EDGE_COLUMNS)
+        edges = rates_on_grid(pair_edges(align_pair(quotes[a], quotes[b], info[a].smax,
+                                                    info[b].smax, brk[a], brk[b], end_ns),
+                                         fa, fb), funding, a, b).select(EDGE_COLUMNS)
         edges = edges.collect().lazy()
         t0, t1 = max(info[a].first, info[b].first), min(info[a].last, info[b].last)
         add(("plot", a, b), plot_buckets(edges, t0, t1))
         add(("summary", a, b), edge_summary(edges))
-        add(("basis", a, b), basis_hourly(edges).with_columns(pl.lit(a).alias("venue_a"),
-                                                              pl.lit(b).alias("venue_b")))
+        add(("basis", a, b), basis_hourly(edges).join(
+            funding_hourly(edges).select("hour", "funding_a_bps", "funding_b_bps",
+                                         "funding_diff_bps"), on="hour", how="left")
+            .with_columns(pl.lit(a).alias("venue_a"), pl.lit(b).alias("venue_b")))
+        add(("exits", a, b), edges.select("t", "gross_ab", "gross_ba"))
         lats = [info[a].lat_p50_ns, info[b].lat_p50_ns]
         lat = None if None in lats else max(x for x in lats if x is not None)
         for d in ("ab", "ba"):
@@ -276,6 +318,10 @@ def run(args: argparse.Namespace, progress: Progress | None = None) -> dict[str,
                 add(("episodes", buy, sell, tau), eps.drop("_net_dt", "_dt").with_columns(
                     pl.lit(buy).alias("buy_venue"), pl.lit(sell).alias("sell_venue"),
                     pl.lit(tau).alias("tau_bps")))
+    for v in present:  # mid changes: the event study and the venue table
+        add(("moves", "local", v), local_quotes[v].select("ts", "bid_px", "ask_px"))
+        if v in exchange_quotes:
+            add(("moves", "exchange", v), exchange_quotes[v].select("ts", "bid_px", "ask_px"))
     if not args.no_leadlag:
         g0 = max(i.first for i in info.values())
         g1 = min(i.last for i in info.values())
@@ -288,7 +334,61 @@ def run(args: argparse.Namespace, progress: Progress | None = None) -> dict[str,
                   f"({len(lazy)} tables)")
     frames = pl.collect_all(lazy)
     got = {key: frames[i] for key, i in index.items()}
-    return assemble(args, got, pairs, info, fees, lat_q, lat_h, lat_s, caps, progress)
+    res = assemble(args, got, pairs, info, fees, lat_q, lat_h, lat_s, caps, progress)
+    progress.note("funding round trips, event study, venue table")
+    times = funding_times(funding)
+    res["episodes"] = with_round_trips(res["episodes"], got, pairs, fees, times)
+    res["opportunities"] = with_round_trip_stats(res["opportunities"], res["episodes"])
+    clock_of = {"local": "receipt", "exchange": "exchange"}
+    changes = {clock: {v: event_study.mid_changes(got[("moves", clock, v)]) for v in present
+                       if ("moves", clock, v) in got} for clock in ("local", "exchange")}
+    res["event_study"] = {clock_of[c]: event_study.study_all(ch) for c, ch in changes.items()
+                          if len(ch) >= 2} if not args.no_leadlag else {}
+    res["event_study_table"] = event_study.table(res["event_study"])
+    mine = changes["exchange" if args.clock == "exchange" else "local"]
+    shares = best_price_shares(quotes, {v: info[v].smax for v in present}, brk, end_ns)
+    res["venues_table"] = venue_table({v: info[v].rows for v in present},
+                                      {v: info[v].last - info[v].first for v in present},
+                                      mine, shares, lead_counts(mine, args.lead_window_ms))
+    res["offsets"] = offsets
+    res["funding_times"] = times
+    return res
+
+
+def with_round_trips(eps: pl.DataFrame, got: dict[tuple[Any, ...], pl.DataFrame],
+                     pairs: list[tuple[str, str]], fees: dict[str, VenueFee],
+                     times: pl.DataFrame) -> pl.DataFrame:
+    """Every episode with its round trip held across it (:func:`analysis.funding.round_trips`)."""
+    parts = []
+    for a, b in pairs:
+        cost = 1e4 * (fees[a].taker + fees[b].taker) if a in fees and b in fees else None
+        exits = got[("exits", a, b)]
+        for d, buy, sell in (("ab", a, b), ("ba", b, a)):
+            mine = eps.filter((pl.col("buy_venue") == buy) & (pl.col("sell_venue") == sell))
+            if mine.height:
+                parts.append(round_trips(mine.with_columns(
+                    pl.col("start").cast(pl.Int64), pl.col("end").cast(pl.Int64)),
+                    exits, d, buy, sell, times, cost))
+    if not parts:
+        return eps.with_columns(pl.lit(None, pl.Float64).alias("rt_exit_bps"),
+                                pl.lit(0, pl.UInt32).alias("fundings"),
+                                pl.lit(None, pl.Float64).alias("funding_bps"),
+                                pl.lit(False).alias("spans_funding"),
+                                pl.lit(None, pl.Float64).alias("rt_net_bps"))
+    ts = pl.Datetime("ns", "UTC")
+    return (pl.concat(parts, how="vertical_relaxed")
+            .with_columns(pl.col("start").cast(ts), pl.col("end").cast(ts))
+            .sort("buy_venue", "sell_venue", "tau_bps", "start"))
+
+
+def with_round_trip_stats(opps: pl.DataFrame, eps: pl.DataFrame) -> pl.DataFrame:
+    """``spanning_funding`` (episodes with a funding time inside) and ``rt_net_mean_bps``
+    (mean net edge of the round trips) per direction and τ."""
+    keys = ["buy_venue", "sell_venue", "tau_bps"]
+    stats = eps.group_by(keys).agg(pl.col("spans_funding").sum().alias("spanning_funding"),
+                                   pl.col("rt_net_bps").mean().alias("rt_net_mean_bps"))
+    return (opps.join(stats, on=keys, how="left")
+            .with_columns(pl.col("spanning_funding").fill_null(0)).sort(keys))
 
 
 def assemble(args: argparse.Namespace, got: dict[tuple[Any, ...], pl.DataFrame],
@@ -319,14 +419,16 @@ def assemble(args: argparse.Namespace, got: dict[tuple[Any, ...], pl.DataFrame],
                            (pl.col("duration_ns") / MS).alias("duration_ms")).select(
         "buy_venue", "sell_venue", "tau_bps", "start", "end", "duration_ms", "rows",
         "peak_net_bps", "mean_net_bps", "pnl_upper", "age_gap_ns", "older_leg",
-        (pl.col("older_refresh_ns") / MS).alias("older_refresh_ms"), "verdict", "open_at_end")
+        (pl.col("older_refresh_ns") / MS).alias("older_refresh_ms"), "verdict", "open_at_end",
+        "rt_entry_bps")
     pair_rows = []
     for a, b in pairs:
         s = got[("summary", a, b)].row(0, named=True)
         pair_rows.append({"venue_a": a, "venue_b": b, **s})
     pair_df = pl.DataFrame(pair_rows)
     basis = pl.concat([got[("basis", a, b)] for a, b in pairs]).select(
-        "venue_a", "venue_b", "hour", "basis_mean_bps", "basis_std_bps", "rows")
+        "venue_a", "venue_b", "hour", "basis_mean_bps", "basis_std_bps", "rows",
+        "funding_a_bps", "funding_b_bps", "funding_diff_bps")
     leadlag_rows = []
     leadlag_curves: dict[tuple[str, str], dict[str, Any]] = {}
     if not args.no_leadlag:
@@ -355,7 +457,8 @@ def assemble(args: argparse.Namespace, got: dict[tuple[Any, ...], pl.DataFrame],
             leadlag_curves[(a, b)] = curves
     lat = lat_q.join(caps.select("exchange", (pl.col("smax") / MS).alias("smax_ms")),
                      on="exchange", how="left")
-    return {"opportunities": opps, "episodes": eps, "pairs": pair_df, "basis": basis,
+    return {"info": info, "opportunities": opps, "episodes": eps, "pairs": pair_df,
+            "basis": basis,
             "leadlag": pl.DataFrame(leadlag_rows) if leadlag_rows else None,
             "leadlag_curves": leadlag_curves, "latency": lat, "latency_hourly": lat_h,
             "latency_samples": lat_s, "plots": {(a, b): got[("plot", a, b)] for a, b in pairs},
@@ -405,22 +508,43 @@ def draw_leadlag(curves: dict[str, Any], a: str, b: str, symbol: str, path: Path
     return plots.save(fig, path)
 
 
+def draw_event_study(studies: dict[str, list[event_study.PairStudy]], a: str, b: str,
+                     symbol: str, span: str, path: Path) -> Path:
+    """One panel per clock: a→b and b→a against their baselines."""
+    clocks = [c for c in ("receipt", "exchange") if c in studies]
+    fig = plots.new_figure(6.2 * len(clocks), 4.4)
+    axes = fig.subplots(1, len(clocks), squeeze=False)[0]
+    for ax, clock in zip(axes, clocks, strict=True):
+        by = {(s.leader, s.follower): s for s in studies[clock]}
+        curves = [(f"{i} → {j}", by[(i, j)].curve, by[(i, j)].base_curve, colour)
+                  for (i, j), colour in (((a, b), "tab:blue"), ((b, a), "tab:orange"))
+                  if (i, j) in by]
+        what = "receipt time ts_local" if clock == "receipt" else \
+            "exchange time + clock offset"
+        plots.draw_event_study(ax, event_study.CURVE_MS, curves,
+                               f"{symbol}, {what}\n{span}")
+    return plots.save(fig, path)
+
+
 def write(res: dict[str, Any], args: argparse.Namespace) -> list[Path]:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     written = []
     res["episodes"].write_parquet(out / "episodes.parquet")
     written.append(out / "episodes.parquet")
-    for name in ("opportunities", "pairs", "basis", "latency", "latency_hourly", "leadlag"):
+    for name in ("opportunities", "pairs", "basis", "latency", "latency_hourly", "leadlag",
+                 "event_study_table", "venues_table"):
         df = res[name]
-        if df is None:
+        if df is None or df.width == 0:
             continue
-        path = out / ("basis_hourly.csv" if name == "basis" else f"{name}.csv")
+        path = out / {"basis": "basis_hourly.csv", "event_study_table": "event_study.csv",
+                      "venues_table": "venues.csv"}.get(name, f"{name}.csv")
         df.write_csv(path)
         written.append(path)
     opp_cols = ["buy_venue", "sell_venue", "tau_bps", "cost_bps", "episodes", "per_hour",
                 "dur_median_ms", "dur_p90_ms", "dur_max_ms", "peak_net_bps", "mean_net_bps",
-                "pnl_upper", "confirmed_share", "artefact_share", "capturable"]
+                "pnl_upper", "confirmed_share", "artefact_share", "capturable",
+                "spanning_funding", "rt_net_mean_bps"]
     md = out / "opportunities.md"
     md.write_text(markdown(res["opportunities"].select(opp_cols), 2) + "\n")
     written.append(md)
@@ -433,6 +557,11 @@ def write(res: dict[str, Any], args: argparse.Namespace) -> list[Path]:
                                  cost, args.symbol, out / f"pair_{a}_{b}.png"))
     for (a, b), curves in res["leadlag_curves"].items():
         written.append(draw_leadlag(curves, a, b, args.symbol, out / f"leadlag_{a}_{b}.png"))
+    if res["event_study"]:
+        span = utc_span(res)
+        for a, b in res["pairs_list"]:
+            written.append(draw_event_study(res["event_study"], a, b, args.symbol, span,
+                                            out / f"event_study_{a}_{b}.png"))
     samples = res["latency_samples"]
     lat_venues = [v for v in res["venues"] if samples.filter(pl.col("exchange") == v).height]
     if lat_venues:
@@ -445,14 +574,29 @@ def write(res: dict[str, Any], args: argparse.Namespace) -> list[Path]:
     return written
 
 
+def utc_span(res: dict[str, Any]) -> str:
+    """``2024-05-01 12:00:00 to 13:00:00 UTC``: the venues' common recording time."""
+    from datetime import UTC, datetime
+
+    info = res["info"]
+    t0 = max(i.first for i in info.values()) / 1e9
+    t1 = min(i.last for i in info.values()) / 1e9
+    a = datetime.fromtimestamp(t0, UTC)
+    b = datetime.fromtimestamp(t1, UTC)
+    right = b.strftime("%H:%M:%S") if a.date() == b.date() else b.strftime("%Y-%m-%d %H:%M:%S")
+    return f"{a.strftime('%Y-%m-%d %H:%M:%S')} to {right} UTC"
+
+
 def write_summary(res: dict[str, Any], args: argparse.Namespace) -> Path:
     fees: dict[str, VenueFee] = res["fees"]
+    offsets: dict[str, Offset] = res["offsets"]
     clock = ("receipt time ts_local" if args.clock == "local" else
-             "exchange time ts_exchange + clock offset "
-             f"({', '.join(args.clock_offset_ms) or 'all offsets 0'})")
+             "exchange time ts_exchange + each venue's clock offset")
     lines = [f"# {args.symbol}: cross-venue spreads", "",
              f"Venues: {', '.join(res['venues'])}. Data: {args.data}. Timeline: {clock}.", "",
-             "## Taker fees", ""]
+             "## Clock offsets (exchange-clock timeline and event study)", ""]
+    lines += [f"* {offsets[v].describe()}" for v in res["venues"] if v in offsets]
+    lines += ["", "## Taker fees", ""]
     lines += [f"* {fees[v].describe()}" if v in fees else f"* {v}: no fee known (gross edges "
               "only)" for v in res["venues"]]
     pair_cols = ["venue_a", "venue_b", "gross_ab_mean_bps", "gross_ab_max_bps",
@@ -470,9 +614,43 @@ def write_summary(res: dict[str, Any], args: argparse.Namespace) -> Path:
               "the share of episodes still crossed when the older leg's next quote arrived "
               "(a real dislocation), artefact_share the share that ended with it (a stale-quote "
               "artefact); the rest ended before the older leg quoted again."]
+    basis = res["basis"]
+    lines += ["", "## Basis and funding per pair and hour (time with both legs fresh)",
+              "basis: 1e4 · (mid_b / mid_a − 1); funding rates in bps per 8 h (a venue's rate "
+              "per interval scaled to 8 h), funding_diff = b − a: the carry a long-b, short-a "
+              "position pays per 8 h (positive: b's longs pay more, b should trade rich).", ""]
+    if basis["funding_a_bps"].is_null().all() and basis["funding_b_bps"].is_null().all():
+        lines.append("No funding rows for these venues (record the `funding` channel).")
+    lines += ["", markdown(basis.select("venue_a", "venue_b", "hour", "basis_mean_bps",
+                                        "funding_a_bps", "funding_b_bps", "funding_diff_bps",
+                                        "rows"), 3)]
+    eps = res["episodes"]
+    spans = eps.filter(pl.col("spans_funding"))
+    lines += ["", "## Round trips held across an episode",
+              "Open at the episode's start (buy on buy_venue at its ask, sell on sell_venue at "
+              "its bid), close at its end (the reverse, at the quotes then): rt_net = entry "
+              "edge + exit edge − taker fees on four legs + funding received (the short leg's "
+              "rate minus the long leg's, at every funding time inside the episode).", "",
+              f"{spans.height} of {eps.height} episodes span a funding time."]
+    if spans.height:
+        lines += ["", markdown(spans.select(
+            "buy_venue", "sell_venue", "tau_bps", "start", "end", "fundings", "rt_entry_bps",
+            "rt_exit_bps", "funding_bps", "rt_net_bps").head(50), 3)]
+    lines += ["", "## Venues",
+              f"best_bid_share / best_ask_share: share of the time with two or more venues "
+              f"fresh that the venue held the best price (ties count for each); lead_share: "
+              f"its part of the moves followed by another venue within "
+              f"{args.lead_window_ms:g} ms and preceded by none.", "",
+              markdown(res["venues_table"], 3)]
     if res["leadlag"] is not None:
         lines += ["", "## Lead-lag (positive lag or θ: venue_a leads)", "",
                   markdown(res["leadlag"], 3)]
+    table = res.get("event_study_table")
+    if table is not None and table.height:
+        lines += ["", "## Event study: P(the follower's mid moves the same way within τ)",
+                  "After each mid change of the leader, and from random times (base); lift = "
+                  "p / base; lag_ms: the most common response time.", "",
+                  markdown(table, 3)]
     lines += ["", "## Feed latency ts_local − ts_exchange (ms) and staleness limit S_max", "",
               markdown(res["latency"], 2), ""]
     path = args.out / "summary.md"

@@ -16,6 +16,14 @@ feed for a while (a ``disconnected`` health row, no quotes, then ``connected`` a
 ``resynced`` row). The health rows are those the recorder writes: ``connected`` per connection,
 ``subscribed`` and ``snapshot`` per symbol, and ``stopped`` at the end.
 
+Clocks and funding, when asked for (no draw from the caller's generator, so the quotes of a seed
+do not change): a venue whose clock is ``clock_offset_ms`` behind ours stamps ``ts_exchange`` = τ −
+offset, and the recorder's ``clock_offset`` health rows measure it (at the start and every 300 s,
+within ±0.3 ms); a venue with ``funding_bps_8h`` rates gets a ``funding`` row every second: the
+rate of the current period (the list's rates in turn, per funding period of
+``PerpConfig.funding_interval_s`` on the grid from 00:00 UTC, each scaled from bps per 8 h to
+the interval), the next funding time, mark and index prices from the latent price.
+
 numpy and polars only; no I/O (``analysis.load.write_table`` writes the frames).
 """
 
@@ -38,6 +46,8 @@ class VenueSpec:
     latency_ms: float  # base of ts_local − ts_exchange
     jitter_ms: float = 2.0  # mean of the exponential extra latency
     basis_bps: float = 0.0
+    clock_offset_ms: float = 0.0  # local minus venue clock: ts_exchange = τ − offset
+    funding_bps_8h: tuple[float, ...] = ()  # the rate of each funding period, bps per 8 h
 
 
 DEFAULT_VENUES = (
@@ -65,6 +75,8 @@ class PerpConfig:
     t0_ns: int = 1_714_564_800 * NS  # 2024-05-01 12:00:00 UTC
     size_median: float = 1.5
     size_sigma: float = 0.8
+    funding_interval_s: int = 8 * 3600
+    clock_sync_s: float = 300.0
 
 
 @dataclass
@@ -74,6 +86,7 @@ class PerpSim:
     dislocations: pl.DataFrame  # venue, start_ns, end_ns, shift_bps
     config: PerpConfig = field(default_factory=PerpConfig)
     jumps: pl.DataFrame | None = None  # t_ns, jump_bps (exchange time of the latent jump)
+    funding: pl.DataFrame | None = None  # the funding table's rows (venues with rates)
 
 
 def simulate_perps(cfg: PerpConfig, rng: np.random.Generator) -> PerpSim:
@@ -131,6 +144,7 @@ def simulate_perps(cfg: PerpConfig, rng: np.random.Generator) -> PerpSim:
         ts_ex = cfg.t0_ns + (t * NS).astype(np.int64)
         lat = (v.latency_ms + rng.exponential(v.jitter_ms, t.size)) * MS
         ts_loc = np.maximum.accumulate(ts_ex + lat.astype(np.int64))
+        ts_ex = ts_ex - int(v.clock_offset_ms * MS)  # the venue's clock stamps it
         df = pl.DataFrame({"ts_local": ts_loc, "ts_exchange": ts_ex,
                            "bid_px": np.round(bid, 10), "bid_sz": sizes[0],
                            "ask_px": np.round(ask, 10), "ask_sz": sizes[1]})
@@ -147,6 +161,8 @@ def simulate_perps(cfg: PerpConfig, rng: np.random.Generator) -> PerpSim:
         "symbol", "bid_px", "bid_sz", "ask_px", "ask_sz", "seq").sort("ts_local")
     end_ns = cfg.t0_ns + int(cfg.duration_s * NS)
     health_rows += [(end_ns, v.name, None, "stopped", "end of simulation") for v in cfg.venues]
+    health_rows += _clock_rows(cfg)
+    funding = _funding_rows(cfg, latent)
     health = pl.DataFrame(health_rows, schema={"ts_local": pl.Int64, "exchange": pl.String,
                                                "symbol": pl.String, "event": pl.String,
                                                "detail": pl.String}, orient="row") \
@@ -157,4 +173,56 @@ def simulate_perps(cfg: PerpConfig, rng: np.random.Generator) -> PerpSim:
                         "shift_bps": dis_size})
     jumps = pl.DataFrame({"t_ns": cfg.t0_ns + jump_ms.astype(np.int64) * MS,
                           "jump_bps": jump_size})
-    return PerpSim(tob, health, dis, cfg, jumps)
+    return PerpSim(tob, health, dis, cfg, jumps, funding)
+
+
+def _clock_rows(cfg: PerpConfig) -> list[tuple[int, str, str | None, str, str]]:
+    """``clock_offset`` rows of venues with a clock offset, as the recorder measures them (their
+    own generator: the caller's random stream is left as it was)."""
+    from core.clock_sync import Estimate, estimate_detail
+
+    rng = np.random.default_rng(20_240_501)
+    rows: list[tuple[int, str, str | None, str, str]] = []
+    for v in cfg.venues:
+        if not v.clock_offset_ms:
+            continue
+        for t_s in np.arange(0.0, cfg.duration_s, cfg.clock_sync_s):
+            rtt = 2 * v.latency_ms * MS
+            est = Estimate(offset_ns=(v.clock_offset_ms + rng.uniform(-0.3, 0.3)) * MS,
+                           rtt_ns=rtt, min_rtt_ns=int(rtt), good=5, samples=5)
+            rows.append((cfg.t0_ns + int(t_s * NS) + int(rtt), v.name, None, "clock_offset",
+                         estimate_detail(est, "/time")))
+    return rows
+
+
+def funding_schedule(cfg: PerpConfig, spec: VenueSpec, t_ns: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(next funding time ns, rate as a fraction per interval) at each time of ``t_ns``: the
+    grid of ``funding_interval_s`` from 00:00 UTC, the venue's rates in turn per period."""
+    step = cfg.funding_interval_s * NS
+    k = t_ns // step + 1  # index of the next funding time on the grid from the epoch
+    rates = np.asarray(spec.funding_bps_8h, dtype=np.float64) * 1e-4 * (
+        cfg.funding_interval_s / (8 * 3600))
+    return k * step, rates[k % rates.size]
+
+
+def _funding_rows(cfg: PerpConfig, latent: np.ndarray) -> pl.DataFrame | None:
+    specs = [v for v in cfg.venues if v.funding_bps_8h]
+    if not specs:
+        return None
+    frames = []
+    for v in specs:
+        t = cfg.t0_ns + np.arange(0, int(cfg.duration_s), dtype=np.int64) * NS
+        nxt, rate = funding_schedule(cfg, v, t)
+        idx = np.clip(((t - cfg.t0_ns) // MS).astype(np.int64), 0, latent.size - 1)
+        index = np.round(np.exp(latent[idx]), 2)
+        mark = np.round(index * (1 + v.basis_bps * 1e-4), 2)
+        frames.append(pl.DataFrame({
+            "ts_local": t + int(v.latency_ms * MS), "ts_exchange": t, "exchange": v.name,
+            "symbol": cfg.symbol, "funding_rate": rate,
+            "funding_interval_s": cfg.funding_interval_s, "next_funding_time": nxt,
+            "mark_px": mark, "index_px": index, "open_interest": 1000.0}))
+    ts_type = pl.Datetime("ns", "UTC")
+    return pl.concat(frames).with_columns(
+        pl.col("ts_local", "ts_exchange", "next_funding_time").cast(ts_type),
+        pl.col("funding_interval_s").cast(pl.Int64))

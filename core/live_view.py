@@ -7,10 +7,12 @@
   remaining time and the output folder; per venue: state (up/DOWN), messages/s over the last
   seconds, age of the last message, reconnects, gaps; per venue pair (when a spread analyzer
   runs): current gross and net edge, size and leg ages, highlighted when the net edge is positive
-  on fresh quotes. Log records are printed above the table instead of through it.
+  on fresh quotes; per venue and symbol (when the ``funding`` channel is recorded): the funding
+  rate per interval, the time to the next funding, mark and index prices. Log records are
+  printed above the table instead of through it.
 * otherwise: :func:`plain_status`, the plain lines of :func:`core.status.report_status` (a run
-  line, then one per venue) every ``--status-interval`` seconds, plus one line per symbol with its
-  best pair.
+  line, then one per venue and one per funding row) every ``--status-interval`` seconds, plus one
+  line per symbol with its best pair.
 
 With a spread analyzer, the view also shows the current spread of every venue pair.
 
@@ -42,8 +44,18 @@ from rich.text import Text
 
 from core.bus import Bus, SubscriptionStats
 from core.clock import Clock
+from core.schema import Funding
 from core.session import VenueStats
-from core.status import DEFAULT_STATUS_INTERVAL_S, RunInfo, format_run, report_status
+from core.status import (
+    DEFAULT_STATUS_INTERVAL_S,
+    FundingBoard,
+    RunInfo,
+    format_run,
+    next_funding_text,
+    rate_text,
+    report_status,
+    watch_funding,
+)
 from core.supervisor import StatusView
 
 log = logging.getLogger("bookwire.status")
@@ -65,6 +77,9 @@ PAIR_COLUMNS: Columns = (("", "left", False), ("buy→sell", "left", True), ("as
                          ("bid", "right", False), ("gross", "right", False),
                          ("net", "right", False), ("size", "right", False),
                          ("age ms", "right", False))
+FUNDING_COLUMNS: Columns = (("venue", "left", True), ("symbol", "left", True),
+                            ("rate/interval", "right", False), ("next funding", "right", False),
+                            ("mark", "right", False), ("index", "right", False))
 POSITIVE_MARK = "▲"
 STALE_MARK = "✕"
 
@@ -228,12 +243,22 @@ def pair_tables(pairs: Sequence[PairLike], max_rows: int = MAX_PAIR_ROWS) -> lis
     return tables
 
 
+def funding_table(rows: Sequence[Funding], now_ns: int) -> Table:
+    """Each venue's latest funding: rate per interval in percent (positive: longs pay), the time
+    to the next funding, mark and index prices."""
+    cells = [(f.exchange, f.symbol, rate_text(f), next_funding_text(f, now_ns),
+              "" if f.mark_px is None else _px(f.mark_px),
+              "" if f.index_px is None else _px(f.index_px)) for f in rows]
+    return _table("funding", FUNDING_COLUMNS, cells)
+
+
 def build_view(venues: Sequence[VenueRow], pairs: Sequence[PairLike] | None = None,
                consumers: Sequence[SubscriptionStats] = (), now_ns: int | None = None,
-               run_line: str | None = None) -> RenderableType:
+               run_line: str | None = None,
+               funding: Sequence[Funding] = ()) -> RenderableType:
     """The whole screen: a header (time; ``run_line``: elapsed/remaining time and output
-    folder), the venue table, the pair table (when spreads run) and a line per consumer that lags
-    or dropped events."""
+    folder), the venue table, the funding table (when funding is recorded), the pair table (when
+    spreads run) and a line per consumer that lags or dropped events."""
     parts: list[RenderableType] = []
     if now_ns is not None:
         stamp = datetime.fromtimestamp(now_ns / S_NS, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -242,6 +267,8 @@ def build_view(venues: Sequence[VenueRow], pairs: Sequence[PairLike] | None = No
         parts.append(Text(run_line))
     parts.append(venue_table(venues))
     parts.extend(Text(line, style="yellow") for line in refusal_lines(venues))
+    if funding and now_ns is not None:
+        parts.append(funding_table(funding, now_ns))
     if pairs is not None:
         parts.extend(pair_tables(pairs) or [Text("spreads: no venue pair quoted yet")])
     parts.extend(Text(f"consumer {c.name}: lag {c.buffer_used}/{c.buffer_size} batches, "
@@ -290,38 +317,47 @@ async def live_status(stats: Sequence[VenueStats], bus: Bus, clock: Clock,
     console = console or Console(stderr=True)
     meter = RateMeter()
     started = trio.current_time()
+    board = FundingBoard()
 
     def frame() -> RenderableType:
         now_ns = clock.now_ns()
         now_t = trio.current_time()
         pairs = None if spreads is None else spreads.pairs_view(now_ns)
         return build_view(venue_rows(stats, meter, now_t, now_ns), pairs, bus.stats(), now_ns,
-                          None if run is None else format_run(run, now_t - started))
+                          None if run is None else format_run(run, now_t - started),
+                          board.rows())
 
-    # The view must never stop a recording: a rendering bug falls back to the venue lines.
-    try:
-        first = frame()
-    except Exception:
-        log.exception("live view failed; status lines instead")
-    else:
-        with Live(first, console=console, auto_refresh=False, transient=False) as live, \
-                _logs_above(sys.stderr):
-            while True:
-                await trio.sleep(refresh_s)
-                try:
-                    live.update(frame(), refresh=True)
-                except Exception:
-                    log.exception("live view failed; status lines instead")
-                    break
-    await report_status(stats, bus, clock, interval_s, run=run, started=started)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_funding, bus, board)
+        # The view must never stop a recording: a rendering bug falls back to the venue lines.
+        try:
+            first = frame()
+        except Exception:
+            log.exception("live view failed; status lines instead")
+        else:
+            with Live(first, console=console, auto_refresh=False, transient=False) as live, \
+                    _logs_above(sys.stderr):
+                while True:
+                    await trio.sleep(refresh_s)
+                    try:
+                        live.update(frame(), refresh=True)
+                    except Exception:
+                        log.exception("live view failed; status lines instead")
+                        break
+        await report_status(stats, bus, clock, interval_s, run=run, started=started,
+                            funding=board)
 
 
 async def plain_status(stats: Sequence[VenueStats], bus: Bus, clock: Clock,
                        interval_s: float = DEFAULT_STATUS_INTERVAL_S, *,
                        spreads: SpreadSource | None = None, run: RunInfo | None = None) -> None:
-    """:func:`core.status.report_status`, plus the best pair per symbol at the same interval."""
+    """:func:`core.status.report_status` (with the funding lines), plus the best pair per
+    symbol at the same interval."""
+    board = FundingBoard()
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(partial(report_status, stats, bus, clock, interval_s, run=run))
+        nursery.start_soon(watch_funding, bus, board)
+        nursery.start_soon(partial(report_status, stats, bus, clock, interval_s, run=run,
+                                   funding=board))
         if spreads is not None:
             await _log_best_pairs(spreads, clock, interval_s)
 
@@ -359,5 +395,6 @@ def choose_status_view(no_live: bool, spreads: SpreadSource | None = None, *,
 
 
 __all__ = ["LIVE_REFRESH_S", "PairLike", "RateMeter", "SpreadSource", "VenueRow",
-           "best_pair_lines", "build_view", "choose_status_view", "live_status", "pair_tables",
+           "best_pair_lines", "build_view", "choose_status_view", "funding_table", "live_status",
+           "pair_tables",
            "plain_status", "refusal_lines", "venue_rows", "venue_table"]

@@ -37,6 +37,11 @@ Optional, for venues that need them (see ``plugins/README.md``):
   set; the plugin decides whether and when to retry (through its deadlines).
 * **Lanes**: a venue that serves some channels on another websocket endpoint declares
   :attr:`lanes`; each lane gets its own connection and protocol instance (:meth:`lane_plan`).
+* **Clock offsets**: a venue that declares :attr:`server_time_path` (and
+  :meth:`parse_server_time`) has its clock measured against ours NTP-style when a connection
+  opens and every ``config.clock_sync_s`` seconds (:mod:`core.clock_sync`); each burst of
+  samples is a ``clock_offset`` health row. The base class schedules the samples through its
+  deadlines and the REST seam above, so plugins only declare the endpoint.
 * **Connection age limit**: :attr:`max_connection_age_s` makes the session open a replacement
   connection shortly before the venue cuts the old one, and switch without a gap
   (:mod:`core.connections`).
@@ -54,6 +59,8 @@ from typing import ClassVar
 import msgspec
 
 from core.book import BookKeeper
+from core.clock_sync import KEY_PREFIX as CLOCK_KEY
+from core.clock_sync import ClockSampler, Estimate, estimate_detail
 from core.codec import DEFAULT_MAX_INFLATED_BYTES, S_NS, FrameError, inflate
 from core.options import OptionSpec, option_problems, option_value
 from core.schema import Event, Health, HealthKind
@@ -72,6 +79,10 @@ class Instrument(msgspec.Struct, frozen=True, kw_only=True):
     tick_size: float | None = None
     lot_size: float | None = None
     status: str = "trading"
+    #: seconds between two fundings of a perpetual, where the instrument list says
+    funding_interval_s: int | None = None
+    #: a funding time on the venue's schedule (UTC ns), where the instrument list says
+    next_funding_ns: int | None = None
 
 
 class ProtocolConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -84,6 +95,9 @@ class ProtocolConfig(msgspec.Struct, frozen=True, kw_only=True):
     #: the REST base URL for plugin REST calls (``--endpoint VENUE.rest=URL``); None: the
     #: protocol's ``default_rest_url``
     rest_url: str | None = None
+    #: seconds between clock-offset bursts against the venue's server time (0: none); see
+    #: :mod:`core.clock_sync`
+    clock_sync_s: float = 0.0
 
 
 class RestRequest(msgspec.Struct, frozen=True, kw_only=True):
@@ -165,6 +179,9 @@ class ExchangeProtocol:
     max_rest_body_bytes: ClassVar[int] = 8 * 1024 * 1024
     rest_timeout_s: ClassVar[float] = 10.0
     max_rest_in_flight: ClassVar[int] = 2
+    #: path (with query) of the venue's REST server-time endpoint, for clock offsets (None:
+    #: the venue has none); see :meth:`parse_server_time`
+    server_time_path: ClassVar[str | None] = None
 
     def __init__(self, config: ProtocolConfig) -> None:
         problems = option_problems(self.name, self.options, config.options)
@@ -181,6 +198,9 @@ class ExchangeProtocol:
         #: the book the frame being handled updates, if the plugin said so (see book_frame)
         self._frame_book: tuple[BookKeeper, str] | None = None
         self._rest: list[RestRequest] = []
+        self._clock: ClockSampler | None = None
+        if config.clock_sync_s > 0 and self.server_time_path:
+            self._clock = ClockSampler(self.server_time_path, config.clock_sync_s)
 
     # -- symbols ----------------------------------------------------------------------------
 
@@ -212,6 +232,11 @@ class ExchangeProtocol:
         """Parse the instruments endpoint's body into canonical symbol -> Instrument."""
         raise NotImplementedError
 
+    @classmethod
+    def parse_server_time(cls, body: bytes) -> int:
+        """The venue's time (UTC ns) in the body of :attr:`server_time_path`."""
+        raise NotImplementedError
+
     def instrument(self, symbol: str) -> Instrument | None:
         return self.config.instruments.get(symbol)
 
@@ -231,8 +256,9 @@ class ExchangeProtocol:
         plan = []
         for lane in cls.lanes:
             mine = tuple(c for c in config.channels if c in lane.channels)
-            if mine:
-                plan.append((lane, msgspec.structs.replace(config, channels=mine)))
+            if mine:  # (one lane measures the venue's clock: the first)
+                plan.append((lane, msgspec.structs.replace(
+                    config, channels=mine, clock_sync_s=0.0 if plan else config.clock_sync_s)))
         return plan
 
     # -- session-facing calls ------------------------------------------------------------------
@@ -244,6 +270,8 @@ class ExchangeProtocol:
         self._urgent.clear()
         self._rest.clear()
         self._outbox.extend(self.subscribe(now_ns))
+        if self._clock is not None:
+            self._clock.start(now_ns)
         if self.ping_interval_s:
             self._next_ping_ns = now_ns + int(self.ping_interval_s * S_NS)
         return []
@@ -296,11 +324,40 @@ class ExchangeProtocol:
         self._frame_book = None
         response = RestResponse(key=key, status=status, body=body, recv_ns=recv_ns, error=error,
                                 sent_ns=recv_ns if sent_ns is None else sent_ns)
+        if key.startswith(CLOCK_KEY):
+            return self._clock_sample(response)
         try:
             events = self.handle_rest(response)
         except Exception as exc:  # the response's fault, never the connection's
             events = self._reject(body, exc, recv_ns)
         self._drain_resyncs(recv_ns)
+        return events
+
+    def _clock_sample(self, r: RestResponse) -> list[Event]:
+        """A server-time sample: the next one queued, the burst's row once it is complete."""
+        events: list[Event] = []
+        server_ns: int | None = None
+        error = r.error
+        if error is None:
+            try:
+                server_ns = self.parse_server_time(r.body)
+            except Exception as exc:  # the body's fault: a decode_error, the sample failed
+                events.append(self.decode_error("server_time", r.body, exc, r.recv_ns))
+                error = f"{type(exc).__name__}: {exc}"
+        clock = self._clock
+        if clock is None:  # (a replay of a run whose settings differ: the rows still follow)
+            assert self.server_time_path is not None
+            clock = self._clock = ClockSampler(self.server_time_path, 3600.0)
+        nxt, result = clock.answer(r.key, r.sent_ns, r.recv_ns, server_ns, error)
+        if nxt is not None:
+            self.request_rest(*nxt)
+        if isinstance(result, Estimate):
+            events.append(self.health(HealthKind.CLOCK_OFFSET,
+                                      estimate_detail(result, clock.path), ts_local=r.recv_ns))
+        elif result:
+            events.append(self.health(
+                HealthKind.CLOCK_OFFSET, f"no estimate: {len(result)} samples failed; last: "
+                f"{result[-1]}"[:500] + f" path={clock.path}", ts_local=r.recv_ns))
         return events
 
     def rest_requests_to_send(self) -> list[RestRequest]:
@@ -320,8 +377,12 @@ class ExchangeProtocol:
 
     def next_deadline(self) -> int | None:
         """When :meth:`on_deadline` next wants to run (ns, same clock as ``recv_ns``): the next
-        app-level ping or the earliest overdue snapshot of any keeper."""
+        app-level ping, clock-offset burst or the earliest overdue snapshot of any keeper."""
         best = self._next_ping_ns  # called after every frame: no allocation
+        clock = self._clock
+        if clock is not None and clock.next_ns is not None and (best is None
+                                                                 or clock.next_ns < best):
+            best = clock.next_ns
         for keeper in self.keepers:
             t = keeper.next_deadline()
             if t is not None and (best is None or t < best):
@@ -329,13 +390,17 @@ class ExchangeProtocol:
         return best
 
     def on_deadline(self, now_ns: int) -> list[Event]:
-        """Send the app-level ping when due; report snapshots that are overdue (their keepers
-        queue resyncs, which the plugin drains with ``take_resyncs``)."""
+        """Send the app-level ping and start a clock-offset burst when due; report snapshots
+        that are overdue (their keepers queue resyncs, which the plugin drains with
+        ``take_resyncs``)."""
         self.now_ns = now_ns
         if self._next_ping_ns is not None and now_ns >= self._next_ping_ns:
             self.send(self.ping_frame(now_ns))
             assert self.ping_interval_s is not None
             self._next_ping_ns = now_ns + int(self.ping_interval_s * S_NS)
+        clock = self._clock
+        if clock is not None and clock.next_ns is not None and now_ns >= clock.next_ns:
+            self.request_rest(*clock.begin(now_ns))
         events = [e for keeper in self.keepers for e in keeper.overdue(now_ns)]
         self._drain_resyncs(now_ns)
         return events
@@ -346,6 +411,8 @@ class ExchangeProtocol:
         for keeper in self.keepers:
             keeper.connection_lost()
         self._next_ping_ns = None
+        if self._clock is not None:
+            self._clock.stop()
         return []
 
     # -- to implement ------------------------------------------------------------------------

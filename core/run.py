@@ -27,7 +27,7 @@ from pathlib import Path
 
 import trio
 
-from core import simulate
+from core import clock_sync, simulate
 from core.checks import (
     UsageError,
     check_channels,
@@ -128,6 +128,7 @@ def build_parser(consumers: ConsumerRegistry | None = None) -> argparse.Argument
     add_source_arguments(p)
     consumers.add_arguments(p)
     simulate.add_arguments(p)
+    clock_sync.add_arguments(p)
     return p
 
 
@@ -164,7 +165,7 @@ def list_plugins(registry: ExchangeRegistry) -> str:
     lines = []
     for name in registry.names():
         proto = registry.get(name)
-        lines.append(f"{name:<20} channels: {','.join(sorted(proto.channels)):<16} "
+        lines.append(f"{name:<20} channels: {','.join(sorted(proto.channels)):<22} "
                      f"{proto.description}")
         lines.extend(f"{'':<20} --opt {name}.{key}: {spec.valid_values()} "
                      f"(default {spec.default})" for key, spec in sorted(proto.options.items()))
@@ -207,7 +208,8 @@ def validate(args: argparse.Namespace, registry: ExchangeRegistry
               *check_positive("--flush-interval", args.flush_interval),
               *check_positive("--status-interval", args.status_interval),
               *check_positive("--buffer-mb", args.buffer_mb, "MiB"),
-              *check_positive("--final-flush-timeout", args.final_flush_timeout)])
+              *check_positive("--final-flush-timeout", args.final_flush_timeout),
+              *clock_sync.check_interval(args.clock_sync_interval)])
     return plugins, channels, symbols
 
 
@@ -297,7 +299,8 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
         instruments[name] = result.instruments
         config = ProtocolConfig(symbols=tuple(symbols), channels=tuple(channels),
                                 instruments=result.instruments, options=options[name],
-                                rest_url=rest_urls.get(name))
+                                rest_url=rest_urls.get(name),
+                                clock_sync_s=args.clock_sync_interval)
         try:
             proto(config)  # the constructor's own checks (options were checked above)
         except ValueError as exc:

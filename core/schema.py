@@ -73,6 +73,25 @@ class Trade(Event, frozen=True, kw_only=True, gc=False, tag="trade"):
     trade_id: str
 
 
+class Funding(Event, frozen=True, kw_only=True, gc=False, tag="funding"):
+    """A perpetual's market context: funding, mark and index prices, open interest.
+
+    Published whenever one of the six values changed. ``funding_rate`` is the rate of one funding
+    interval as a fraction (0.0001 = 1 bp; positive: longs pay shorts), for the funding due at
+    ``next_funding_time`` (UTC ns); ``funding_interval_s`` is the venue's interval in seconds;
+    ``open_interest`` is in base-asset units. Each is ``None`` where the venue gives none.
+    """
+
+    symbol: str
+    ts_exchange: int | None
+    funding_rate: float | None = None
+    funding_interval_s: int | None = None
+    next_funding_time: int | None = None
+    mark_px: float | None = None
+    index_px: float | None = None
+    open_interest: float | None = None
+
+
 class Health(Event, frozen=True, kw_only=True, gc=False, tag="health"):
     """Something that happened to the data feed itself; see :class:`HealthKind` for names."""
 
@@ -81,7 +100,7 @@ class Health(Event, frozen=True, kw_only=True, gc=False, tag="health"):
     detail: str = ""
 
 
-MarketEvent = TopOfBook | BookUpdate | Trade | Health
+MarketEvent = TopOfBook | BookUpdate | Trade | Funding | Health
 
 
 class HealthKind:
@@ -114,6 +133,7 @@ class HealthKind:
     STARTED: Final = "started"
     STOPPED: Final = "stopped"
     ROWS_WRITTEN: Final = "rows_written"
+    CLOCK_OFFSET: Final = "clock_offset"  # the venue's clock against ours, from its server time
 
 
 #: every name of :class:`HealthKind`
@@ -128,5 +148,6 @@ VENUE_BREAKS: Final = frozenset({HealthKind.DISCONNECTED, HealthKind.PLUGIN_ERRO
                                  HealthKind.DROPPED, HealthKind.STOPPED})
 
 # Names of the channels a user can ask a plugin for, and the table each one fills.
-CHANNELS: Final = ("tob", "l2", "trades")
-TABLE_OF_KIND: Final = {"tob": "tob", "l2": "l2", "trade": "trades", "health": "health"}
+CHANNELS: Final = ("tob", "l2", "trades", "funding")
+TABLE_OF_KIND: Final = {"tob": "tob", "l2": "l2", "trade": "trades", "funding": "funding",
+                        "health": "health"}

@@ -1,8 +1,9 @@
 """``--simulate``: record from simulated venues on loopback, offline, through real sockets.
 
-For the selected plugins and symbols, builds a seeded market (:mod:`core.sim.simulator`), serves
-each venue with its registered fake venue (websocket and REST instruments on 127.0.0.1, ports
-chosen by the OS), and runs the normal command against them: the same argument list with
+For the selected plugins and symbols, builds a seeded market (:mod:`core.sim.simulator`; the
+perpetual venues also get funding, mark and index prices and open interest, :mod:`core.sim.perp`),
+serves each venue with its registered fake venue (websocket and REST instruments on 127.0.0.1,
+ports chosen by the OS), and runs the normal command against them: the same argument list with
 ``--endpoint`` flags pointing every selected venue at its fake and a private, temporary
 instrument cache (simulated instruments never reach the real cache). Books, writers, the live
 view and the analyzers are the real ones; only the venues are simulated.
@@ -22,6 +23,7 @@ import trio
 from core.clock import TrioClock
 from core.plugins import ExchangeRegistry
 from core.sim.market import Market
+from core.sim.perp import simulate_perps
 from core.sim.server import Simulation
 from core.sim.simulator import DEFAULT_EVENTS_PER_S, SimParams, reference, simulate
 from core.sim.speaker import load_speakers
@@ -78,7 +80,10 @@ def build(plugins: Sequence[str], symbols: Sequence[str], seed: int, rate: float
     for plugin in plugins:
         for symbol in symbols:
             market.add_listing(speakers.get(plugin).listing(symbol, reference(symbol)[0]))
-    simulate(market, SimParams(seed=seed, events_per_s=rate), clock.now_ns())
+    params = SimParams(seed=seed, events_per_s=rate)
+    simulate(market, params, clock.now_ns())
+    simulate_perps(market, [p for p in plugins if speakers.get(p).perpetual], params,
+                   clock.now_ns())
     return Simulation(market, {p: speakers.get(p)(market) for p in plugins}, clock=clock)
 
 

@@ -7,7 +7,8 @@ Exit codes (``docs/cli.md``):
 * 2: a usage error, before any connection (``core.run``);
 * 3: data was lost: events dropped by a full buffer, rejected by the writer, or abandoned by the
   final flush, or any other difference between what the venues produced and what was written;
-* 4: a selected venue never delivered market data (no ``tob``, ``l2`` or ``trades`` event).
+* 4: a selected venue never delivered market data (no ``tob``, ``l2``, ``trades`` or
+  ``funding`` event).
 
 When several apply, the lowest non-zero code wins (1, then 3, then 4).
 

@@ -191,7 +191,7 @@ class RunResult:
 
     def market_events(self, venue: str) -> int:
         return sum(n for (ex, kind), n in self.produced.items()
-                   if ex == venue and kind in ("tob", "l2", "trade"))
+                   if ex == venue and kind in ("tob", "l2", "trade", "funding"))
 
     @property
     def writer(self) -> ParquetWriter | None:

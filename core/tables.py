@@ -6,7 +6,8 @@ table is written in the same hive layout (``<table>/exchange=<venue>/date=<YYYY-
 Timestamps are ``Datetime("ns", "UTC")``; prices and sizes are ``Float64`` in quote currency and
 base-asset units.
 
-The recorder's own four tables are registered here; plugins add theirs (a live analyzer's output,
+The recorder's own four tables are registered here, then ``funding`` (written when the
+``funding`` channel is recorded); plugins add theirs (a live analyzer's output,
 for instance) through the ``bookwire_register_tables`` hook (:mod:`core.plugins`), and a consumer
 that publishes rows declares their tables so that the supervisor registers them before any writer
 starts. Registering the same table again is harmless; registering a name or an event type
@@ -27,7 +28,7 @@ from typing import Final
 
 import polars as pl
 
-from core.schema import BookUpdate, Event, Health, TopOfBook, Trade
+from core.schema import BookUpdate, Event, Funding, Health, TopOfBook, Trade
 
 TS: Final = pl.Datetime("ns", "UTC")
 
@@ -154,6 +155,27 @@ for _table in (
         "symbol": "the symbol it is about; null for connection-wide events",
         "event": "one of the names listed below (`core.schema.HealthKind`)",
         "detail": "free text: counts, reasons, URLs",
+    }),
+    Table("funding", Funding, {
+        "ts_local": TS, "ts_exchange": TS, "exchange": pl.String(), "symbol": pl.String(),
+        "funding_rate": pl.Float64(), "funding_interval_s": pl.Int64(),
+        "next_funding_time": TS, "mark_px": pl.Float64(), "index_px": pl.Float64(),
+        "open_interest": pl.Float64(),
+    }, "perpetual market context: funding, mark and index prices, open interest; one row "
+       "whenever one of them changes", {
+        **_VENUE_COLUMNS,
+        "ts_exchange": "the venue's own time of the message (of the REST response for polled "
+                       "values); null where the venue gives none",
+        "funding_rate": "the funding rate of one interval, as a fraction (0.0001 = 0.01 %), for "
+                        "the funding due at `next_funding_time`; positive: longs pay shorts; "
+                        "null where the venue gives none",
+        "funding_interval_s": "seconds between two fundings; null where the venue gives none",
+        "next_funding_time": "when the next funding is paid (UTC); null where the venue gives "
+                             "none",
+        "mark_px": "mark price, quote currency; null where the venue gives none",
+        "index_px": "index price, quote currency; null where the venue gives none",
+        "open_interest": "open interest in base units (contracts x contract size); null where "
+                         "the venue gives none",
     }),
 ):
     REGISTRY.register(_table)

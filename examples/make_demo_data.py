@@ -1,9 +1,11 @@
 """Write a synthetic dataset in the recorder's layout, so every analysis script can run on data the
 project makes itself. Both parts cover the same hour (2024-05-01 12:00 to 13:00 UTC):
 
-* ``tob`` + ``health`` for BTC-USDT on four perpetual venues (bybit, gateio, bitget, htx) with
-  known lead-lags, latencies and occasional dislocations that cross the venues
-  (:mod:`analysis.synth`), and a short htx outage;
+* ``tob`` + ``health`` + ``funding`` for BTC-USDT on four perpetual venues (bybit, gateio,
+  bitget, htx) with known lead-lags, latencies, clock offsets (measured in ``clock_offset``
+  health rows) and occasional dislocations that cross the venues (:mod:`analysis.synth`), a
+  short htx outage, and funding every 30 minutes (a funding at 12:30 inside the hour; htx, which
+  quotes 1 bp rich, pays the highest rate);
 * ``l2`` + ``trades`` + ``health`` for coinbase ETC-USD from the queue-reactive simulator
   (:mod:`analysis.qr_sim`: Model I queues in AES units around the half-tick reference price,
   Model III moves of the reference price (shifts and re-initialisations), re-sent snapshots,
@@ -29,15 +31,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from analysis.load import write_table
 from analysis.qr_sim import L2SimConfig, simulate_l2
-from analysis.synth import PerpConfig, simulate_perps
+from analysis.synth import DEFAULT_VENUES, PerpConfig, simulate_perps
 
 T0_NS = 1_714_564_800 * 1_000_000_000  # 2024-05-01 12:00:00 UTC
+#: (clock offset ms, funding rates bps per 8 h of the two periods) of each demo venue
+CLOCKS_AND_FUNDING = {"bybit": (0.0, (0.5, 1.0)), "gateio": (3.0, (1.0, 0.5)),
+                      "bitget": (-2.0, (0.0, -0.5)), "htx": (5.0, (2.0, 2.5))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,10 +57,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)
     rng = np.random.default_rng(args.seed)
+    venues = tuple(replace(v, clock_offset_ms=CLOCKS_AND_FUNDING[v.name][0],
+                           funding_bps_8h=CLOCKS_AND_FUNDING[v.name][1]) for v in DEFAULT_VENUES)
     perps = simulate_perps(PerpConfig(duration_s=args.perp_minutes * 60, t0_ns=T0_NS,
+                                      venues=venues, funding_interval_s=1800,
                                       outages=(("htx", args.perp_minutes * 30, 8.0),)), rng)
     write_table(perps.tob, args.out, "tob")
     write_table(perps.health, args.out, "health", "part-perps.parquet")
+    if perps.funding is not None:
+        write_table(perps.funding, args.out, "funding")
     lot = 1e-8  # Coinbase's ETC-USD base increment
     cfg = L2SimConfig(duration_s=args.l2_minutes * 60, k=10, depth_beyond=3, tick=0.01, lot=lot,
                       p0=18.0, aes_lots=(3e8, 5e8, 5e8), t0_ns=T0_NS,

@@ -150,7 +150,7 @@ async def test_the_cli_lists_and_refuses_a_broken_plugin(
     assert await async_main(["--list-plugins"], handle_signals=False) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines() if line[:1].strip()}
-    assert "channels: l2,tob,trades" in lines["bybit"]
+    assert "channels: funding,l2,tob,trades" in lines["bybit"]
     assert "channels:" in lines["good-venue"]
     assert "NOT LOADED: ModuleNotFoundError" in lines["missing"]
     assert await async_main(["--plugins", "crashes", "--out", str(tmp_path)],
@@ -179,7 +179,7 @@ def test_list_plugins_survives_a_broken_installed_plugin(tmp_path: Path) -> None
 def test_declared_options_accept_their_default_and_every_choice() -> None:
     registry = registered()
     with_options = {name for name in registry.names() if registry.get(name).options}
-    assert with_options == {"bybit", "htx", "gateio", "coinbase-exchange", "okx"} & set(
+    assert with_options == {"bybit", "htx", "gateio", "coinbase-exchange", "okx", "binance"} & set(
         registry.names())
     for venue in sorted(with_options):
         proto = registry.get(venue)

@@ -6,7 +6,9 @@ size, so every book is exact and every wire text a fake venue writes is exact to
 the venues that count contracts).
 
 What happens to the books is a list of :class:`MarketEvent`: a :class:`BookChange` (the absolute new
-size of every level one venue message changes; 0 removes the level) or a :class:`TradePrint`.
+size of every level one venue message changes; 0 removes the level), a :class:`TradePrint`, or a
+:class:`PerpUpdate` (funding, mark and index prices, open interest of a perpetual; the latest one
+per book is kept in ``Market.perps``).
 :class:`Market` applies them to the books and hands them to the fake venues. Events come from
 *processes* that the market runs in time order: the seeded simulator
 (:mod:`core.sim.simulator`) or a :class:`Script` of explicit steps, the way tests want them.
@@ -170,7 +172,24 @@ class TradePrint:
     trade_id: int
 
 
-MarketEvent = BookChange | TradePrint
+@dataclass(frozen=True, slots=True)
+class PerpUpdate:
+    """The perpetual context of one venue's symbol at ``ts_ns`` (:mod:`core.sim.perp`): the
+    funding rate (a fraction per interval) of the funding at ``next_funding_ns``, mark and index
+    prices in ticks, open interest in lots."""
+
+    venue: str
+    symbol: str
+    ts_ns: int
+    funding_rate: Decimal  # a fraction per interval, for the funding at next_funding_ns
+    interval_s: int
+    next_funding_ns: int
+    mark_ticks: int
+    index_ticks: int
+    open_interest_lots: int
+
+
+MarketEvent = BookChange | TradePrint | PerpUpdate
 
 
 class Process(Protocol):
@@ -195,6 +214,8 @@ class Market:
         #: the latest trades of each book, newest last (venues show them on subscription)
         self.recent_trades: dict[tuple[str, str], deque[TradePrint]] = {}
         self.processes: list[Process] = []
+        #: the latest perpetual context per (venue, symbol) (:mod:`core.sim.perp`)
+        self.perps: dict[tuple[str, str], PerpUpdate] = {}
         self.frozen = False
         for listing in listings:
             self.add_listing(listing)

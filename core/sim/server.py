@@ -202,9 +202,10 @@ class FakeVenue:
 
     async def serve_rest(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
                          ) -> None:
-        """The venue's REST endpoint (instruments, book snapshots) on loopback; started with its
-        base URL."""
-        await serve_http(self.speaker.rest, task_status=task_status)
+        """The venue's REST endpoint (instruments, server time, ...) on loopback; started with
+        its base URL."""
+        await serve_http(lambda target: self.speaker.rest_at(target, self.now_ns()),
+                         task_status=task_status)
 
 
 class _Connection:

@@ -14,6 +14,14 @@ connection. The generic trio server
     when = session.next_deadline()              # server pings, heartbeats, periodic snapshots
     outs = session.on_deadline(now_ns)          # ... when they are due
 
+A speaker also answers REST GETs (:meth:`VenueSpeaker.rest_at`, with the time of the request): its
+instrument list, its server time (:attr:`VenueSpeaker.server_time_path`; ``clock_skew_ns`` makes
+the fake's clock run ahead of the simulation's, for clock-offset tests) and whatever else the venue
+serves over REST. A speaker whose venue lists perpetuals says so (:attr:`VenueSpeaker.perpetual`):
+``--simulate`` then runs a funding / mark / index / open-interest process for it
+(:mod:`core.sim.perp`), whose :class:`core.sim.market.PerpUpdate` events reach its sessions like
+book events.
+
 Each :class:`Out` is a frame (text or bytes) with its *kind* (``ack``, ``error``, ``snapshot``,
 ``delta``, ``trade``, ``ping``, ``pong``, ``heartbeat``, ``info``) and symbol, or a close
 instruction; faults (:mod:`core.testing.faults`) act on those kinds, not on venue formats. The
@@ -204,9 +212,15 @@ class VenueSpeaker:
     #: how the venue compresses binary frames ("gzip" or "deflate"); the fault kit's compressed
     #: frames (``truncated_gzip``, ``gzip_bomb``) use it
     compression: ClassVar[str] = "gzip"
+    #: the venue lists perpetuals: ``--simulate`` gives it funding, mark, index and open interest
+    perpetual: ClassVar[bool] = False
+    #: path of the venue's REST server-time endpoint (None: it has none)
+    server_time_path: ClassVar[str | None] = None
 
     def __init__(self, market: Market) -> None:
         self.market = market
+        #: how far the fake's server clock runs ahead of the simulation's (ns)
+        self.clock_skew_ns = 0
         self.sessions: list[SpeakerSession] = []
         self._refuse: dict[str, tuple[str, int | None]] = {}
         #: every refusal made: (symbol, "permanent" | "transient")
@@ -230,6 +244,18 @@ class VenueSpeaker:
         :class:`RestReply` (another status), or None (404). Computed when asked, so a book
         snapshot is the market's book at that moment."""
         return None
+
+    def rest_at(self, target: str, now_ns: int) -> bytes | RestReply | None:
+        """The body of a REST GET made at ``now_ns``: the server time at
+        :attr:`server_time_path`, else :meth:`rest`."""
+        if self.server_time_path is not None and \
+                target.split("?", 1)[0] == self.server_time_path:
+            return self.server_time(now_ns + self.clock_skew_ns)
+        return self.rest(target)
+
+    def server_time(self, venue_ns: int) -> bytes:
+        """The server-time body for the venue's clock reading ``venue_ns``."""
+        raise NotImplementedError
 
     # -- connections -----------------------------------------------------------------------------
 

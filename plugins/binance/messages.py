@@ -12,6 +12,7 @@ from __future__ import annotations
 import msgspec
 
 from core.codec import Price, Seq, Size, TsMs, WireLevel
+from core.funding import FundingRate
 
 
 class Head(msgspec.Struct):
@@ -66,6 +67,32 @@ class AggTrade(msgspec.Struct):
     q: Size
     T: TsMs
     m: bool
+
+
+class MarkPrice(msgspec.Struct):
+    """``<symbol>@markPrice@1s``: mark price ``p``, index price ``i``, funding rate ``r`` for the
+    funding at ``T`` (ms), event time ``E``."""
+
+    s: str
+    p: Price
+    E: TsMs | None = None
+    i: Price | None = None
+    r: FundingRate | None = None
+    T: TsMs | None = None
+
+
+class OpenInterest(msgspec.Struct):
+    """``GET /fapi/v1/openInterest``: open interest in base units at ``time`` (ms)."""
+
+    symbol: str
+    openInterest: Size
+    time: TsMs | None = None
+
+
+class ServerTime(msgspec.Struct):
+    """``GET /fapi/v1/time``."""
+
+    serverTime: TsMs
 
 
 class ErrorInfo(msgspec.Struct):

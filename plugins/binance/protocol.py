@@ -3,8 +3,16 @@
 Endpoints: Binance routes its market streams by kind, so the venue has two lanes (one socket
 each, opened and closed together by :mod:`core.connections`): ``/public/ws`` serves ``tob``
 (``<symbol>@bookTicker``) and ``l2`` (``<symbol>@depth@100ms``); ``/market/ws`` serves ``trades``
-(``<symbol>@aggTrade``). Streams are subscribed with ``SUBSCRIBE`` requests (at most
-``MAX_STREAMS_PER_REQUEST`` streams each), paced below the venue's 10 incoming messages per
+(``<symbol>@aggTrade``) and ``funding`` (``<symbol>@markPrice@1s``: funding rate ``r`` for the
+funding at ``T``, mark price ``p``, index price ``i``; the stream gives no interval). Open
+interest is not streamed: the funding lane polls ``GET /fapi/v1/openInterest`` every
+``funding_poll_s`` seconds (option: 1, 2, 5, 10, 30 or 60; default 10;
+:class:`core.rest_poll.RestPoller`), one call per symbol at a time. A row whenever one of the
+values changed (``ts_exchange``: the push's ``E``, the answer's ``time``). Clock offsets are
+measured against ``/fapi/v1/time`` (on the first lane only).
+
+Streams are subscribed with ``SUBSCRIBE`` requests (at most ``MAX_STREAMS_PER_REQUEST`` streams
+each), paced below the venue's 10 incoming messages per
 second; a lane refuses a request for more than ``MAX_STREAMS_PER_CONNECTION`` streams at
 construction (a usage error before any connection).
 
@@ -39,13 +47,18 @@ Pure: no trio, no sockets, no clock reads.
 from __future__ import annotations
 
 from collections import deque
-from typing import Final
+from collections.abc import Mapping
+from typing import ClassVar, Final
 
 import msgspec
 
 from core.book import BookKeeper
 from core.codec import MS_NS, S_NS
+from core.funding import FundingTracker
+from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, Lane, ProtocolConfig, RestResponse
+from core.rest_poll import RestPoller
+from core.rest_poll import parse_key as parse_poll_key
 from core.schema import Event, HealthKind, Trade
 from core.symbols import split_concatenated
 from plugins.binance.messages import (
@@ -55,9 +68,12 @@ from plugins.binance.messages import (
     ErrorInfo,
     ExchangeInfo,
     Head,
+    MarkPrice,
+    OpenInterest,
     Reply,
     RestDepth,
     RestError,
+    ServerTime,
     Symbol,
 )
 
@@ -74,8 +90,13 @@ RETRY_MAX_S: Final = 30.0
 INVALID_SYMBOL: Final = -1121
 
 PUBLIC = Lane(name="public", path="/public/ws", channels=frozenset({"tob", "l2"}))
-MARKET = Lane(name="market", path="/market/ws", channels=frozenset({"trades"}))
-STREAM_OF: Final = {"tob": "bookTicker", "l2": "depth@100ms", "trades": "aggTrade"}
+MARKET = Lane(name="market", path="/market/ws", channels=frozenset({"trades", "funding"}))
+STREAM_OF: Final = {"tob": "bookTicker", "l2": "depth@100ms", "trades": "aggTrade",
+                    "funding": "markPrice@1s"}
+DEFAULT_POLL_S: Final = "10"
+POLL_CHOICES: Final = ("1", "2", "5", "10", "30", "60")
+OPEN_INTEREST_PATH: Final = "/fapi/v1/openInterest?symbol={native}"
+
 
 _encode = msgspec.json.Encoder().encode
 
@@ -95,11 +116,18 @@ class _Depth:
 
 class BinanceProtocol(ExchangeProtocol):
     name = "binance"
-    channels = frozenset({"tob", "l2", "trades"})
+    channels = frozenset({"tob", "l2", "trades", "funding"})
     default_url = "wss://fstream.binance.com"
     default_rest_url = "https://fapi.binance.com"
     lanes = (PUBLIC, MARKET)
-    description = "Binance USD-M perpetuals (bookTicker, depth@100ms + REST snapshot, aggTrade)"
+    description = ("Binance USD-M perpetuals (bookTicker, depth@100ms + REST snapshot, aggTrade, "
+                   "markPrice@1s + open interest polled)")
+    server_time_path = "/fapi/v1/time"
+    options: ClassVar[Mapping[str, OptionSpec]] = {
+        "funding_poll_s": OptionSpec(default=DEFAULT_POLL_S, choices=POLL_CHOICES,
+                                     help="seconds between two REST polls of the open interest "
+                                          "(funding channel)"),
+    }
     silence_timeout_s = 75.0  # LIST_SUBSCRIPTIONS every 30 s is always answered
     ping_interval_s = PING_INTERVAL_S
     max_sends_per_s = 5.0  # the venue allows 10 incoming messages per second per connection
@@ -122,7 +150,7 @@ class BinanceProtocol(ExchangeProtocol):
             self.native[sym] = native
         # (stream, symbol) in request order, symbol by symbol
         self.streams = [(f"{self.native[sym].lower()}@{STREAM_OF[ch]}", sym)
-                        for sym in config.symbols for ch in ("tob", "l2", "trades")
+                        for sym in config.symbols for ch in ("tob", "l2", "trades", "funding")
                         if ch in config.channels]
         for lane in self.lanes:
             n = sum(1 for ch in config.channels if ch in lane.channels) * len(config.symbols)
@@ -138,6 +166,12 @@ class BinanceProtocol(ExchangeProtocol):
         self._reply = msgspec.json.Decoder(Reply)
         self._rest_depth = msgspec.json.Decoder(RestDepth, strict=False)
         self._rest_error = msgspec.json.Decoder(RestError)
+        self._mark = msgspec.json.Decoder(MarkPrice, strict=False)
+        self._open_interest = msgspec.json.Decoder(OpenInterest, strict=False)
+        self.funding = FundingTracker(self.name)
+        self.poller: RestPoller | None = None
+        if "funding" in config.channels:
+            self.poller = RestPoller(float(self.option("funding_poll_s")), 1)
         self.depth: dict[str, _Depth] = {}
         self._calls = 0
         # symbol -> (failed snapshot attempts in a row, no new call before this time)
@@ -177,7 +211,38 @@ class BinanceProtocol(ExchangeProtocol):
                                   tick_size=tick, lot_size=lot, status=status)
         return out
 
+    @classmethod
+    def parse_server_time(cls, body: bytes) -> int:
+        return msgspec.json.decode(body, type=ServerTime).serverTime * MS_NS
+
     # -- lifecycle ----------------------------------------------------------------------------
+
+    def connection_made(self, now_ns: int) -> list[Event]:
+        events = super().connection_made(now_ns)
+        if self.poller is not None:
+            self.poller.start(now_ns)
+        return events
+
+    def connection_lost(self, now_ns: int) -> list[Event]:
+        events = super().connection_lost(now_ns)
+        if self.poller is not None:
+            self.poller.stop()
+        return events
+
+    def next_deadline(self) -> int | None:
+        due = super().next_deadline()
+        poll = self.poller.next_ns if self.poller is not None else None
+        return poll if due is None else due if poll is None else min(due, poll)
+
+    def on_deadline(self, now_ns: int) -> list[Event]:
+        events = super().on_deadline(now_ns)
+        poller = self.poller
+        if poller is not None and poller.next_ns is not None and now_ns >= poller.next_ns:
+            calls = [(f"open_interest:{sym}", OPEN_INTEREST_PATH.format(native=self.native[sym]))
+                     for sym in self.config.symbols if sym not in self._failed]
+            for key, path in poller.begin(now_ns, calls):
+                self.request_rest(key, path)
+        return events
 
     def subscribe(self, now_ns: int) -> list[str]:
         self._pending.clear()
@@ -220,6 +285,8 @@ class BinanceProtocol(ExchangeProtocol):
             return self._on_ticker(payload, recv_ns)
         if kind == "aggTrade":
             return self._on_trade(payload, recv_ns)
+        if kind == "markPriceUpdate":
+            return self._on_mark(payload, recv_ns)
         if kind is None:
             return self._on_reply(payload)
         return [self.health(HealthKind.VENUE_ERROR, f"unexpected event {kind!r}")]
@@ -285,6 +352,35 @@ class BinanceProtocol(ExchangeProtocol):
         return [Trade(exchange=self.name, ts_local=recv_ns, symbol=sym, ts_exchange=t.T * MS_NS,
                       price=t.p, size=t.q, side="sell" if t.m else "buy", trade_id=str(t.a))]
 
+    def _on_mark(self, payload: str | bytes, recv_ns: int) -> list[Event]:
+        m = self._mark.decode(payload)
+        sym = self.by_native.get(m.s)
+        if sym is None:
+            return [self.health(HealthKind.VENUE_ERROR, f"markPrice for unsubscribed {m.s!r}")]
+        return self.funding.update(sym, recv_ns, m.E * MS_NS if m.E is not None else None,
+                                   funding_rate=m.r, mark_px=m.p, index_px=m.i,
+                                   next_funding_time=m.T * MS_NS if m.T else None)
+
+    def _on_open_interest(self, response: RestResponse) -> list[Event]:
+        if self.poller is not None:
+            for key, path in self.poller.answered(response.key, response.recv_ns):
+                self.request_rest(key, path)
+        _, name = parse_poll_key(response.key) or (0, "")
+        sym = name.partition(":")[2]
+        if sym not in self.native:
+            return []
+        if response.error is not None:
+            sample = response.body[:200].decode("utf-8", "replace")
+            return [self.health(HealthKind.VENUE_ERROR, f"open interest poll failed: "
+                                f"{response.error} {sample}".rstrip(), sym, response.recv_ns)]
+        oi = self._open_interest.decode(response.body)
+        if oi.symbol != self.native[sym]:
+            raise msgspec.ValidationError(f"open interest of {oi.symbol!r}, asked for "
+                                          f"{self.native[sym]!r}")
+        return self.funding.update(sym, response.recv_ns,
+                                   oi.time * MS_NS if oi.time is not None else None,
+                                   open_interest=oi.openInterest)
+
     def _on_reply(self, payload: str | bytes) -> list[Event]:
         r = self._reply.decode(payload)
         if r.id is None:
@@ -320,6 +416,8 @@ class BinanceProtocol(ExchangeProtocol):
     # -- the REST snapshot --------------------------------------------------------------------
 
     def handle_rest(self, response: RestResponse) -> list[Event]:
+        if parse_poll_key(response.key) is not None:
+            return self._on_open_interest(response)
         key, body, recv_ns, error = response.key, response.body, response.recv_ns, response.error
         what, _, rest = key.partition(":")
         sym, _, call = rest.rpartition(":")

@@ -15,7 +15,11 @@ What it says, as Bitget does (``wss://ws.bitget.com/v2/ws/public``):
   book, independently of the plugin);
 * ``books1``: a one-level snapshot whenever the best level changes;
 * ``trade``: a snapshot of the latest trades (newest first), then one update per trade;
-* REST ``/api/v2/mix/market/contracts``: the listings.
+* ``ticker``: a whole ticker (``action`` ``snapshot``) when subscribed and at every update of
+  the simulated perpetual context (:mod:`core.sim.perp`): funding rate and next funding time,
+  mark and index prices, open interest (``holdingAmount``, base coin), best bid and ask;
+* REST ``/api/v2/mix/market/contracts``: the listings (``fundInterval`` in hours);
+  ``/api/v2/public/time``: the server time.
 
 Sans-IO like the plugin: no trio, no sockets, no clock reads.
 """
@@ -27,7 +31,15 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from core.sim.market import BookChange, Ladder, Listing, Market, MarketEvent, TradePrint
+from core.sim.market import (
+    BookChange,
+    Ladder,
+    Listing,
+    Market,
+    MarketEvent,
+    PerpUpdate,
+    TradePrint,
+)
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import PERMANENT, TRANSIENT_TEXT, Out, SpeakerSession, VenueSpeaker, ms
 
@@ -59,7 +71,7 @@ def push(action: str, channel: str, inst: str, data: list[Any], ts_ms: int) -> s
 
 @dataclass
 class _Sub:
-    channel: str  # books, books1, trade
+    channel: str  # books, books1, trade, ticker
     symbol: str
     inst: str
     last_seq: int = 0  # seq of the last frame sent on this subscription
@@ -95,7 +107,7 @@ class BitgetSession(SpeakerSession):
         channel, inst = arg.get("channel"), str(arg.get("instId"))
         symbol = self.speaker.by_native.get(inst)
         if arg.get("instType") != INST_TYPE or symbol is None or channel not in (
-                "books", "books1", "trade"):
+                "books", "books1", "trade", "ticker"):
             return [self._error(op, arg, 30001, f"instType:{arg.get('instType')},channel:"
                                 f"{channel},instId:{inst} doesn't exist", symbol)]
         key = (str(channel), inst)
@@ -112,7 +124,9 @@ class BitgetSession(SpeakerSession):
         if key in self.subs:
             return outs
         sub = self.subs[key] = _Sub(str(channel), symbol, inst)
-        if sub.channel == "trade":
+        if sub.channel == "ticker":
+            outs.extend(self._ticker(sub, now_ns))
+        elif sub.channel == "trade":
             recent = list(self.speaker.market.recent_trades[("bitget", symbol)])[-TRADE_SNAPSHOT:]
             rows = [self._trade_row(t) for t in reversed(recent)]
             ts = ms(recent[-1].ts_ns) if recent else ms(now_ns)
@@ -137,6 +151,12 @@ class BitgetSession(SpeakerSession):
         for sub in self.subs.values():
             if sub.symbol != event.symbol:
                 continue
+            if sub.channel == "ticker":
+                if isinstance(event, PerpUpdate):
+                    outs.extend(self._ticker(sub, event.ts_ns))
+                continue
+            if isinstance(event, PerpUpdate):
+                continue
             if isinstance(event, TradePrint):
                 if sub.channel == "trade":
                     outs.append(Out(push("update", "trade", sub.inst, [self._trade_row(event)],
@@ -154,6 +174,30 @@ class BitgetSession(SpeakerSession):
             else:
                 outs.append(self._books(sub, "update", bids, asks, event.ts_ns, seq))
         return outs
+
+    def _ticker(self, sub: _Sub, ts_ns: int) -> list[Out]:
+        """A whole ticker, as Bitget pushes it (numbers as strings, times in ms)."""
+        market = self.speaker.market
+        perp = market.perps.get(("bitget", sub.symbol))
+        if perp is None:
+            return []
+        listing = market.listing("bitget", sub.symbol)
+        book = self._book(sub.symbol)
+        bb, ba = book.best_bid(), book.best_ask()
+        entry = {"instId": sub.inst, "symbol": sub.inst,
+                 "lastPr": listing.price_text(perp.mark_ticks),
+                 "bidPr": listing.price_text(bb) if bb is not None else "",
+                 "askPr": listing.price_text(ba) if ba is not None else "",
+                 "bidSz": listing.size_text(book.bids[bb]) if bb is not None else "",
+                 "askSz": listing.size_text(book.asks[ba]) if ba is not None else "",
+                 "fundingRate": format(perp.funding_rate, "f"),
+                 "nextFundingTime": str(perp.next_funding_ns // 1_000_000),
+                 "markPrice": listing.price_text(perp.mark_ticks),
+                 "indexPrice": listing.price_text(perp.index_ticks),
+                 "holdingAmount": listing.size_text(perp.open_interest_lots),
+                 "symbolType": 1, "deliveryPrice": "0", "ts": str(ms(ts_ns))}
+        return [Out(push("snapshot", "ticker", sub.inst, [entry], ms(ts_ns)), "snapshot",
+                    sub.symbol)]
 
     def _book(self, symbol: str) -> Any:
         return self.speaker.market.book("bitget", symbol)
@@ -218,6 +262,8 @@ class BitgetSpeaker(VenueSpeaker):
     name = "bitget"
     path = "/v2/ws/public"
     session_class = BitgetSession
+    perpetual = True
+    server_time_path = "/api/v2/public/time"
 
     def __init__(self, market: Market) -> None:
         super().__init__(market)
@@ -235,6 +281,11 @@ class BitgetSpeaker(VenueSpeaker):
         return Listing("bitget", symbol, tick=power_of_ten(price / 100_000),
                        lot=power_of_ten(100 / price))
 
+    def server_time(self, venue_ns: int) -> bytes:
+        now_ms = venue_ns // 1_000_000
+        return json.dumps({"code": "00000", "msg": "success", "requestTime": now_ms,
+                           "data": {"serverTime": str(now_ms)}}).encode()
+
     def rest(self, target: str) -> bytes | None:
         if target.split("?", 1)[0] != CONTRACTS_PATH:
             return None
@@ -246,9 +297,16 @@ class BitgetSpeaker(VenueSpeaker):
                          "pricePlace": str(listing.price_decimals), "priceEndStep": "1",
                          "volumePlace": str(listing.size_decimals),
                          "sizeMultiplier": str(listing.lot), "symbolType": "perpetual",
-                         "symbolStatus": "normal"})
+                         "symbolStatus": "normal", **self._fund_interval(sym)})
         return json.dumps({"code": "00000", "msg": "success", "requestTime": 1_700_000_000_000,
                            "data": data}).encode()
+
+
+    def _fund_interval(self, symbol: str) -> dict[str, str]:
+        perp = self.market.perps.get((self.name, symbol))
+        if perp is None or perp.interval_s % 3600:
+            return {}
+        return {"fundInterval": str(perp.interval_s // 3600)}
 
 
 __all__ = ["BitgetSession", "BitgetSpeaker", "push", "venue_checksum"]

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import msgspec
 
-from core.codec import Seq
+from core.codec import Price, Seq, Size, TsMs
+from core.funding import FundingRate
 
 
 class Arg(msgspec.Struct):
@@ -64,6 +65,30 @@ class TradeData(msgspec.Struct):
     tradeId: str
 
 
+class TickerData(msgspec.Struct):
+    """A ``ticker`` entry (every push is a whole ticker), the fields the ``funding`` channel
+    uses; numbers are decimal strings, decoded with ``strict=False`` into checked types.
+    ``holdingAmount`` is the open interest in base coin."""
+
+    instId: str
+    ts: TsMs | None = None
+    fundingRate: FundingRate | None = None
+    nextFundingTime: TsMs | None = None
+    markPrice: Price | None = None
+    indexPrice: Price | None = None
+    holdingAmount: Size | None = None
+
+
+class ServerTime(msgspec.Struct):
+    serverTime: int
+
+
+class ServerTimeReply(msgspec.Struct):
+    """``GET /api/v2/public/time``: ``data.serverTime`` in ms (a string)."""
+
+    data: ServerTime
+
+
 class ContractItem(msgspec.Struct):
     """One entry of ``GET /api/v2/mix/market/contracts``."""
 
@@ -75,6 +100,7 @@ class ContractItem(msgspec.Struct):
     sizeMultiplier: str | None = None
     symbolType: str = "perpetual"
     symbolStatus: str = "normal"
+    fundInterval: str | None = None  # hours between fundings
 
 
 class ContractsReply(msgspec.Struct):

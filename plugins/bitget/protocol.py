@@ -2,7 +2,11 @@
 
 Channels: ``tob`` from ``books1`` (every push is a one-level snapshot), ``l2`` from ``books``
 (a full-depth snapshot, then updates), ``trades`` from ``trade`` (a snapshot of recent trades,
-then updates; ``side`` is the taker's side). Symbols: ``BTC-USDT`` <-> ``BTCUSDT``.
+then updates; ``side`` is the taker's side), ``funding`` from ``ticker`` (every push a whole
+ticker: ``fundingRate``, ``nextFundingTime``, ``markPrice``, ``indexPrice`` and
+``holdingAmount``, the open interest in base coin; the interval is the contract list's
+``fundInterval``; a row when one of them changed, ``ts_exchange`` the entry's ``ts``). Symbols:
+``BTC-USDT`` <-> ``BTCUSDT``. Clock offsets are measured against ``/api/v2/public/time``.
 
 Book rule (``books``): a ``snapshot`` replaces the book; an ``update`` applies only when its
 ``pseq`` is the book's last ``seq``. When a frame carries a non-zero ``checksum`` the book after
@@ -35,7 +39,8 @@ from typing import Final
 import msgspec
 
 from core.book import BookKeeper, OrderBook
-from core.codec import BadValue, check_price, check_size, levels_from_text, ms_to_ns
+from core.codec import MS_NS, BadValue, check_price, check_size, levels_from_text, ms_to_ns
+from core.funding import FundingTracker
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
 from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
@@ -47,6 +52,8 @@ from plugins.bitget.messages import (
     BooksFrame,
     ContractsReply,
     Envelope,
+    ServerTimeReply,
+    TickerData,
     TradeData,
 )
 
@@ -62,14 +69,14 @@ TRANSIENT_ERROR_CODES: Final = frozenset({"30006"})
 RECENT_TRADE_IDS: Final = 4096
 
 # user channel -> Bitget channel
-WIRE_CHANNEL: Final = {"tob": "books1", "l2": "books", "trades": "trade"}
+WIRE_CHANNEL: Final = {"tob": "books1", "l2": "books", "trades": "trade", "funding": "ticker"}
 
 _encode = msgspec.json.Encoder().encode
 
 
 class BitgetProtocol(ExchangeProtocol):
     name = "bitget"
-    channels = frozenset({"tob", "l2", "trades"})
+    channels = frozenset({"tob", "l2", "trades", "funding"})
     default_url = "wss://ws.bitget.com/v2/ws/public"
     default_rest_url = "https://api.bitget.com"
     silence_timeout_s = 45.0  # a text ping every 30 s is always answered on a live socket
@@ -77,7 +84,9 @@ class BitgetProtocol(ExchangeProtocol):
     # The venue allows 10 client messages per second per connection, pings included; pace below.
     max_sends_per_s = 8.0
     requires_instruments = False  # USDT-FUTURES sizes are base coin already (contract size 1)
-    description = "Bitget v2 USDT-margined futures (books1, books with CRC32 checksum, trade)"
+    description = ("Bitget v2 USDT-margined futures (books1, books with CRC32 checksum, trade, "
+                   "ticker)")
+    server_time_path = "/api/v2/public/time"
 
     def __init__(self, config: ProtocolConfig) -> None:
         super().__init__(config)
@@ -90,7 +99,7 @@ class BitgetProtocol(ExchangeProtocol):
         self.wanted: list[tuple[str, str]] = []
         for sym in config.symbols:
             native = self.to_native(sym)
-            for channel in ("tob", "l2", "trades"):
+            for channel in ("tob", "l2", "trades", "funding"):
                 if channel in config.channels:
                     wire = WIRE_CHANNEL[channel]
                     self.routes[(wire, native)] = sym
@@ -100,6 +109,8 @@ class BitgetProtocol(ExchangeProtocol):
         self._expected = 0  # the checksum the frame being applied carries
         self._books = msgspec.json.Decoder(list[BookData])
         self._trades = msgspec.json.Decoder(list[TradeData])
+        self._tickers = msgspec.json.Decoder(list[TickerData], strict=False)
+        self.funding = FundingTracker(self.name)
         self._failed: set[tuple[str, str]] = set()
         self._recent: dict[str, _RecentIds] = {}
         #: (Bitget channel, symbol) refused for a transient reason
@@ -134,9 +145,16 @@ class BitgetProtocol(ExchangeProtocol):
             except (InvalidOperation, ValueError) as exc:
                 raise ValueError(f"bitget contracts: bad precision for {item.symbol}") from exc
             status = "trading" if item.symbolStatus == "normal" else item.symbolStatus.lower()
+            hours = item.fundInterval
+            interval = int(hours) * 3600 if hours and hours.isdigit() and int(hours) else None
             out[sym] = Instrument(symbol=sym, native=item.symbol, contract_size=1.0,
-                                  tick_size=tick, lot_size=lot, status=status)
+                                  tick_size=tick, lot_size=lot, status=status,
+                                  funding_interval_s=interval)
         return out
+
+    @classmethod
+    def parse_server_time(cls, body: bytes) -> int:
+        return msgspec.json.decode(body, type=ServerTimeReply, strict=False).data.serverTime * MS_NS
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -178,20 +196,9 @@ class BitgetProtocol(ExchangeProtocol):
         if payload == "pong" or payload == b"pong":
             return []
         if type(payload) is str and '"books' in payload[:96]:
-            try:
-                frame = self._books_frame.decode(payload)
-            except msgspec.MsgspecError:
-                pass  # the two-step path below reports exactly what is wrong, and with which book
-            else:
-                arg = frame.arg
-                sym = self.routes.get((arg.channel, arg.instId))
-                if sym is not None and frame.data and frame.action in ("snapshot", "update"):
-                    if arg.channel == "books":
-                        self.book_frame(self.l2, sym)
-                        return self._on_books(sym, frame.action, frame.data, recv_ns)
-                    if arg.channel == "books1":
-                        self.book_frame(self.tob, sym)
-                        return self._on_books1(sym, frame.data, recv_ns)
+            fast = self._book_push(payload, recv_ns)
+            if fast is not None:
+                return fast
         env = self._env.decode(payload)
         if env.event is not None:
             return self._on_event(env)
@@ -206,6 +213,8 @@ class BitgetProtocol(ExchangeProtocol):
             raise msgspec.ValidationError(f"{arg.channel} push without `data`")
         if arg.channel == "trade":
             return self._on_trades(sym, env, recv_ns)
+        if arg.channel == "ticker":
+            return self._on_ticker(sym, env, recv_ns)
         if env.action not in ("snapshot", "update"):
             raise msgspec.ValidationError(f"unknown action {env.action!r}")
         if arg.channel == "books":
@@ -213,6 +222,25 @@ class BitgetProtocol(ExchangeProtocol):
             return self._on_books(sym, env.action, self._books.decode(env.data), recv_ns)
         self.book_frame(self.tob, sym)
         return self._on_books1(sym, self._books.decode(env.data), recv_ns)
+
+    def _book_push(self, payload: str, recv_ns: int) -> list[Event] | None:
+        """A book push decoded in one step (the common case), or None for the two-step path,
+        which reports exactly what is wrong, and with which book."""
+        try:
+            frame = self._books_frame.decode(payload)
+        except msgspec.MsgspecError:
+            return None
+        arg = frame.arg
+        sym = self.routes.get((arg.channel, arg.instId))
+        if sym is None or not frame.data or frame.action not in ("snapshot", "update"):
+            return None
+        if arg.channel == "books":
+            self.book_frame(self.l2, sym)
+            return self._on_books(sym, frame.action, frame.data, recv_ns)
+        if arg.channel == "books1":
+            self.book_frame(self.tob, sym)
+            return self._on_books1(sym, frame.data, recv_ns)
+        return None
 
     def _on_books(self, sym: str, action: str, entries: list[BookData],
                   recv_ns: int) -> list[Event]:
@@ -276,6 +304,21 @@ class BitgetProtocol(ExchangeProtocol):
                   size=sz, side=side, trade_id=tid)
             for ts, px, sz, side, tid in rows if recent.add(tid)
         ]
+
+    def _on_ticker(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
+        """Each entry is a whole ticker: a field it lacks is one the venue does not give."""
+        events: list[Event] = []
+        inst = self.instrument(sym)
+        scale = self.contract_size(sym)
+        for t in self._tickers.decode(env.data):
+            events += self.funding.update(
+                sym, recv_ns, t.ts * MS_NS if t.ts is not None else None,
+                funding_rate=t.fundingRate,
+                funding_interval_s=inst.funding_interval_s if inst is not None else None,
+                next_funding_time=t.nextFundingTime * MS_NS if t.nextFundingTime else None,
+                mark_px=t.markPrice, index_px=t.indexPrice,
+                open_interest=None if t.holdingAmount is None else t.holdingAmount * scale)
+        return events
 
     def _on_event(self, env: Envelope) -> list[Event]:
         arg = env.arg

@@ -11,7 +11,12 @@ What it says, as Bybit does (``wss://stream.bybit.com/v5/public/linear``):
 * ``orderbook.1.{SYMBOL}``: a ``snapshot`` of the best level whenever it changes, and the same
   snapshot again after 3 s without change.
 * ``publicTrade.{SYMBOL}``: one frame per trade print, ``S`` the taker's side.
-* REST ``/v5/market/instruments-info``: the listings of the market.
+* ``tickers.{SYMBOL}``: a ``snapshot`` with every field when subscribed, then ``delta`` frames
+  with only the fields that changed: funding rate, next funding time, mark and index prices and
+  open interest from the simulated perpetual context (:mod:`core.sim.perp`), best bid and ask
+  (and their sizes) whenever the book's top changes.
+* REST ``/v5/market/instruments-info``: the listings of the market (``fundingInterval`` in
+  minutes); ``/v5/market/time``: the server time (``timeNano``).
 
 The builders :func:`book_msg` and :func:`trade_msg` write single frames in the same format for
 protocol tests. Sans-IO like the plugin: no trio, no sockets, no clock reads.
@@ -23,7 +28,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from core.sim.market import Listing, MarketEvent, TradePrint
+from core.sim.market import Listing, MarketEvent, PerpUpdate, TradePrint
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import (
     PERMANENT,
@@ -76,7 +81,7 @@ def trade_msg(symbol: str, trades: list[tuple[int, str, str, str, str]], ts_ms: 
 @dataclass
 class _Topic:
     name: str
-    kind: str  # "book" or "trade"
+    kind: str  # "book", "trade" or "ticker"
     symbol: str
     native: str
     depth: int = 0
@@ -94,6 +99,7 @@ class BybitSession(SpeakerSession):
         super().__init__(speaker, conn_id, now_ns)
         self.topics: dict[str, _Topic] = {}
         self._u: dict[str, int] = {}  # per topic, per connection
+        self._told: dict[str, dict[str, str]] = {}  # ticker topic -> the fields sent so far
 
     def next_u(self, topic: str, repeat: bool = False) -> int:
         """``u`` of the next frame of ``topic`` (a repeated best level keeps its ``u``)."""
@@ -138,6 +144,8 @@ class BybitSession(SpeakerSession):
             self.topics[t.name] = t
             if t.kind == "book":
                 outs.append(self._snapshot(t, now_ns))
+            elif t.kind == "ticker":
+                outs.extend(self._ticker(t, now_ns, snapshot=True))
         return outs
 
     def _topic(self, name: str) -> _Topic | None:
@@ -150,6 +158,8 @@ class BybitSession(SpeakerSession):
             return _Topic(name, "book", symbol, native, DEPTHS[parts[1]])
         if parts[0] == "publicTrade" and len(parts) == 2:
             return _Topic(name, "trade", symbol, native)
+        if parts[0] == "tickers" and len(parts) == 2:
+            return _Topic(name, "ticker", symbol, native)
         return None
 
     def _reply(self, op: str, req_id: str, ok: bool, reason: str,
@@ -166,6 +176,11 @@ class BybitSession(SpeakerSession):
         outs: list[Out] = []
         for t in list(self.topics.values()):
             if t.symbol != event.symbol:
+                continue
+            if t.kind == "ticker":
+                outs.extend(self._ticker(t, event.ts_ns))
+                continue
+            if isinstance(event, PerpUpdate):
                 continue
             if isinstance(event, TradePrint):
                 if t.kind == "trade":
@@ -208,6 +223,19 @@ class BybitSession(SpeakerSession):
             "L": "PlusTick", "i": str(trade.trade_id), "BT": False,
             "seq": self.speaker.next_seq()}]}), "trade", t.symbol)
 
+    def _ticker(self, t: _Topic, ts_ns: int, snapshot: bool = False) -> list[Out]:
+        """The ticker's fields now; a snapshot sends them all, a delta only the changed ones."""
+        fields = self.speaker.ticker_fields(t.symbol)
+        told = self._told.setdefault(t.name, {})
+        changed = fields if snapshot else {k: v for k, v in fields.items() if told.get(k) != v}
+        if not changed:
+            return []
+        told.update(changed)
+        msg = {"topic": t.name, "type": "snapshot" if snapshot else "delta",
+               "data": {"symbol": t.native, **changed}, "cs": self.speaker.next_seq(),
+               "ts": ms(ts_ns)}
+        return [Out(_text(msg), "snapshot" if snapshot else "delta", t.symbol)]
+
     # -- timers: orderbook.1 repeats an unchanged best level every 3 s ---------------------------
 
     def next_deadline(self) -> int | None:
@@ -227,6 +255,8 @@ class BybitSpeaker(VenueSpeaker):
     name = "bybit"
     path = "/v5/public/linear"
     session_class = BybitSession
+    perpetual = True
+    server_time_path = "/v5/market/time"
 
     def __init__(self, market: Any) -> None:
         super().__init__(market)
@@ -242,6 +272,32 @@ class BybitSpeaker(VenueSpeaker):
         self._seq += 7
         return self._seq
 
+    def server_time(self, venue_ns: int) -> bytes:
+        return json.dumps({"retCode": 0, "retMsg": "OK", "result": {
+            "timeSecond": str(venue_ns // S_NS), "timeNano": str(venue_ns)},
+            "retExtInfo": {}, "time": venue_ns // 1_000_000}).encode()
+
+    def ticker_fields(self, symbol: str) -> dict[str, str]:
+        """The ``tickers`` fields of ``symbol`` now (funding ones only for a perpetual)."""
+        listing = self.market.listing(self.name, symbol)
+        book = self.market.book(self.name, symbol)
+        out: dict[str, str] = {}
+        for side, best in (("bid1", book.best_bid()), ("ask1", book.best_ask())):
+            if best is not None:
+                sizes = book.bids if side == "bid1" else book.asks
+                out[f"{side}Price"] = listing.price_text(best)
+                out[f"{side}Size"] = listing.size_text(sizes[best])
+        perp = self.market.perps.get((self.name, symbol))
+        if perp is not None:
+            out |= {"markPrice": listing.price_text(perp.mark_ticks),
+                    "indexPrice": listing.price_text(perp.index_ticks),
+                    "fundingRate": format(perp.funding_rate, "f"),
+                    "nextFundingTime": str(perp.next_funding_ns // 1_000_000),
+                    "openInterest": listing.size_text(perp.open_interest_lots)}
+            if perp.interval_s % 3600 == 0:
+                out["fundingIntervalHour"] = str(perp.interval_s // 3600)
+        return out
+
     def rest(self, target: str) -> bytes | None:
         if target.split("?", 1)[0] != INSTRUMENTS_PATH:
             return None
@@ -249,10 +305,12 @@ class BybitSpeaker(VenueSpeaker):
         for sym in self.symbols():
             listing = self.market.listing(self.name, sym)
             base, quote = sym.split("-", 1)
+            perp = self.market.perps.get((self.name, sym))
             items.append({"symbol": sym.replace("-", ""), "contractType": "LinearPerpetual",
                           "status": "Trading", "baseCoin": base, "quoteCoin": quote,
                           "priceFilter": {"tickSize": str(listing.tick)},
-                          "lotSizeFilter": {"qtyStep": str(listing.lot)}})
+                          "lotSizeFilter": {"qtyStep": str(listing.lot)},
+                          "fundingInterval": perp.interval_s // 60 if perp else 480})
         return json.dumps({"retCode": 0, "retMsg": "OK", "result": {
             "category": "linear", "list": items}}).encode()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import msgspec
 
 from core.codec import Price, Seq, Size, TsMs, WireLevel
+from core.funding import FundingRate, IntervalHours
 
 
 class Envelope(msgspec.Struct):
@@ -59,6 +60,29 @@ class TradeData(msgspec.Struct):
     i: str
 
 
+class TickerData(msgspec.Struct):
+    """``tickers.{symbol}`` payload, the fields the ``funding`` channel uses. A ``snapshot``
+    carries every field; a ``delta`` only those that changed (the others are ``UNSET``)."""
+
+    symbol: str
+    markPrice: Price | msgspec.UnsetType = msgspec.UNSET
+    indexPrice: Price | msgspec.UnsetType = msgspec.UNSET
+    fundingRate: FundingRate | msgspec.UnsetType = msgspec.UNSET
+    nextFundingTime: TsMs | msgspec.UnsetType = msgspec.UNSET
+    openInterest: Size | msgspec.UnsetType = msgspec.UNSET  # base coin on linear contracts
+    fundingIntervalHour: IntervalHours | msgspec.UnsetType = msgspec.UNSET
+
+
+class ServerTime(msgspec.Struct):
+    timeNano: int
+
+
+class ServerTimeReply(msgspec.Struct):
+    """``GET /v5/market/time``: ``result.timeNano`` is the server time in ns (a string)."""
+
+    result: ServerTime
+
+
 class PriceFilter(msgspec.Struct):
     tickSize: str
 
@@ -77,6 +101,7 @@ class InstrumentInfo(msgspec.Struct):
     priceFilter: PriceFilter
     lotSizeFilter: LotSizeFilter
     contractType: str = "LinearPerpetual"
+    fundingInterval: int | None = None  # minutes
 
 
 class InstrumentList(msgspec.Struct):

@@ -1,7 +1,17 @@
 """Sans-IO protocol for Bybit v5 public linear (USDT perpetual) streams.
 
 Channels: ``tob`` from ``orderbook.1`` (10 ms pushes), ``l2`` from ``orderbook.{depth}`` (option
-``l2_depth``: 50, 200 or 1000; default 50), ``trades`` from ``publicTrade``.
+``l2_depth``: 50, 200 or 1000; default 50), ``trades`` from ``publicTrade``, ``funding`` from
+``tickers``.
+
+Funding (``tickers.{symbol}``): the first push of a subscription is a ``snapshot`` with every
+field, then ``delta`` pushes carry only the fields that changed; each delta is merged into the
+last full state before a row is written (:class:`core.funding.FundingTracker`), and a delta that
+arrives before the connection's snapshot is dropped. ``fundingRate``, ``nextFundingTime``,
+``markPrice``, ``indexPrice`` and ``openInterest`` (base coin on linear contracts) are used; the
+interval is ``fundingIntervalHour`` where the push has it, else the instrument's
+``fundingInterval``. ``ts_exchange`` is the push time ``ts``. Clock offsets are measured against
+``/v5/market/time`` (``timeNano``).
 
 Book rule: a ``snapshot`` (or any message with ``u == 1``, Bybit's service-restart snapshot)
 replaces the book; a ``delta`` applies only when its ``u`` is the book's ``u + 1``. A break marks
@@ -27,12 +37,21 @@ import msgspec
 
 from core.book import BookKeeper
 from core.codec import MS_NS
+from core.funding import FundingTracker
 from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Trade
 from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
 from core.symbols import split_concatenated
-from plugins.bybit.messages import BookData, BookFrame, Envelope, InstrumentsReply, TradeData
+from plugins.bybit.messages import (
+    BookData,
+    BookFrame,
+    Envelope,
+    InstrumentsReply,
+    ServerTimeReply,
+    TickerData,
+    TradeData,
+)
 
 PING_INTERVAL_S = 20.0
 L2_DEPTHS = ("50", "200", "1000")
@@ -48,11 +67,12 @@ def _encode(obj: object) -> str:
 
 class BybitProtocol(ExchangeProtocol):
     name = "bybit"
-    channels = frozenset({"tob", "l2", "trades"})
+    channels = frozenset({"tob", "l2", "trades", "funding"})
     default_url = "wss://stream.bybit.com/v5/public/linear"
     default_rest_url = "https://api.bybit.com"
     silence_timeout_s = 45.0  # pings every 20 s are always answered on a live socket
-    description = "Bybit v5 public linear perpetuals (orderbook.1/50/200, publicTrade)"
+    description = "Bybit v5 public linear perpetuals (orderbook.1/50/200, publicTrade, tickers)"
+    server_time_path = "/v5/market/time"
     #: client app-level ping period (Bybit asks for one every 20 s)
     ping_interval_s = PING_INTERVAL_S
     options: ClassVar[Mapping[str, OptionSpec]] = {
@@ -82,11 +102,17 @@ class BybitProtocol(ExchangeProtocol):
             if "trades" in config.channels:
                 wanted.append(f"publicTrade.{native}")
                 self.topics[wanted[-1]] = ("trades", sym)
+            if "funding" in config.channels:
+                wanted.append(f"tickers.{native}")
+                self.topics[wanted[-1]] = ("funding", sym)
             self.topics_of[sym] = wanted
         self._env = msgspec.json.Decoder(Envelope)
         self._book = msgspec.json.Decoder(BookData, strict=False)
         self._book_frame = msgspec.json.Decoder(BookFrame, strict=False)
         self._trades = msgspec.json.Decoder(list[TradeData], strict=False)
+        self._ticker = msgspec.json.Decoder(TickerData, strict=False)
+        self.funding = FundingTracker(self.name)
+        self._ticker_full: set[str] = set()  # symbols whose ticker snapshot came on this conn
         self._req_n = 0
         self._pending: dict[str, str] = {}  # req_id -> symbol
         self._failed: set[str] = set()
@@ -114,13 +140,19 @@ class BybitProtocol(ExchangeProtocol):
                 symbol=sym, native=item.symbol, contract_size=1.0,
                 tick_size=float(item.priceFilter.tickSize),
                 lot_size=float(item.lotSizeFilter.qtyStep),
-                status=item.status.lower())
+                status=item.status.lower(),
+                funding_interval_s=item.fundingInterval * 60 if item.fundingInterval else None)
         return out
+
+    @classmethod
+    def parse_server_time(cls, body: bytes) -> int:
+        return msgspec.json.decode(body, type=ServerTimeReply, strict=False).result.timeNano
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     def subscribe(self, now_ns: int) -> list[str]:
         self._pending.clear()
+        self._ticker_full.clear()  # deltas wait for this connection's snapshots
         self.retry.clear()  # a new connection subscribes everything anyway
         frames = []
         for sym in self.config.symbols:
@@ -175,6 +207,8 @@ class BybitProtocol(ExchangeProtocol):
             what, sym = route
             if what == "trades":
                 return self._on_trades(sym, env, recv_ns)
+            if what == "funding":
+                return self._on_ticker(sym, env, recv_ns)
             return self._on_book(self.tob if what == "tob" else self.l2, sym, env, recv_ns)
         if env.op is not None:
             return self._on_op(env)
@@ -202,6 +236,33 @@ class BybitProtocol(ExchangeProtocol):
                   price=t.p, size=t.v, side=_taker_side(t.S), trade_id=t.i)
             for t in self._trades.decode(env.data)
         ]
+
+    def _on_ticker(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
+        """A ``tickers`` push: a snapshot sets every field (absent ones are none), a delta only
+        the fields it carries; then a row if a value changed."""
+        t = self._ticker.decode(env.data)
+        if env.type == "snapshot":
+            self._ticker_full.add(sym)
+        elif sym not in self._ticker_full:
+            return []  # nothing to merge a delta into yet
+        fields: dict[str, float | int | None] = {}
+        full = env.type == "snapshot"
+        for name, value in (("mark_px", t.markPrice), ("index_px", t.indexPrice),
+                            ("funding_rate", t.fundingRate), ("open_interest", t.openInterest)):
+            if value is not msgspec.UNSET:
+                fields[name] = value  # type: ignore[assignment]
+            elif full:
+                fields[name] = None
+        if t.nextFundingTime is not msgspec.UNSET:
+            fields["next_funding_time"] = t.nextFundingTime * MS_NS
+        elif full:
+            fields["next_funding_time"] = None
+        if t.fundingIntervalHour is not msgspec.UNSET:
+            fields["funding_interval_s"] = t.fundingIntervalHour * 3600
+        elif full:
+            inst = self.instrument(sym)
+            fields["funding_interval_s"] = inst.funding_interval_s if inst is not None else None
+        return self.funding.update(sym, recv_ns, env.ts * MS_NS if env.ts else None, **fields)
 
     def _on_op(self, env: Envelope) -> list[Event]:
         if env.op in ("ping", "pong"):

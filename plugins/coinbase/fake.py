@@ -257,11 +257,19 @@ class CoinbaseSpeaker(VenueSpeaker):
     name = "coinbase"
     path = "/"
     session_class = CoinbaseSession
+    server_time_path = "/api/v3/brokerage/time"
 
     @classmethod
     def listing(cls, symbol: str, price: float) -> Listing:
         tick = Decimal("0.01") if price >= 1 else power_of_ten(price / 10_000)
         return Listing("coinbase", symbol, tick=tick, lot=Decimal("0.00000001"))
+
+    def server_time(self, venue_ns: int) -> bytes:
+        iso = datetime.fromtimestamp(venue_ns // 1_000_000 / 1000, UTC)
+        return msgspec.json.encode({
+            "iso": iso.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "epochSeconds": str(venue_ns // 1_000_000_000),
+            "epochMillis": str(venue_ns // 1_000_000)})
 
     def rest(self, target: str) -> bytes | None:
         if target.split("?", 1)[0] != PRODUCTS_PATH:

@@ -18,7 +18,7 @@ from typing import Literal
 
 import msgspec
 
-from core.codec import Price, Seq, Size
+from core.codec import Price, Seq, Size, TsMs
 
 
 class Envelope(msgspec.Struct):
@@ -92,3 +92,9 @@ class ProductsReply(msgspec.Struct):
 L2_EVENTS = list[L2Event]
 TRADES_EVENTS = list[TradesEvent]
 SUBSCRIPTIONS_EVENTS = list[SubscriptionsEvent]
+
+
+class ServerTime(msgspec.Struct):
+    """``GET /api/v3/brokerage/time``: ``epochMillis`` is the server time in ms (a string)."""
+
+    epochMillis: TsMs

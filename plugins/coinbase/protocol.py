@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import msgspec
 
 from core.book import BookKeeper
-from core.codec import iso_to_ns
+from core.codec import MS_NS, iso_to_ns
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
 from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
@@ -50,6 +50,7 @@ from plugins.coinbase.messages import (
     Envelope,
     L2Event,
     ProductsReply,
+    ServerTime,
     TradesEvent,
 )
 
@@ -78,6 +79,8 @@ class CoinbaseProtocol(ExchangeProtocol):
     channels = frozenset({"tob", "l2", "trades"})
     default_url = "wss://advanced-trade-ws.coinbase.com"
     default_rest_url = "https://api.coinbase.com"
+    #: clock offsets are measured against this (public, no key needed)
+    server_time_path = "/api/v3/brokerage/time"
     # A full-book snapshot is one frame: ~5 MB for BTC-USD's 46,000 levels.
     max_message_bytes = 64 * MIB
     # heartbeats arrive every second on a healthy connection.
@@ -139,6 +142,10 @@ class CoinbaseProtocol(ExchangeProtocol):
     @classmethod
     def to_canonical(cls, native: str) -> str:
         return native.upper()
+
+    @classmethod
+    def parse_server_time(cls, body: bytes) -> int:
+        return msgspec.json.decode(body, type=ServerTime, strict=False).epochMillis * MS_NS
 
     @classmethod
     def instruments_path(cls) -> str:

@@ -269,6 +269,7 @@ class ExchangeSpeaker(VenueSpeaker):
     name = "coinbase-exchange"
     path = "/"
     session_class = ExchangeSession
+    server_time_path = "/time"
 
     def __init__(self, market: Market) -> None:
         super().__init__(market)
@@ -285,6 +286,12 @@ class ExchangeSpeaker(VenueSpeaker):
         seq = self._seq.get(product, 50_000) + 1
         self._seq[product] = seq
         return seq
+
+    def server_time(self, venue_ns: int) -> bytes:
+        millis = venue_ns // 1_000_000
+        iso = datetime.fromtimestamp(millis / 1000, UTC)
+        return msgspec.json.encode({"iso": iso.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                                    "epoch": millis / 1000})
 
     def rest(self, target: str) -> bytes | None:
         if target.split("?", 1)[0] != PRODUCTS_PATH:

@@ -72,3 +72,9 @@ class Product(msgspec.Struct):
 
 
 PRODUCTS = list[Product]
+
+
+class ServerTime(msgspec.Struct):
+    """``GET /time``: ``iso`` is the server time (RFC 3339, ms)."""
+
+    iso: str

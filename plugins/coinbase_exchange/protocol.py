@@ -38,7 +38,7 @@ from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, TopOfBook, Trade
 from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
-from plugins.coinbase_exchange.messages import PRODUCTS, Head, Message
+from plugins.coinbase_exchange.messages import PRODUCTS, Head, Message, ServerTime
 
 MIB = 1024 * 1024
 TRADE_GAP = HealthKind.TRADE_GAP
@@ -54,6 +54,8 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
     channels = frozenset({"tob", "l2", "trades"})
     default_url = "wss://ws-feed.exchange.coinbase.com"
     default_rest_url = "https://api.exchange.coinbase.com"
+    #: clock offsets are measured against this (``iso``: the server time to the millisecond)
+    server_time_path = "/time"
     # The snapshot is the whole book in one frame (multi-MB for the big products).
     max_message_bytes = 64 * MIB
     # heartbeat arrives every second per product on a healthy connection.
@@ -114,6 +116,13 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
     @classmethod
     def to_canonical(cls, native: str) -> str:
         return native.upper()
+
+    @classmethod
+    def parse_server_time(cls, body: bytes) -> int:
+        ns = iso_to_ns(msgspec.json.decode(body, type=ServerTime).iso)
+        if ns is None:
+            raise ValueError("time: empty iso")
+        return ns
 
     @classmethod
     def instruments_path(cls) -> str:

@@ -15,7 +15,12 @@ What it says, as Gate does:
   ``U..u`` cover every order-book id since the previous frame of the stream (an id whose change is
   outside the window is covered by the next visible delta), levels as ``[price, size]`` strings;
 * ``futures.trades``: one entry per trade, ``size`` in contracts, negative when the taker sold;
-* REST ``/api/v4/futures/usdt/contracts``: the listings (``quanto_multiplier``).
+* ``futures.tickers``: a whole ticker at every update of the simulated perpetual context
+  (:mod:`core.sim.perp`): ``funding_rate``, ``mark_price``, ``index_price``, ``total_size`` (the
+  open interest in contracts), as strings; no funding time, as on Gate;
+* REST ``/api/v4/futures/usdt/contracts``: the listings (``quanto_multiplier``, and the funding
+  schedule ``funding_interval`` / ``funding_next_apply``); ``/api/v4/spot/time``: the server
+  time.
 
 Sans-IO like the plugin: no trio, no sockets, no clock reads.
 """
@@ -27,7 +32,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from core.sim.market import BookChange, Ladder, Listing, Market, MarketEvent, TradePrint
+from core.sim.market import (
+    BookChange,
+    Ladder,
+    Listing,
+    Market,
+    MarketEvent,
+    PerpUpdate,
+    TradePrint,
+)
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import PERMANENT, TRANSIENT_TEXT, Out, SpeakerSession, VenueSpeaker, ms
 
@@ -117,7 +130,7 @@ class GateSession(SpeakerSession):
                 return [Out(self.reply(req, now_ns, (2, TRANSIENT_TEXT)), "error", symbol)]
         outs = [Out(self.reply(req, now_ns), "ack", symbol)]
         if symbol is None or channel not in ("futures.book_ticker", "futures.obu",
-                                             "futures.trades"):
+                                             "futures.trades", "futures.tickers"):
             return outs  # acked, and silent from now on
         stream = _Stream(channel, symbol, native, name)
         self.streams[key] = stream
@@ -138,6 +151,12 @@ class GateSession(SpeakerSession):
         outs: list[Out] = []
         for s in self.streams.values():
             if s.symbol != event.symbol:
+                continue
+            if s.channel == "futures.tickers":
+                if isinstance(event, PerpUpdate):
+                    outs.append(self._tickers(s, event))
+                continue
+            if isinstance(event, PerpUpdate):
                 continue
             if isinstance(event, TradePrint):
                 if s.channel == "futures.trades":
@@ -194,6 +213,18 @@ class GateSession(SpeakerSession):
         return Out(self.frame("futures.book_ticker", "update", result, ts_ns), "snapshot",
                    s.symbol)
 
+    def _tickers(self, s: _Stream, perp: PerpUpdate) -> Out:
+        listing = self.speaker.market.listing("gateio", s.symbol)
+        mark = listing.price_text(perp.mark_ticks)
+        return Out(self.frame("futures.tickers", "update", [{
+            "contract": s.native, "last": mark, "change_percentage": "0",
+            "funding_rate": format(perp.funding_rate, "f"),
+            "funding_rate_indicative": format(perp.funding_rate, "f"), "mark_price": mark,
+            "index_price": listing.price_text(perp.index_ticks),
+            "total_size": _plain(listing.contracts(perp.open_interest_lots)),
+            "volume_24h": "0", "quanto_base_rate": "", "low_24h": mark, "high_24h": mark}],
+            perp.ts_ns), "snapshot", s.symbol)
+
     def _trade(self, s: _Stream, trade: TradePrint, now_ns: int) -> Out:
         listing = self.speaker.market.listing("gateio", s.symbol)
         size = listing.contracts(trade.lots)
@@ -208,6 +239,8 @@ class GateSpeaker(VenueSpeaker):
     name = "gateio"
     path = "/v4/ws/usdt"
     session_class = GateSession
+    perpetual = True
+    server_time_path = "/api/v4/spot/time"
 
     def __init__(self, market: Market) -> None:
         super().__init__(market)
@@ -227,16 +260,25 @@ class GateSpeaker(VenueSpeaker):
         return Listing("gateio", symbol, tick=power_of_ten(price / 100_000), lot=contract,
                        contract_size=contract)
 
+    def server_time(self, venue_ns: int) -> bytes:
+        return json.dumps({"server_time": venue_ns // 1_000_000}).encode()
+
     def rest(self, target: str) -> bytes | None:
         if target.split("?", 1)[0] != CONTRACTS_PATH:
             return None
         rows = []
         for sym in self.symbols():
             listing = self.market.listing(self.name, sym)
-            rows.append({"name": sym.replace("-", "_"), "type": "direct",
-                         "quanto_multiplier": str(listing.contract_size),
-                         "order_price_round": str(listing.tick), "order_size_min": 1,
-                         "in_delisting": False, "enable_decimal": False})
+            row: dict[str, Any] = {"name": sym.replace("-", "_"), "type": "direct",
+                                   "quanto_multiplier": str(listing.contract_size),
+                                   "order_price_round": str(listing.tick), "order_size_min": 1,
+                                   "in_delisting": False, "enable_decimal": False}
+            perp = self.market.perps.get((self.name, sym))
+            if perp is not None:
+                row |= {"funding_interval": perp.interval_s,
+                        "funding_next_apply": perp.next_funding_ns / S_NS,
+                        "funding_rate": format(perp.funding_rate, "f")}
+            rows.append(row)
         return json.dumps(rows).encode()
 
 

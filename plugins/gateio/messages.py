@@ -13,6 +13,7 @@ from __future__ import annotations
 import msgspec
 
 from core.codec import Finite, Price, Seq, Size, TsMs, TsS, WireLevel
+from core.funding import FundingRate
 
 
 class Error(msgspec.Struct):
@@ -139,6 +140,23 @@ class TradeData(msgspec.Struct):
     is_internal: bool = False
 
 
+class Ticker(msgspec.Struct):
+    """One ``futures.tickers`` entry, the fields the ``funding`` channel uses: ``total_size`` is
+    the open interest in contracts. Decimal strings, decoded with ``strict=False``."""
+
+    contract: str
+    funding_rate: FundingRate | None = None
+    mark_price: Price | None = None
+    index_price: Price | None = None
+    total_size: Size | None = None
+
+
+class ServerTime(msgspec.Struct):
+    """``GET /api/v4/spot/time``: ``server_time`` in ms."""
+
+    server_time: TsMs
+
+
 class Contract(msgspec.Struct):
     """One entry of ``GET /api/v4/futures/usdt/contracts``."""
 
@@ -148,3 +166,5 @@ class Contract(msgspec.Struct):
     in_delisting: bool = False
     enable_decimal: bool = False
     status: str | None = None
+    funding_interval: int | None = None  # seconds
+    funding_next_apply: float | None = None  # the next funding time, s since the epoch

@@ -2,7 +2,14 @@
 
 Channels: ``tob`` from ``futures.book_ticker``, ``l2`` from ``futures.obu`` (stream
 ``ob.{contract}.{depth}``; option ``l2_depth``: ``50`` (20 ms pushes, the default) or ``400``
-(100 ms)), ``trades`` from ``futures.trades``.
+(100 ms)), ``trades`` from ``futures.trades``, ``funding`` from ``futures.tickers``.
+
+Funding (``futures.tickers``, every push a whole ticker): ``funding_rate``, ``mark_price``,
+``index_price`` and ``total_size`` (the open interest in contracts, converted to base units); a
+row when one of them changed. The push carries no funding time: the interval and a funding time
+come from the contract list (``funding_interval``, ``funding_next_apply``) and the next funding
+time is that one rolled forward by whole intervals to the push's time. Clock offsets are
+measured against ``/api/v4/spot/time``.
 
 Requests are ``{"time": s, "id": n, "channel": ..., "event": ..., "payload": [...]}``, one per
 (channel, contract), so that every reply is attributed to one symbol: by the echoed ``id``, else by
@@ -45,6 +52,7 @@ import msgspec
 
 from core.book import BookKeeper, OrderBook
 from core.codec import MS_NS, S_NS, Price, ms_to_ns
+from core.funding import FundingTracker, next_on_grid
 from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
@@ -58,9 +66,11 @@ from plugins.gateio.messages import (
     OrderBookUpdate,
     PriceSize,
     RestOrderBook,
+    ServerTime,
     Status,
     StreamName,
     System,
+    Ticker,
     TradeData,
 )
 
@@ -71,6 +81,7 @@ BOOK_TICKER = "futures.book_ticker"
 OBU = "futures.obu"
 OBU_MARK = '"futures.obu"'
 TRADES = "futures.trades"
+TICKERS = "futures.tickers"
 PING = "futures.ping"
 PONG = "futures.pong"
 SYSTEM = "futures.system"
@@ -127,13 +138,15 @@ class _Request(msgspec.Struct):
 
 class GateioProtocol(ExchangeProtocol):
     name = "gateio"
-    channels = frozenset({"tob", "l2", "trades"})
+    channels = frozenset({"tob", "l2", "trades", "funding"})
     default_url = "wss://fx-ws.gateio.ws/v4/ws/usdt"
     default_rest_url = "https://api.gateio.ws"
     silence_timeout_s = 40.0  # pings every 15 s are always answered on a live socket
     ping_interval_s = PING_INTERVAL_S
     requires_instruments = True
-    description = "Gate.io USDT futures v4 (futures.book_ticker, futures.obu, futures.trades)"
+    description = ("Gate.io USDT futures v4 (futures.book_ticker, futures.obu, futures.trades, "
+                   "futures.tickers)")
+    server_time_path = "/api/v4/spot/time"
     #: handshake headers this venue wants: without ``X-Gate-Size-Decimal: 1`` Gate truncates
     #: fractional contract sizes to integers (sessions that support extra headers send these)
     ws_headers: ClassVar[tuple[tuple[str, str], ...]] = (("X-Gate-Size-Decimal", "1"),)
@@ -175,6 +188,8 @@ class GateioProtocol(ExchangeProtocol):
         self._obu = msgspec.json.Decoder(ObuData, strict=False)
         self._obu_frame = msgspec.json.Decoder(ObuFrame, strict=False)
         self._trades = msgspec.json.Decoder(list[TradeData], strict=False)
+        self._tickers = msgspec.json.Decoder(list[Ticker], strict=False)
+        self.funding = FundingTracker(self.name)
         self._req_n = 0
         self._pending: dict[int, _Request] = {}
         self._failed: set[tuple[str, str]] = set()  # (symbol, what)
@@ -205,10 +220,19 @@ class GateioProtocol(ExchangeProtocol):
             sym = cls.to_canonical(c.name)
             size = c.quanto_multiplier
             status = "delisting" if c.in_delisting else (c.status or "trading").lower()
+            interval = c.funding_interval if c.funding_interval and c.funding_interval > 0 \
+                else None
+            anchor = ms_to_ns(round(c.funding_next_apply * 1000)) \
+                if c.funding_next_apply and c.funding_next_apply > 0 else None
             out[sym] = Instrument(symbol=sym, native=c.name, contract_size=size,
                                   tick_size=c.order_price_round,
-                                  lot_size=None if c.enable_decimal else size, status=status)
+                                  lot_size=None if c.enable_decimal else size, status=status,
+                                  funding_interval_s=interval, next_funding_ns=anchor)
         return out
+
+    @classmethod
+    def parse_server_time(cls, body: bytes) -> int:
+        return msgspec.json.decode(body, type=ServerTime).server_time * MS_NS
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -225,7 +249,8 @@ class GateioProtocol(ExchangeProtocol):
         self._pending.clear()
         self.retry.clear()  # a new connection subscribes everything anyway
         frames: list[str] = []
-        for what, channel in (("tob", BOOK_TICKER), ("l2", OBU), ("trades", TRADES)):
+        for what, channel in (("tob", BOOK_TICKER), ("l2", OBU), ("trades", TRADES),
+                              ("funding", TICKERS)):
             if what not in self.config.channels:
                 continue
             for sym in self.native:
@@ -278,6 +303,8 @@ class GateioProtocol(ExchangeProtocol):
                 return self._on_ticker(env, recv_ns)
             if env.channel == TRADES:
                 return self._on_trades(env, recv_ns)
+            if env.channel == TICKERS:
+                return self._on_tickers(env, recv_ns)
             if env.channel == SYSTEM:
                 return self._on_system(env)
         if env.channel == PONG:
@@ -363,6 +390,28 @@ class GateioProtocol(ExchangeProtocol):
                 exchange=self.name, ts_local=recv_ns, symbol=sym, ts_exchange=ts_exchange,
                 price=t.price, size=self.scale[sym](abs(size)),
                 side="sell" if size < 0 else "buy", trade_id=str(t.id)))
+        return events
+
+    def _on_tickers(self, env: Envelope, recv_ns: int) -> list[Event]:
+        events: list[Event] = []
+        ts_exchange = ms_to_ns(env.time_ms) if env.time_ms else None
+        for t in self._tickers.decode(env.result):
+            sym = self.by_contract.get(t.contract)
+            if sym is None:
+                events.append(self.health(HealthKind.VENUE_ERROR,
+                                          f"ticker for unsubscribed {t.contract!r}"))
+                continue
+            inst = self.instrument(sym)
+            interval = inst.funding_interval_s if inst is not None else None
+            anchor = inst.next_funding_ns if inst is not None else None
+            nxt = None
+            if interval and anchor:
+                nxt = next_on_grid(anchor, interval, ts_exchange or recv_ns)
+            events += self.funding.update(
+                sym, recv_ns, ts_exchange, funding_rate=t.funding_rate,
+                funding_interval_s=interval, next_funding_time=nxt, mark_px=t.mark_price,
+                index_px=t.index_price,
+                open_interest=None if t.total_size is None else self.scale[sym](t.total_size))
         return events
 
     def _on_system(self, env: Envelope) -> list[Event]:

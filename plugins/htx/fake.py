@@ -16,7 +16,12 @@ What it says, as HTX does:
 * ``{"ping": n}`` every 5 s (``ping_interval_ns``); once ``MAX_MISSED_PINGS`` pings are
   unanswered when the next is due, the socket is closed with 1003 ``ping check expired``;
 * contracts in ``silent`` are acknowledged and never pushed (a suspended contract);
-* REST ``/linear-swap-api/v1/swap_contract_info``: the listings (contract sizes).
+* REST ``/linear-swap-api/v1/swap_contract_info``: the listings (contract sizes);
+  ``swap_funding_rate``, ``swap_open_interest``, ``swap_index`` and
+  ``/linear-swap-ex/market/history/mark_price_kline`` (``contract_code=...``): the simulated
+  perpetual context (:mod:`core.sim.perp`) at the time of the request, numbers as HTX writes
+  them (rates and funding times as strings, open interest in contracts and coin, the mark as
+  the close of the current 1-minute candle); ``/api/v1/timestamp``: the server time.
 
 Sans-IO like the plugin: no trio, no sockets, no clock reads.
 """
@@ -28,8 +33,9 @@ import json
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-from core.sim.market import Ladder, Listing, Market, MarketEvent, TradePrint
+from core.sim.market import Ladder, Listing, Market, MarketEvent, PerpUpdate, TradePrint
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import PERMANENT, TRANSIENT_TEXT, Out, SpeakerSession, VenueSpeaker, ms
 
@@ -178,7 +184,8 @@ class HtxSession(SpeakerSession):
     def market(self, event: MarketEvent, now_ns: int) -> list[Out]:
         outs: list[Out] = []
         for t in self.topics.values():
-            if t.symbol != event.symbol or t.symbol in self.speaker.silent:
+            if t.symbol != event.symbol or t.symbol in self.speaker.silent or \
+                    isinstance(event, PerpUpdate):  # (funding is served over REST)
                 continue
             if isinstance(event, TradePrint):
                 if t.kind == "trade":
@@ -263,6 +270,8 @@ class HtxSpeaker(VenueSpeaker):
     name = "htx"
     path = "/linear-swap-ws"
     session_class = HtxSession
+    perpetual = True
+    server_time_path = "/api/v1/timestamp"
 
     def __init__(self, market: Market) -> None:
         super().__init__(market)
@@ -281,6 +290,47 @@ class HtxSpeaker(VenueSpeaker):
         """The last match id of ``symbol`` (grows with its trades)."""
         return 100_000_000 + self.market.trade_ids.get((self.name, symbol), 0)
 
+    def server_time(self, venue_ns: int) -> bytes:
+        return json.dumps({"status": "ok", "ts": venue_ns // 1_000_000}).encode()
+
+    def rest_at(self, target: str, now_ns: int) -> bytes | None:
+        parts = urlsplit(target)
+        if parts.path in FUNDING_PATHS:
+            code = (parse_qs(parts.query).get("contract_code") or [""])[0]
+            perp = self.market.perps.get((self.name, code))
+            if perp is None:
+                return json.dumps({"status": "error", "err_code": 1014,
+                                   "err_msg": "This contract doesnt exist.",
+                                   "ts": ms(now_ns)}).encode()
+            data = self._funding_data(parts.path, perp, now_ns)
+            return json.dumps({"status": "ok", "data": data, "ts": ms(now_ns)}).encode()
+        return super().rest_at(target, now_ns)
+
+    def _funding_data(self, path: str, perp: PerpUpdate, now_ns: int) -> Any:
+        listing = self.market.listing(self.name, perp.symbol)
+        code = perp.symbol
+        base = code.split("-", 1)[0]
+        if path == FUNDING_RATE_PATH:
+            nxt = perp.next_funding_ns // 1_000_000
+            return {"symbol": base, "contract_code": code, "fee_asset": "USDT",
+                    "funding_time": str(nxt), "funding_rate": format(perp.funding_rate, "f"),
+                    "estimated_rate": None,
+                    "next_funding_time": str(nxt + perp.interval_s * 1000)}
+        if path == OPEN_INTEREST_PATH:
+            contracts = listing.contracts(perp.open_interest_lots)
+            return [{"volume": _number(contracts),
+                     "amount": _number(listing.size(perp.open_interest_lots)), "symbol": base,
+                     "value": 0, "contract_code": code, "trade_amount": 0, "trade_volume": 0,
+                     "trade_turnover": 0, "business_type": "swap", "pair": code,
+                     "contract_type": "swap"}]
+        if path == INDEX_PATH:
+            return [{"index_price": _number(listing.price(perp.index_ticks)),
+                     "index_ts": ms(perp.ts_ns), "contract_code": code}]
+        mark = listing.price_text(perp.mark_ticks)
+        minute = now_ns // (60 * S_NS) * 60
+        return [{"id": minute, "open": mark, "close": mark, "low": mark, "high": mark,
+                 "amount": "0", "vol": "0", "count": "0", "trade_turnover": "0"}]
+
     def rest(self, target: str) -> bytes | None:
         if target.split("?", 1)[0] != CONTRACT_INFO_PATH:
             return None
@@ -294,5 +344,11 @@ class HtxSpeaker(VenueSpeaker):
                          "business_type": "swap", "contract_type": "swap", "pair": sym})
         return json.dumps({"status": "ok", "data": data, "ts": 1_700_000_000_000}).encode()
 
+
+FUNDING_RATE_PATH = "/linear-swap-api/v1/swap_funding_rate"
+OPEN_INTEREST_PATH = "/linear-swap-api/v1/swap_open_interest"
+INDEX_PATH = "/linear-swap-api/v1/swap_index"
+MARK_KLINE_PATH = "/linear-swap-ex/market/history/mark_price_kline"
+FUNDING_PATHS = frozenset({FUNDING_RATE_PATH, OPEN_INTEREST_PATH, INDEX_PATH, MARK_KLINE_PATH})
 
 __all__ = ["HtxSession", "HtxSpeaker", "depth_tick", "gz", "trade_tick"]

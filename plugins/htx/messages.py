@@ -14,6 +14,7 @@ import msgspec
 
 from core.codec import Price, Seq, Size, TsMs
 from core.codec import WireLevel as WireLevel  # ``[price, contracts]``, checked
+from core.funding import FundingRate
 
 
 class Envelope(msgspec.Struct):
@@ -97,3 +98,55 @@ class ContractInfoReply(msgspec.Struct):
     data: list[ContractInfo] = msgspec.field(default_factory=list)
     err_code: str | int | None = None
     err_msg: str | None = None
+
+
+# -- REST answers polled for the ``funding`` channel ----------------------------------------------
+
+
+class RestReply(msgspec.Struct):
+    """The envelope of every REST answer: ``status`` ``ok`` (with ``data``) or ``error``."""
+
+    status: str = ""
+    data: msgspec.Raw = msgspec.Raw(b"null")
+    ts: TsMs | None = None
+    err_code: int | str | None = None
+    err_msg: str | None = None
+
+
+class FundingRateData(msgspec.Struct):
+    """``swap_funding_rate``: the rate for the funding at ``funding_time`` (ms strings); after
+    it ``next_funding_time`` when the venue gives it (it may be null)."""
+
+    contract_code: str
+    funding_rate: FundingRate | None = None
+    funding_time: TsMs | None = None
+    next_funding_time: TsMs | None = None
+
+
+class OpenInterestData(msgspec.Struct):
+    """One entry of ``swap_open_interest``: ``volume`` in contracts, ``amount`` in coin."""
+
+    contract_code: str
+    volume: Size
+
+
+class IndexData(msgspec.Struct):
+    """One entry of ``swap_index``."""
+
+    contract_code: str
+    index_price: Price
+    index_ts: TsMs | None = None
+
+
+class Candle(msgspec.Struct):
+    """One ``mark_price_kline`` candle; ``close`` is the latest mark price while it is open."""
+
+    id: int
+    close: Price
+
+
+class ServerTime(msgspec.Struct):
+    """``GET /api/v1/timestamp``: ``ts`` in ms."""
+
+    status: str
+    ts: TsMs

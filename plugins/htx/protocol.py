@@ -16,6 +16,19 @@ Channels and topics (one ``sub`` frame per topic, contract code ``BTC-USDT``):
   above (the same subscription serves ``l2`` and ``tob``); ``bbo`` subscribes
   ``market.$code.bbo`` instead (the venue documents it as not strictly real time).
 * ``trades`` from ``market.$code.trade.detail``; ``direction`` is the taker side.
+* ``funding``: polled over REST, because HTX streams funding only on its separate notification
+  endpoint and mark/index prices only as candles on its index endpoint, each a socket with its
+  own dialect, and open interest not at all. Every ``funding_poll_s`` seconds (option: 1, 2,
+  5, 10, 30 or 60; default 5) one round asks, per symbol,
+  ``/linear-swap-api/v1/swap_funding_rate`` (``funding_rate`` for the funding at
+  ``funding_time``; the interval is ``next_funding_time - funding_time`` where
+  both are given), ``/linear-swap-api/v1/swap_open_interest`` (``volume`` contracts x contract
+  size), ``/linear-swap-api/v1/swap_index`` and the latest 1-minute candle of
+  ``/linear-swap-ex/market/history/mark_price_kline`` (its ``close`` is the mark price); once
+  the four answers of a symbol are in, a row if a value changed (``ts_exchange``: the latest
+  answer's ``ts``). Rounds never overlap and at most :data:`POLL_IN_FLIGHT` calls are out at
+  once (:class:`core.rest_poll.RestPoller`); an answer that failed leaves its values as they
+  were. Clock offsets are measured against ``/api/v1/timestamp``.
 
 Sizes arrive in contracts and leave in base units (contracts x ``contract_size`` of the
 instrument). ``ts_exchange`` is the tick's ``ts`` (ms). A broken version chain, a crossed book or a
@@ -43,15 +56,24 @@ import msgspec
 
 from core.book import BookKeeper
 from core.codec import MS_NS
+from core.funding import FundingTracker
 from core.options import OptionSpec
-from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
+from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig, RestResponse
+from core.rest_poll import RestPoller
+from core.rest_poll import parse_key as parse_poll_key
 from core.schema import Event, HealthKind, Level, Trade
 from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
 from plugins.htx.messages import (
     BboTick,
+    Candle,
     ContractInfoReply,
     DepthTick,
     Envelope,
+    FundingRateData,
+    IndexData,
+    OpenInterestData,
+    RestReply,
+    ServerTime,
     TradeTick,
     WireLevel,
 )
@@ -73,12 +95,34 @@ CONTRACT_STATUS: Final = {
     5: "settling", 6: "delivering", 7: "settled", 8: "delivered",
 }
 
+DEFAULT_FUNDING_POLL_S: Final = "5"
+FUNDING_POLL_CHOICES: Final = ("1", "2", "5", "10", "30", "60")
+#: REST calls of a polling round out at once (one more slot is left for clock samples)
+POLL_IN_FLIGHT: Final = 3
+#: the REST calls of one symbol in a polling round: name -> path (``{code}``: contract code)
+POLL_CALLS: Final = {
+    "funding_rate": "/linear-swap-api/v1/swap_funding_rate?contract_code={code}",
+    "open_interest": "/linear-swap-api/v1/swap_open_interest?contract_code={code}",
+    "index": "/linear-swap-api/v1/swap_index?contract_code={code}",
+    "mark": "/linear-swap-ex/market/history/mark_price_kline?contract_code={code}"
+            "&period=1min&size=1",
+}
+#: polling rounds whose answers are still collected (older ones are forgotten)
+KEEP_ROUNDS: Final = 3
+#: distinct poll failures reported per connection
+MAX_POLL_ERRORS: Final = 100
+
 _encode = msgspec.json.Encoder().encode
 _envelope = msgspec.json.Decoder(Envelope)
 _depth = msgspec.json.Decoder(DepthTick)
 _bbo = msgspec.json.Decoder(BboTick)
 _trades = msgspec.json.Decoder(TradeTick)
 _contracts = msgspec.json.Decoder(ContractInfoReply)
+_rest_reply = msgspec.json.Decoder(RestReply)
+_funding_rate = msgspec.json.Decoder(FundingRateData, strict=False)
+_open_interest = msgspec.json.Decoder(list[OpenInterestData], strict=False)
+_index = msgspec.json.Decoder(list[IndexData], strict=False)
+_candles = msgspec.json.Decoder(list[Candle], strict=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +168,7 @@ class SizeScale:
 
 class HtxProtocol(ExchangeProtocol):
     name = "htx"
-    channels = frozenset({"tob", "l2", "trades"})
+    channels = frozenset({"tob", "l2", "trades", "funding"})
     default_url = "wss://api.hbdm.com/linear-swap-ws"
     default_rest_url = "https://api.hbdm.com"
     compression = "gzip"
@@ -134,13 +178,18 @@ class HtxProtocol(ExchangeProtocol):
     max_sends_per_s = 35.0
     requires_instruments = True
     description = ("HTX USDT-margined swaps (depth.size_20/150.high_freq or step0, bbo, "
-                   "trade.detail; contracts x contract_size)")
+                   "trade.detail; funding polled over REST; contracts x contract_size)")
+    server_time_path = "/api/v1/timestamp"
+    max_rest_in_flight = POLL_IN_FLIGHT + 1
 
     options: ClassVar[Mapping[str, OptionSpec]] = {
         "l2_source": OptionSpec(default=DEFAULT_L2_SOURCE, choices=tuple(L2_SOURCES),
                                 help="the book topic of the l2 (and book-based tob) channel"),
         "tob_source": OptionSpec(default=DEFAULT_TOB_SOURCE, choices=TOB_SOURCES,
                                  help="the source of the tob channel: the book topic or bbo"),
+        "funding_poll_s": OptionSpec(default=DEFAULT_FUNDING_POLL_S, choices=FUNDING_POLL_CHOICES,
+                                     help="seconds between two REST polling rounds of the "
+                                          "funding channel"),
     }
 
     def __init__(self, config: ProtocolConfig) -> None:
@@ -166,6 +215,14 @@ class HtxProtocol(ExchangeProtocol):
         self._failed: set[str] = set()  # topics the venue rejected; never requested again
         self.retry: RetryQueue[Topic] = RetryQueue()  # topics refused for a transient reason
         self._reported_instruments = False
+        self.funding = FundingTracker(self.name)
+        self.poller: RestPoller | None = None
+        if "funding" in config.channels:
+            self.poller = RestPoller(float(self.option("funding_poll_s")), POLL_IN_FLIGHT)
+        #: (round, symbol) -> the answers of that round so far and the values they gave
+        self._answers: dict[tuple[int, str], tuple[set[str], dict[str, float | int | None],
+                                                   int | None]] = {}
+        self._poll_errors: set[str] = set()  # (call, reason) already reported this connection
 
     def _topics_for(self, sym: str, book_tob: bool, want_tob: bool) -> list[Topic]:
         code = self.to_native(sym)
@@ -210,10 +267,21 @@ class HtxProtocol(ExchangeProtocol):
                 status=CONTRACT_STATUS.get(c.contract_status, f"status_{c.contract_status}"))
         return out
 
+    @classmethod
+    def parse_server_time(cls, body: bytes) -> int:
+        reply = msgspec.json.decode(body, type=ServerTime)
+        if reply.status != "ok":
+            raise ValueError(f"timestamp: status {reply.status!r}")
+        return reply.ts * MS_NS
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def connection_made(self, now_ns: int) -> list[Event]:
         events = super().connection_made(now_ns)
+        if self.poller is not None:
+            self.poller.start(now_ns)
+        self._answers.clear()
+        self._poll_errors.clear()
         if not self._reported_instruments:
             self._reported_instruments = True
             events.extend(
@@ -242,15 +310,26 @@ class HtxProtocol(ExchangeProtocol):
     def connection_lost(self, now_ns: int) -> list[Event]:
         super().connection_lost(now_ns)  # books untrusted until the next snapshots
         self._pending.clear()
+        if self.poller is not None:
+            self.poller.stop()
         return []
 
     def next_deadline(self) -> int | None:
         due = super().next_deadline()
-        retry = self.retry.next_deadline()
-        return retry if due is None else due if retry is None else min(due, retry)
+        for other in (self.retry.next_deadline(),
+                      self.poller.next_ns if self.poller is not None else None):
+            if other is not None and (due is None or other < due):
+                due = other
+        return due
 
     def on_deadline(self, now_ns: int) -> list[Event]:
         events = super().on_deadline(now_ns)  # overdue snapshots
+        poller = self.poller
+        if poller is not None and poller.next_ns is not None and now_ns >= poller.next_ns:
+            calls = [(f"{name}:{sym}", path.format(code=self.to_native(sym)))
+                     for sym in self.config.symbols for name, path in POLL_CALLS.items()]
+            for key, path in poller.begin(now_ns, calls):
+                self.request_rest(key, path)
         for topic in self.retry.take_due(now_ns):
             self.send(self._request("sub", topic))
             keeper = self._keeper(topic)
@@ -358,6 +437,90 @@ class HtxProtocol(ExchangeProtocol):
             return []
         self._acked.add(topic.name)
         return [self.health(HealthKind.SUBSCRIBED, topic.name, topic.symbol)]
+
+    # -- the funding channel's REST polling -----------------------------------------------------
+
+    def handle_rest(self, response: RestResponse) -> list[Event]:
+        parsed = parse_poll_key(response.key)
+        if parsed is None:
+            return []
+        round_no, name = parsed
+        if self.poller is not None:
+            for key, path in self.poller.answered(response.key, response.recv_ns):
+                self.request_rest(key, path)
+        call, _, sym = name.partition(":")
+        if call not in POLL_CALLS or sym not in self.scale:
+            return []
+        seen, values, ts = self._answers.setdefault((round_no, sym), (set(), {}, None))
+        if call in seen:
+            return []
+        seen.add(call)
+        events: list[Event] = []
+        try:
+            ts = self._poll_answer(call, sym, response, values, ts, events)
+        except (msgspec.MsgspecError, ValueError) as exc:  # a bad body: its values are dropped
+            events.append(self.decode_error(type(exc).__name__, response.body, exc,
+                                            response.recv_ns))
+        self._answers[(round_no, sym)] = (seen, values, ts)
+        if len(seen) == len(POLL_CALLS):  # the symbol's round is complete
+            del self._answers[(round_no, sym)]
+            for key in [k for k in self._answers if k[0] <= round_no - KEEP_ROUNDS]:
+                del self._answers[key]
+            if values:
+                events += self.funding.update(sym, response.recv_ns, ts, **values)
+        return events
+
+    def _poll_answer(self, call: str, sym: str, response: RestResponse,
+                     values: dict[str, float | int | None], ts: int | None,
+                     events: list[Event]) -> int | None:
+        """Put what one answer says into ``values``; returns the latest answer time."""
+        if response.error is not None and not response.body.startswith(b"{"):
+            events += self._poll_error(call, sym, response.error)
+            return ts
+        reply = _rest_reply.decode(response.body)
+        if reply.status != "ok":
+            events += self._poll_error(call, sym, f"{reply.err_code}: "
+                                                  f"{reply.err_msg or reply.status}")
+            return ts
+        data = bytes(reply.data)
+        if call == "funding_rate":
+            fr = _funding_rate.decode(data)
+            values["funding_rate"] = fr.funding_rate
+            values["next_funding_time"] = \
+                fr.funding_time * MS_NS if fr.funding_time is not None else None
+            if fr.funding_time is not None and fr.next_funding_time is not None and \
+                    fr.next_funding_time > fr.funding_time:
+                values["funding_interval_s"] = (fr.next_funding_time - fr.funding_time) // 1000
+            else:
+                values["funding_interval_s"] = None
+        elif call == "open_interest":
+            code = self.to_native(sym)
+            rows = [r for r in _open_interest.decode(data) if r.contract_code == code]
+            if rows:
+                values["open_interest"] = self.scale[sym].size(rows[0].volume)
+        elif call == "index":
+            code = self.to_native(sym)
+            rows_i = [r for r in _index.decode(data) if r.contract_code == code]
+            if rows_i:
+                values["index_px"] = rows_i[0].index_price
+        else:
+            candles = _candles.decode(data)
+            if candles:
+                values["mark_px"] = max(candles, key=lambda c: c.id).close
+        if reply.ts is not None:
+            t = reply.ts * MS_NS
+            return t if ts is None or t > ts else ts
+        return ts
+
+    def _poll_error(self, call: str, sym: str, reason: str) -> list[Event]:
+        """A failed poll is a ``venue_error`` row once per call and reason per connection (the
+        next round asks again; the values stay as they were)."""
+        key = f"{call}:{sym}:{reason}"
+        if key in self._poll_errors or len(self._poll_errors) >= MAX_POLL_ERRORS:
+            return []
+        self._poll_errors.add(key)
+        return [self.health(HealthKind.VENUE_ERROR,
+                            f"funding poll {call} failed: {reason}"[:500], sym)]
 
     # -- helpers ------------------------------------------------------------------------------
 

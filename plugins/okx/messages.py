@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import msgspec
 
-from core.codec import Seq
+from core.codec import Price, Seq, Size, TsMs
+from core.funding import FundingRate
 
 
 class Arg(msgspec.Struct):
@@ -62,6 +63,52 @@ class TradeData(msgspec.Struct):
     sz: str
     side: str
     ts: str
+
+
+class FundingRateData(msgspec.Struct):
+    """A ``funding-rate`` entry: ``fundingRate`` for the funding at ``fundingTime``, the one
+    after at ``nextFundingTime`` (ms strings; decoded with ``strict=False``)."""
+
+    instId: str
+    fundingRate: FundingRate
+    fundingTime: TsMs
+    nextFundingTime: TsMs | None = None
+    ts: TsMs | None = None
+
+
+class MarkPriceData(msgspec.Struct):
+    """A ``mark-price`` entry."""
+
+    instId: str
+    markPx: Price
+    ts: TsMs | None = None
+
+
+class OpenInterestData(msgspec.Struct):
+    """An ``open-interest`` entry: ``oi`` in contracts (``oiCcy`` in coin)."""
+
+    instId: str
+    oi: Size
+    ts: TsMs | None = None
+
+
+class IndexTickerData(msgspec.Struct):
+    """An ``index-tickers`` entry (``instId`` is the index, ``BTC-USDT``)."""
+
+    instId: str
+    idxPx: Price
+    ts: TsMs | None = None
+
+
+class ServerTime(msgspec.Struct):
+    ts: TsMs
+
+
+class ServerTimeReply(msgspec.Struct):
+    """``GET /api/v5/public/time``: ``data[0].ts`` in ms (a string)."""
+
+    code: str
+    data: list[ServerTime]
 
 
 class InstrumentData(msgspec.Struct):

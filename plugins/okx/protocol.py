@@ -2,7 +2,13 @@
 
 Channels: ``tob`` from ``bbo-tbt`` (the best level, pushed on every change), ``l2`` from
 ``books`` (a 400-level snapshot, then updates every 100 ms), ``trades`` from ``trades`` (``side``
-is the taker's side). Symbols: canonical ``BTC-USDT`` is the swap ``BTC-USDT-SWAP``.
+is the taker's side), ``funding`` from four channels merged into one state per symbol:
+``funding-rate`` (``fundingRate`` for the funding at ``fundingTime``; the interval is
+``nextFundingTime - fundingTime``), ``mark-price`` (``markPx``), ``open-interest`` (``oi``
+contracts, converted to base units) and ``index-tickers`` of the index ``BTC-USDT``
+(``idxPx``); a row whenever one of the values changed, ``ts_exchange`` the push's ``ts``.
+Symbols: canonical ``BTC-USDT`` is the swap ``BTC-USDT-SWAP``. Clock offsets are measured
+against ``/api/v5/public/time``.
 
 Sizes: swap sizes are contracts; they leave in base units, times the instrument's ``ctVal``
 (``/api/v5/public/instruments?instType=SWAP``, required). A fractional ``ctVal`` such as 0.01 is
@@ -46,7 +52,8 @@ from typing import ClassVar, Final
 import msgspec
 
 from core.book import BookKeeper, OrderBook
-from core.codec import BadValue, check_price, check_size, levels_from_text, ms_to_ns
+from core.codec import MS_NS, BadValue, check_price, check_size, levels_from_text, ms_to_ns
+from core.funding import FundingTracker
 from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
@@ -55,13 +62,21 @@ from plugins.okx.messages import (
     BboData,
     BookData,
     Envelope,
+    FundingRateData,
+    IndexTickerData,
     InstrumentsReply,
+    MarkPriceData,
+    OpenInterestData,
+    ServerTimeReply,
     TradeData,
 )
 
 PING_INTERVAL_S: Final = 20.0
 MAX_REQUEST_BYTES: Final = 4096
 WIRE_CHANNEL: Final = {"tob": "bbo-tbt", "l2": "books", "trades": "trades"}
+#: the OKX channels of the funding channel; ``index-tickers`` takes the index id (``BTC-USDT``)
+FUNDING_CHANNELS: Final = ("funding-rate", "mark-price", "open-interest", "index-tickers")
+INDEX_CHANNEL: Final = "index-tickers"
 #: error codes that say the argument itself is wrong (does not exist): not asked again
 PERMANENT_ERROR_CODES: Final = frozenset({"60018"})
 #: notice code: the venue will close the connection soon for a service upgrade
@@ -96,7 +111,7 @@ class Scale:
 
 class OkxProtocol(ExchangeProtocol):
     name = "okx"
-    channels = frozenset({"tob", "l2", "trades"})
+    channels = frozenset({"tob", "l2", "trades", "funding"})
     default_url = "wss://ws.okx.com:8443/ws/v5/public"
     default_rest_url = "https://www.okx.com"
     compression = "deflate"
@@ -104,7 +119,9 @@ class OkxProtocol(ExchangeProtocol):
     ping_interval_s = PING_INTERVAL_S
     max_sends_per_s = 3.0
     requires_instruments = True  # swap sizes are contracts
-    description = "OKX v5 perpetual swaps (bbo-tbt, books with seqId chain and checksum, trades)"
+    description = ("OKX v5 perpetual swaps (bbo-tbt, books with seqId chain and checksum, trades, "
+                   "funding-rate/mark-price/open-interest/index-tickers)")
+    server_time_path = "/api/v5/public/time"
     options: ClassVar[Mapping[str, OptionSpec]] = {
         "checksum": OptionSpec(default="on", choices=CHECKSUM_OPTIONS,
                                help="verify the books checksum of every frame that carries one"),
@@ -127,6 +144,14 @@ class OkxProtocol(ExchangeProtocol):
             self.scale[sym] = Scale(self.contract_size(sym))
         self.wanted = [(WIRE_CHANNEL[ch], sym) for sym in config.symbols
                        for ch in ("tob", "l2", "trades") if ch in config.channels]
+        if "funding" in config.channels:
+            self.wanted += [(ch, sym) for sym in config.symbols for ch in FUNDING_CHANNELS]
+        self.by_index = {sym: sym for sym in config.symbols}  # index id -> symbol
+        self.funding = FundingTracker(self.name)
+        self._funding_rate = msgspec.json.Decoder(list[FundingRateData], strict=False)
+        self._mark = msgspec.json.Decoder(list[MarkPriceData], strict=False)
+        self._open_interest = msgspec.json.Decoder(list[OpenInterestData], strict=False)
+        self._index = msgspec.json.Decoder(list[IndexTickerData], strict=False)
         self._env = msgspec.json.Decoder(Envelope)
         self._books = msgspec.json.Decoder(list[BookData])
         self._bbo = msgspec.json.Decoder(list[BboData])
@@ -176,6 +201,13 @@ class OkxProtocol(ExchangeProtocol):
                                      tick_size=tick, lot_size=lot, status=status)
         return out
 
+    @classmethod
+    def parse_server_time(cls, body: bytes) -> int:
+        reply = msgspec.json.decode(body, type=ServerTimeReply, strict=False)
+        if reply.code != "0" or not reply.data:
+            raise ValueError(f"okx time: code {reply.code}")
+        return reply.data[0].ts * MS_NS
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def subscribe(self, now_ns: int) -> list[str]:
@@ -217,10 +249,12 @@ class OkxProtocol(ExchangeProtocol):
         arg = env.arg
         if arg is None or not env.data:
             raise msgspec.ValidationError("frame has neither `event` nor `arg` and `data`")
-        sym = self.by_inst.get(arg.instId)
+        sym = self._symbol_of(arg.channel, arg.instId)
         if sym is None:
             return [self.health(HealthKind.VENUE_ERROR,
                                 f"unexpected push {arg.channel!r} for {arg.instId!r}")]
+        if arg.channel in FUNDING_CHANNELS:
+            return self._on_funding(sym, arg.channel, env, recv_ns)
         if arg.channel == "books":
             self.book_frame(self.l2, sym)
             return self._on_books(sym, env, recv_ns)
@@ -287,9 +321,36 @@ class OkxProtocol(ExchangeProtocol):
                               trade_id=t.tradeId))
         return rows
 
+    def _on_funding(self, sym: str, channel: str, env: Envelope, recv_ns: int) -> list[Event]:
+        """One of the four funding channels: its values merged into the symbol's state."""
+        events: list[Event] = []
+        if channel == "funding-rate":
+            for f in self._funding_rate.decode(env.data):
+                interval = None
+                if f.nextFundingTime and f.nextFundingTime > f.fundingTime:
+                    interval = (f.nextFundingTime - f.fundingTime) // 1000
+                events += self.funding.update(sym, recv_ns, _ms_or_none(f.ts),
+                                              funding_rate=f.fundingRate,
+                                              next_funding_time=f.fundingTime * MS_NS,
+                                              funding_interval_s=interval)
+        elif channel == "mark-price":
+            for m in self._mark.decode(env.data):
+                events += self.funding.update(sym, recv_ns, _ms_or_none(m.ts), mark_px=m.markPx)
+        elif channel == "open-interest":
+            for o in self._open_interest.decode(env.data):
+                events += self.funding.update(sym, recv_ns, _ms_or_none(o.ts),
+                                              open_interest=self.scale[sym](o.oi))
+        else:
+            for i in self._index.decode(env.data):
+                events += self.funding.update(sym, recv_ns, _ms_or_none(i.ts), index_px=i.idxPx)
+        return events
+
+    def _symbol_of(self, channel: str, inst_id: str) -> str | None:
+        return (self.by_index if channel == INDEX_CHANNEL else self.by_inst).get(inst_id)
+
     def _on_event(self, env: Envelope) -> list[Event]:
         arg = env.arg
-        sym = self.by_inst.get(arg.instId) if arg is not None else None
+        sym = self._symbol_of(arg.channel, arg.instId) if arg is not None else None
         if env.event == "subscribe":
             if arg is not None and sym is not None:
                 return [self.health(HealthKind.SUBSCRIBED, arg.channel, sym)]
@@ -332,7 +393,7 @@ class OkxProtocol(ExchangeProtocol):
         return check
 
     def _arg(self, channel: str, sym: str) -> dict[str, str]:
-        return {"channel": channel, "instId": self.inst[sym]}
+        return {"channel": channel, "instId": sym if channel == INDEX_CHANNEL else self.inst[sym]}
 
     def _requests(self, op: str, args: Sequence[dict[str, str]]) -> list[str]:
         """``op`` requests carrying ``args``, as few as fit in ``MAX_REQUEST_BYTES`` each."""
@@ -350,6 +411,11 @@ class OkxProtocol(ExchangeProtocol):
         if batch:
             frames.append((head + b",".join(batch) + b"]}").decode())
         return frames
+
+
+def _ms_or_none(ms: int | None) -> int | None:
+    """A checked ``TsMs`` in ns (None stays None)."""
+    return ms * MS_NS if ms is not None else None
 
 
 def _ms(text: str) -> int:

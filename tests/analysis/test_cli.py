@@ -72,7 +72,8 @@ def test_spreads_end_to_end(data: Dataset, tmp_path: Path,
     for name in ("pair_bybit_gateio.png", "pair_bybit_htx.png", "pair_gateio_htx.png",
                  "leadlag_bybit_htx.png", "latency.png", "summary.md", "opportunities.csv",
                  "opportunities.md", "pairs.csv", "basis_hourly.csv", "leadlag.csv",
-                 "latency.csv", "episodes.parquet"):
+                 "latency.csv", "episodes.parquet", "event_study.csv",
+                 "event_study_bybit_htx.png", "venues.csv"):
         assert (out / name).stat().st_size > 0, name
     opp = pl.read_csv(out / "opportunities.csv")
     assert opp.height == 3 * 2 * 4
@@ -279,8 +280,9 @@ def test_spreads_on_the_exchange_clock(data: Dataset, tmp_path: Path,
                      [*base, "--out", str(out), "--clock", "exchange", "--clock-offset-ms",
                       "htx=0"], capsys)
     assert code == 0
-    assert "Timeline: exchange time ts_exchange + clock offset (htx=0)" in \
-        (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "Timeline: exchange time ts_exchange + each venue's clock offset" in summary
+    assert "htx +0.000 ms (--clock-offset-ms)" in summary
     # on exchange time the lead is the quotes' own 40 ms, without htx's extra 17 ms of latency
     theta = pl.read_csv(out / "leadlag.csv")["hy_theta_ms"].item()
     assert 30.0 <= theta <= 55.0

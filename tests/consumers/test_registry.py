@@ -65,7 +65,7 @@ def test_importing_the_analyzer_registers_nothing() -> None:
             "print(','.join(REGISTRY.names()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          check=True, timeout=60).stdout.strip()
-    assert out == "tob,l2,trades,health"
+    assert out == "tob,l2,trades,health,funding"
 
 
 def test_data_doc_tables_section_is_generated_from_the_registry() -> None:

@@ -73,8 +73,8 @@ def test_subscribe_requests_name_every_stream_in_lower_case() -> None:
         "ethusdt@bookTicker", "ethusdt@depth@100ms", "ethusdt@aggTrade"]}
 
 
-def test_options_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown option 'l2_depth'; binance has no options"):
+def test_unknown_options_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown option 'l2_depth'; valid keys: funding_poll_s"):
         BinanceProtocol(ProtocolConfig(symbols=("BTC-USDT",), channels=("tob",),
                                        options={"l2_depth": "20"}))
 

@@ -107,7 +107,7 @@ def test_symbols_and_endpoints() -> None:
     assert GateioProtocol.default_rest_url == "https://api.gateio.ws"
     assert GateioProtocol.instruments_path() == "/api/v4/futures/usdt/contracts"
     assert GateioProtocol.requires_instruments is True
-    assert GateioProtocol.channels == {"tob", "l2", "trades"}
+    assert GateioProtocol.channels == {"tob", "l2", "trades", "funding"}
 
 
 def test_conformance() -> None:

@@ -146,7 +146,7 @@ def test_list_plugins_names_every_venue_with_channels() -> None:
                             capture_output=True, text=True, cwd=REPO, check=True)
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.split()}
     for venue in ("bybit", "binance", "okx"):
-        assert "channels: l2,tob,trades" in lines[venue]
+        assert "channels: funding,l2,tob,trades" in lines[venue]
 
 
 async def test_sigterm_flushes_and_exits_0(tmp_path: Path) -> None:
