@@ -114,7 +114,7 @@ class FundingTracker:
                 i = FIELDS.index(name)
             except ValueError:
                 raise TypeError(f"unknown funding field {name!r}") from None
-            new[i] = None if value is None else _CHECKS[i](value)  # type: ignore[operator]
+            new[i] = None if value is None else _CHECKS[i](value)  # type: ignore[arg-type]
         if ts_exchange is not None and ts_exchange < MIN_TS_NS:
             raise BadValue(f"exchange time {ts_exchange} ns is before 2000")
         values: Values = tuple(new)  # type: ignore[assignment]

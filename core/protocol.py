@@ -253,7 +253,7 @@ class ExchangeProtocol:
         A venue without :attr:`lanes` is one unnamed lane with the whole config."""
         if not cls.lanes:
             return [(Lane(name="", path="", channels=frozenset(config.channels)), config)]
-        plan = []
+        plan: list[tuple[Lane, ProtocolConfig]] = []
         for lane in cls.lanes:
             mine = tuple(c for c in config.channels if c in lane.channels)
             if mine:  # (one lane measures the venue's clock: the first)

@@ -382,7 +382,7 @@ class Script:
             events.append(market.apply(self.venue, step.symbol, ts_ns, changes))
         for trade in step.trades:
             price, size, taker = trade[0], trade[1], trade[2]
-            trade_id = trade[3] if len(trade) > 3 else None  # type: ignore[misc]
+            trade_id = trade[3] if len(trade) > 3 else None
             events.append(market.print_trade(self.venue, step.symbol, ts_ns,
                                              listing.ticks(price), listing.lots(size),
                                              taker, trade_id))  # type: ignore[arg-type]

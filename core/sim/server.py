@@ -32,7 +32,7 @@ import struct
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -224,7 +224,7 @@ class _Connection:
         self.muted = False
         self.timer_wake = trio.Event()
         self.timer_target: int | None = None
-        self._parts: list[str | bytes] = []
+        self._parts: list[str | bytes | bytearray] = []
         self._size = 0
 
     async def run(self) -> None:
@@ -314,19 +314,22 @@ class _Connection:
 
     # -- input ----------------------------------------------------------------------------------
 
+    async def _hold_if_stalled(self) -> None:
+        """A stalled connection reads nothing more (its client's frames pile up unread)."""
+        if self.stalled:
+            await trio.sleep_forever()
+
     async def _reader(self) -> None:
         while True:
-            if self.stalled:
-                await trio.sleep_forever()
+            await self._hold_if_stalled()
             data = await self.stream.receive_some(RECEIVE_BYTES)
-            if self.stalled:
-                await trio.sleep_forever()
+            await self._hold_if_stalled()
             if not data:
                 self.record.eof = True
                 self.record.client_closed = True
                 return
             try:
-                self.ws.receive_data(data)
+                self.ws.receive_data(bytes(data))
                 for event in self.ws.events():
                     await self._event(event)
             except RemoteProtocolError as exc:
@@ -362,8 +365,8 @@ class _Connection:
                 raise _Closed
             if event.message_finished:
                 parts, self._parts, self._size = self._parts, [], 0
-                message: str | bytes = "".join(parts) if isinstance(event, TextMessage) \
-                    else b"".join(parts)  # type: ignore[arg-type]
+                message: str | bytes = "".join(cast("list[str]", parts)) \
+                    if isinstance(event, TextMessage) else b"".join(cast("list[bytes]", parts))
                 if self.session is not None and not self.stalled:
                     received = self.session.received
                     received.append(message)

@@ -28,6 +28,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Literal
 
 from core.sim.market import (
     S_NS,
@@ -252,7 +253,7 @@ class BookSimulator:
         """A market order of ``lots`` against ``side``; with ``limit``, the requote's stale
         quotes (levels strictly better for the taker than ``limit``): the first few are traded,
         the rest withdrawn by their makers."""
-        taker = "sell" if side == "bid" else "buy"
+        taker: Literal["buy", "sell"] = "sell" if side == "bid" else "buy"
         for n, (price, size) in enumerate(book.top(side, None if limit is not None else 10)):
             if limit is not None:
                 stale = price > limit if side == "bid" else price < limit

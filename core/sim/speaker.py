@@ -168,8 +168,10 @@ class SpeakerSession:
         ``checksum``)."""
         if out.frame is None:
             return None
-        gz = isinstance(out.frame, bytes) and out.frame[:2] == b"\x1f\x8b"
-        raw = gzip.decompress(out.frame) if gz else out.frame
+        raw = out.frame
+        gz = False
+        if isinstance(raw, bytes) and raw[:2] == b"\x1f\x8b":
+            raw, gz = gzip.decompress(raw), True
         try:
             doc = json.loads(raw)
         except ValueError:

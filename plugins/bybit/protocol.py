@@ -250,7 +250,7 @@ class BybitProtocol(ExchangeProtocol):
         for name, value in (("mark_px", t.markPrice), ("index_px", t.indexPrice),
                             ("funding_rate", t.fundingRate), ("open_interest", t.openInterest)):
             if value is not msgspec.UNSET:
-                fields[name] = value  # type: ignore[assignment]
+                fields[name] = value
             elif full:
                 fields[name] = None
         if t.nextFundingTime is not msgspec.UNSET:

@@ -37,7 +37,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from core.sim.market import Ladder, Listing, Market, MarketEvent, PerpUpdate, TradePrint
 from core.sim.simulator import power_of_ten
-from core.sim.speaker import PERMANENT, TRANSIENT_TEXT, Out, SpeakerSession, VenueSpeaker, ms
+from core.sim.speaker import (
+    PERMANENT,
+    TRANSIENT_TEXT,
+    Out,
+    RestReply,
+    SpeakerSession,
+    VenueSpeaker,
+    ms,
+)
 
 S_NS = 1_000_000_000
 PING_INTERVAL_NS = 5 * S_NS
@@ -293,7 +301,7 @@ class HtxSpeaker(VenueSpeaker):
     def server_time(self, venue_ns: int) -> bytes:
         return json.dumps({"status": "ok", "ts": venue_ns // 1_000_000}).encode()
 
-    def rest_at(self, target: str, now_ns: int) -> bytes | None:
+    def rest_at(self, target: str, now_ns: int) -> bytes | RestReply | None:
         parts = urlsplit(target)
         if parts.path in FUNDING_PATHS:
             code = (parse_qs(parts.query).get("contract_code") or [""])[0]

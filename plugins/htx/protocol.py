@@ -464,8 +464,8 @@ class HtxProtocol(ExchangeProtocol):
         self._answers[(round_no, sym)] = (seen, values, ts)
         if len(seen) == len(POLL_CALLS):  # the symbol's round is complete
             del self._answers[(round_no, sym)]
-            for key in [k for k in self._answers if k[0] <= round_no - KEEP_ROUNDS]:
-                del self._answers[key]
+            for stale in [k for k in self._answers if k[0] <= round_no - KEEP_ROUNDS]:
+                del self._answers[stale]
             if values:
                 events += self.funding.update(sym, response.recv_ns, ts, **values)
         return events
