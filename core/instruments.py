@@ -34,6 +34,7 @@ import httpx
 import msgspec
 import trio
 
+from core.codec import S_NS
 from core.protocol import ExchangeProtocol, Instrument
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 FETCH_TIMEOUT_S = 15.0
 #: a cached response older than this is refreshed when the venue can be reached
 CACHE_MAX_AGE_S = 24 * 3600.0
-S_NS = 1_000_000_000
 #: the largest instruments body read (the biggest real one, Coinbase's products, is ~1.5 MB)
 MAX_INSTRUMENTS_BYTES = 32 * 1024 * 1024
 

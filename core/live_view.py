@@ -44,6 +44,7 @@ from rich.text import Text
 
 from core.bus import Bus, SubscriptionStats
 from core.clock import Clock
+from core.codec import S_NS
 from core.schema import Funding
 from core.session import VenueStats
 from core.status import (
@@ -64,8 +65,6 @@ LIVE_REFRESH_S = 0.5  # 2 Hz: readable, and cheap next to the feeds
 RATE_WINDOW_S = 3.0
 MAX_PAIR_ROWS = 30
 MAX_NAME_WIDTH = 20
-S_NS = 1_000_000_000
-MS_NS = 1_000_000
 
 Columns = tuple[tuple[str, JustifyMethod, bool], ...]
 # (header, justify, truncate): names may be cut with an ellipsis, numbers never

@@ -67,6 +67,7 @@ from trio_websocket import (
 
 from core.bus import Bus
 from core.clock import Clock, WallClock
+from core.codec import S_NS
 from core.protocol import ExchangeProtocol
 from core.recording import NullRecorder, Recorder
 from core.rest_calls import RestCalls, RestOverflow
@@ -86,7 +87,6 @@ WS_MESSAGE_QUEUE = 64  # frames trio-websocket may read ahead while a big one is
 OUTBOX_FRAMES = 10_000
 TIMER_IDLE_WAIT_S = 1.0
 TIMER_MIN_WAIT_S = 0.001
-S_NS = 1_000_000_000
 
 ANSWERS = frozenset({HealthKind.SUBSCRIBED, HealthKind.SUBSCRIBE_ERROR, SUBSCRIBE_RETRY})
 

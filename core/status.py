@@ -20,13 +20,13 @@ import trio
 
 from core.bus import Bus, Policy
 from core.clock import Clock
+from core.codec import S_NS
 from core.schema import Event, Funding
 from core.session import VenueStats
 
 log = logging.getLogger("bookwire.status")
 
 DEFAULT_STATUS_INTERVAL_S = 10.0
-S_NS = 1_000_000_000
 
 
 @dataclass

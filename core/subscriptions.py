@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final, Generic, TypeVar
 
+from core.codec import S_NS
 from core.schema import HealthKind
 
 #: health event: a subscription refused for a transient reason; it is retried
@@ -26,7 +27,6 @@ SUBSCRIBE_RETRY: Final = HealthKind.SUBSCRIBE_RETRY
 
 RETRY_INITIAL_S: Final = 1.0
 RETRY_MAX_S: Final = 60.0
-S_NS: Final = 1_000_000_000
 
 # Words venues use when a refusal is about load or rate, not about the request itself.
 TRANSIENT_WORDS: Final = (

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from core.codec import S_NS
 from core.supervisor import RunResult
 from core.tables import table_of_kind, tables_in_order
 
@@ -28,7 +29,6 @@ EXIT_FAILED: Final = 1
 EXIT_USAGE: Final = 2
 EXIT_DATA_LOST: Final = 3
 EXIT_NO_DATA: Final = 4
-S_NS: Final = 1_000_000_000
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, Protocol
 
+from core.codec import S_NS
+
 Side = Literal["bid", "ask"]
 Taker = Literal["buy", "sell"]
-S_NS = 1_000_000_000
-MS_NS = 1_000_000
 RECENT_TRADES = 100
 KEEP_FIRED = 10_000  # play times a repeating script keeps
 

@@ -27,7 +27,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from core.sim.market import S_NS, Listing, Market, MarketEvent, PerpUpdate
+from core.codec import S_NS
+from core.sim.market import Listing, Market, MarketEvent, PerpUpdate
 from core.sim.simulator import FairPrice, SimParams, reference
 
 #: one update per venue and symbol every second

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
+from core.codec import S_NS
 from core.sim.market import (
-    S_NS,
     BookChange,
     Listing,
     Market,

@@ -51,10 +51,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
+from core.codec import MS_NS
 from core.sim.market import Ladder, Listing, Market, MarketEvent, TrueBook
-
-MS_NS = 1_000_000
-S_NS = 1_000_000_000
 
 #: subscription refusals a speaker can be told to make (fault kit)
 PERMANENT = "permanent"

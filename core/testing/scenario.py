@@ -29,6 +29,7 @@ import trio
 from core.book import BookKeeper
 from core.bus import Bus
 from core.clock import TrioClock
+from core.codec import S_NS
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import (
     SYMBOL_BREAKS,
@@ -48,7 +49,6 @@ from core.sim.simulator import SimParams, reference, simulate
 from core.sim.speaker import VenueSpeaker
 from core.testing.faults import FaultPlan
 
-S_NS = 1_000_000_000
 START_NS = 1_786_000_000 * S_NS  # 2026-08-06: the market's epoch in scenarios
 
 

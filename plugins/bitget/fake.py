@@ -31,6 +31,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from core.codec import S_NS
 from core.sim.market import (
     BookChange,
     Ladder,
@@ -43,7 +44,6 @@ from core.sim.market import (
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import PERMANENT, TRANSIENT_TEXT, Out, SpeakerSession, VenueSpeaker, ms
 
-S_NS = 1_000_000_000
 INST_TYPE = "USDT-FUTURES"
 PING_TIMEOUT_NS = 120 * S_NS
 FIRST_SEQ = 2**53 + 1000  # above 2^53: clients must keep it an exact integer

@@ -28,6 +28,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from core.codec import S_NS
 from core.sim.market import Listing, MarketEvent, PerpUpdate, TradePrint
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import (
@@ -39,7 +40,6 @@ from core.sim.speaker import (
     ms,
 )
 
-S_NS = 1_000_000_000
 TOB_REPEAT_NS = 3 * S_NS
 DEPTHS = {"1": 1, "50": 50, "200": 200, "1000": 1000}
 INSTRUMENTS_PATH = "/v5/market/instruments-info"

@@ -28,11 +28,11 @@ from typing import Any
 
 import msgspec
 
+from core.codec import S_NS
 from core.sim.market import Listing, MarketEvent, TradePrint
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import PERMANENT, TRANSIENT_TEXT, Out, SpeakerSession, VenueSpeaker
 
-S_NS = 1_000_000_000
 HEARTBEAT_NS = S_NS
 PRODUCTS_PATH = "/api/v3/brokerage/market/products"
 BASE_TIME = datetime(2026, 8, 9, 21, 5, 48, tzinfo=UTC)

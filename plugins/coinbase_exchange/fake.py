@@ -25,11 +25,11 @@ from typing import Any
 
 import msgspec
 
+from core.codec import S_NS
 from core.sim.market import Listing, Market, MarketEvent, TradePrint
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import PERMANENT, TRANSIENT_TEXT, Out, SpeakerSession, VenueSpeaker
 
-S_NS = 1_000_000_000
 SUBSCRIBE_WITHIN_NS = 5 * S_NS
 HEARTBEAT_NS = S_NS
 PRODUCTS_PATH = "/products"

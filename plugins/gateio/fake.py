@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from core.codec import S_NS
 from core.sim.market import (
     BookChange,
     Ladder,
@@ -44,7 +45,6 @@ from core.sim.market import (
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import PERMANENT, TRANSIENT_TEXT, Out, SpeakerSession, VenueSpeaker, ms
 
-S_NS = 1_000_000_000
 FIRST_ID = 1000
 CONTRACTS_PATH = "/api/v4/futures/usdt/contracts"
 OBU_DEPTHS = {"50": 50, "400": 400}

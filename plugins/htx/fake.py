@@ -35,6 +35,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from core.codec import S_NS
 from core.sim.market import Ladder, Listing, Market, MarketEvent, PerpUpdate, TradePrint
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import (
@@ -47,7 +48,6 @@ from core.sim.speaker import (
     ms,
 )
 
-S_NS = 1_000_000_000
 PING_INTERVAL_NS = 5 * S_NS
 MAX_MISSED_PINGS = 4
 PING_EXPIRED_CODE = 1003
