@@ -15,6 +15,7 @@ from pathlib import Path
 import polars as pl
 import trio
 
+from core.codec import MS_NS
 from core.run import async_main
 from core.sim.market import Market, Script, Step, load_text
 from core.sim.server import Simulation
@@ -24,7 +25,6 @@ from tests.session.sims import BITGET_BTC, BITGET_ETH, endpoints, serving, simul
 from tests.tables import msg_rank
 
 CEILING_S = 60
-MS_NS = 1_000_000
 TS0 = 1_786_310_818_000  # ms: the two trades that happened before the run
 Wire = list[tuple[str, str]]
 

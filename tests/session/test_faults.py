@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from core.codec import S_NS
 from core.plugins import load_plugins
 from core.schema import BookUpdate, HealthKind, TopOfBook, Trade
 from core.session import (
@@ -58,7 +59,6 @@ FAULT_PATH = {"binance": "/public/ws"}
 MIN_DURATION_S = 12.0  # market time: the fault fires in the first second; then recovery + margin
 RESUBSCRIBE_S = 2.0  # resubscribe -> snapshot on loopback, paced sends included
 NEXT_FRAME_S = 3.0  # a frame fault is seen at that symbol's next frame
-S_NS = 1_000_000_000
 
 NO_SEQUENCE = ("level2_batch carries no sequence number: a lost, repeated or reordered update "
                "cannot be detected (documented in docs/venues/coinbase.md)")

@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 import trio
 
+from core.codec import MS_NS
 from core.run import async_main
 from core.sim.market import Market, Script, Step, load_text
 from core.sim.server import Simulation
@@ -21,7 +22,6 @@ from tests.tables import msg_rank
 
 CEILING_S = 30.0
 DURATION_S = 2.0
-MS_NS = 1_000_000
 
 
 def gate_market() -> tuple[Simulation, Script]:

@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 import trio
 
+from core.codec import MS_NS
 from core.run import async_main
 from core.sim.market import Market, Script, Step, load_text
 from core.sim.server import Simulation
@@ -27,7 +28,6 @@ BOOK = "market.BTC-USDT.depth.size_20.high_freq"
 TRADES = "market.BTC-USDT.trade.detail"
 CEILING_S = 30.0
 DURATION_S = 2.0
-MS_NS = 1_000_000
 
 
 def htx_market() -> tuple[Simulation, Script]:

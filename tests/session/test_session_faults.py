@@ -16,6 +16,7 @@ from trio.testing import MockClock
 
 from core.bus import Bus
 from core.clock import TrioClock
+from core.codec import S_NS
 from core.protocol import ProtocolConfig
 from core.schema import Event, Health, HealthKind
 from core.session import CONNECT_TIMEOUT_S, Backoff, Session, dead_socket_bound_s
@@ -26,7 +27,6 @@ from plugins.bybit.fake import BybitSpeaker
 from plugins.bybit.protocol import BybitProtocol
 
 CEILING_S = 120  # virtual seconds
-S_NS = 1_000_000_000
 BTC = Listing("bybit", "BTC-USDT", tick=Decimal("0.1"), lot=Decimal("0.001"))
 CONFIG = ProtocolConfig(symbols=("BTC-USDT",), channels=("tob", "l2"))
 

@@ -27,6 +27,7 @@ import duckdb
 import polars as pl
 import trio
 
+from core.codec import MS_NS
 from core.run import async_main
 from core.sim.market import Market, Script, Step, load_text
 from tests.session.sims import BYBIT_BTC, HTX_BTC, endpoints, serving, simulation
@@ -42,7 +43,6 @@ TABLES = ("tob", "l2", "trades")
 #: the documented duplicate keys (docs/data.md, "Reading from Redis Streams")
 KEYS = {"tob": None, "l2": ["exchange", "symbol", "msg_id", "side", "price"],
         "trades": ["exchange", "symbol", "trade_id"], "health": None}
-MS_NS = 1_000_000
 
 
 def bybit_steps() -> list[Step]:

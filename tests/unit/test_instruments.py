@@ -16,6 +16,7 @@ import h11
 import pytest
 import trio
 
+from core.codec import S_NS
 from core.instruments import (
     CACHE_MAX_AGE_S,
     InstrumentsUnavailable,
@@ -31,7 +32,6 @@ from tests.session.sims import HTX_BTC, HTX_ETH, rest_of
 
 CEILING_S = 20
 DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port
-S_NS = 1_000_000_000
 
 
 def contract_info() -> bytes:

@@ -38,11 +38,11 @@ from typing import Any
 import msgspec
 
 from bookwire_kraken.checksum import checksum_of
+from core.codec import S_NS
 from core.sim.market import BookChange, Ladder, Listing, Market, MarketEvent, TradePrint
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import PERMANENT, Out, SpeakerSession, VenueSpeaker
 
-S_NS = 1_000_000_000
 HEARTBEAT_NS = S_NS
 TRADE_SNAPSHOT = 50
 DEPTHS = (10, 25, 100, 500, 1000)

@@ -11,12 +11,12 @@ import pytest
 from bookwire_kraken.checksum import level_text
 from bookwire_kraken.protocol import KrakenProtocol
 
+from core.codec import S_NS
 from core.protocol import ProtocolConfig
 from core.schema import BookUpdate, Event, Health, HealthKind, TopOfBook, Trade
 from core.subscriptions import SUBSCRIBE_RETRY
 from core.testing.conformance import check_protocol
 
-S_NS = 1_000_000_000
 T0 = 1_786_310_818 * S_NS
 CONFIG = ProtocolConfig(symbols=("BTC-USD", "ETH-USD"), channels=("tob", "l2", "trades"))
 
