@@ -526,7 +526,7 @@ class OkxProtocol(ExchangeProtocol):
 
     def _requests(self, op: str, keys: Sequence[Key]) -> list[str]:
         """``op`` requests carrying ``keys``, as few as fit in ``MAX_REQUEST_BYTES`` each, each
-        with an ``id`` of its own and remembered until its first answer."""
+        with an ``id`` of its own and remembered until each argument is answered."""
         head = len(b'{"op":"' + op.encode() + b'","args":[]}') + ID_ROOM
         frames: list[str] = []
         batch: list[Key] = []
