@@ -7,9 +7,9 @@ What it says, as OKX does (``wss://ws.okx.com:8443/ws/v5/public``, ``https://www
   its own (``{"event":"subscribe","arg":{...},"connId":...}``); an argument for an instrument or
   channel that does not exist gets ``{"event":"error","code":"60018","msg":"Wrong URL or
   channel:books,instId:X doesn't exist. ..."}``, which names the argument only in its message; a
-  refusal for load refuses the whole request with ``60014`` (``Requests too frequent.``), naming
-  nothing; a frame that is not a request gets ``60012`` (``Invalid request``); ``unsubscribe``
-  likewise;
+  refusal for load refuses the whole request with ``60014`` (``Requests too frequent``), naming
+  no argument, only the request's ``id`` where the request has one; a frame that is not a
+  request gets ``60012`` (``Invalid request``); ``unsubscribe`` likewise;
 * the text ``ping`` is answered with the text ``pong``; a connection with no subscription, no
   client frame and no push for 30 s is closed, as OKX does;
 * ``books``: a ``snapshot`` of up to 400 levels a side, then ``update``s holding the changed
@@ -117,8 +117,10 @@ class OkxSession(SpeakerSession):
             for arg in args:
                 symbol = self.speaker.by_inst.get(str(arg.get("instId")))
                 if symbol is not None and self.speaker.transient(symbol):
-                    # a load refusal: the whole request is refused, naming nothing
-                    return [self._error("60014", "Requests too frequent.", symbol)]
+                    # a load refusal: the whole request is refused, naming nothing but the
+                    # request's own id
+                    return [self._error("60014", "Requests too frequent", symbol,
+                                        msg.get("id"))]
         outs: list[Out] = []
         for arg in args:
             outs.extend(self._arg(str(op), arg, now_ns))
@@ -155,9 +157,12 @@ class OkxSession(SpeakerSession):
                            "exist. Please use the correct URL, channel and parameters referring "
                            "to API document.", symbol)
 
-    def _error(self, code: str, msg: str, symbol: str | None = None) -> Out:
-        return Out(_text({"event": "error", "code": code, "msg": msg, "connId": self._conn()}),
-                   "error", symbol)
+    def _error(self, code: str, msg: str, symbol: str | None = None,
+               req_id: object = None) -> Out:
+        doc = {"event": "error", "code": code, "msg": msg, "connId": self._conn()}
+        if req_id is not None:
+            doc = {"id": str(req_id), **doc}  # OKX echoes the request's id
+        return Out(_text(doc), "error", symbol)
 
     def _conn(self) -> str:
         return f"{0xa4d3ae55 + self.conn_id:x}"

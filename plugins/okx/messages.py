@@ -24,9 +24,10 @@ class Arg(msgspec.Struct):
 
 class Envelope(msgspec.Struct):
     """Every JSON frame: a push (``arg``/``data``, ``action`` on books) or an event (acks,
-    errors, notices)."""
+    errors, notices; ``id`` echoes the request's ``id`` where the request had one)."""
 
     event: str | None = None
+    id: str | None = None
     arg: Arg | None = None
     action: str | None = None
     data: msgspec.Raw = msgspec.Raw(b"")  # empty when absent

@@ -39,6 +39,17 @@ argument; an error names it only in its message, from which the instrument is re
 be. A ``notice`` (code 64008: the venue will close the connection for an upgrade) becomes a
 ``venue_upgrade`` health row.
 
+Refusals for load: every request carries an ``id``, which the venue echoes in its replies, and
+the plugin keeps the requests of the connection whose arguments are not all answered yet. An
+error ``60014`` ("Requests too frequent") refuses a whole request and names no argument: its
+``id`` says which request it was (an error without ``id`` is taken for the oldest request of
+which nothing was answered yet, as the venue answers in order). Each of its arguments is a
+``subscribe_retry`` row (one per symbol) and the request is sent again after a backoff
+(:class:`core.subscriptions.RetryQueue`: 1 s, doubling per refusal, at most 60 s); an argument
+refused ``MAX_TRANSIENT_REFUSALS`` times in a row becomes a ``subscribe_error`` and is not asked
+again. An acknowledgement resets its argument's count and the backoff. A refused
+``unsubscribe`` is a ``venue_error`` row.
+
 Pure: no trio, no sockets, no clock reads.
 """
 
@@ -46,6 +57,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import ClassVar, Final
 
@@ -57,6 +69,7 @@ from core.funding import FundingTracker
 from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
+from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
 from plugins.okx.checksum import book_checksum
 from plugins.okx.messages import (
     BboData,
@@ -79,6 +92,15 @@ FUNDING_CHANNELS: Final = ("funding-rate", "mark-price", "open-interest", "index
 INDEX_CHANNEL: Final = "index-tickers"
 #: error codes that say the argument itself is wrong (does not exist): not asked again
 PERMANENT_ERROR_CODES: Final = frozenset({"60018"})
+#: "Requests too frequent": the whole request is refused for load, naming no argument
+TRANSIENT_ERROR_CODES: Final = frozenset({"60014"})
+#: transient refusals of an argument in a row after which it is not asked again
+MAX_TRANSIENT_REFUSALS: Final = 8
+#: requests waiting for answers, at most (the oldest is forgotten beyond)
+MAX_IN_FLIGHT: Final = 256
+#: room for a request's ``"id"`` (the venue takes at most 32 characters)
+ID_ROOM: Final = len(b'"id":"",') + 32
+REQUEST_PREFIX: Final = {"subscribe": "sub", "unsubscribe": "unsub"}
 #: notice code: the venue will close the connection soon for a service upgrade
 UPGRADE_NOTICE: Final = "64008"
 VENUE_UPGRADE: Final = "venue_upgrade"
@@ -86,6 +108,19 @@ CHECKSUM_OPTIONS: Final = ("on", "off")
 _INST_IN_MESSAGE = re.compile(r"instId:([A-Za-z0-9._-]+)")
 
 _encode = msgspec.json.Encoder().encode
+
+#: an OKX argument of a symbol: (OKX channel, canonical symbol)
+Key = tuple[str, str]
+
+
+@dataclass(slots=True)
+class _Request:
+    """A request sent on this connection, and which of its arguments still await an answer."""
+
+    req_id: str
+    op: str
+    keys: tuple[Key, ...]
+    waiting: set[Key]
 
 
 class Scale:
@@ -156,7 +191,13 @@ class OkxProtocol(ExchangeProtocol):
         self._books = msgspec.json.Decoder(list[BookData])
         self._bbo = msgspec.json.Decoder(list[BboData])
         self._trades = msgspec.json.Decoder(list[TradeData])
-        self._failed: set[tuple[str, str]] = set()  # (OKX channel, symbol)
+        self._failed: set[Key] = set()
+        self._req_n = 0
+        #: requests of this connection still waiting for answers, by ``id``
+        self._in_flight: dict[str, _Request] = {}
+        #: requests refused for load, sent again when their delay is over
+        self.retry: RetryQueue[tuple[Key, ...]] = RetryQueue()
+        self._refusals: dict[Key, int] = {}  # transient refusals in a row, per argument
         #: checksums skipped because the venue sent 0 (the field is deprecated)
         self.unchecked = 0
 
@@ -211,31 +252,38 @@ class OkxProtocol(ExchangeProtocol):
     # -- lifecycle ----------------------------------------------------------------------------
 
     def subscribe(self, now_ns: int) -> list[str]:
-        args = []
-        for channel, sym in self.wanted:
-            if (channel, sym) in self._failed:
-                continue
-            args.append(self._arg(channel, sym))
-            if channel == "books":
-                self.l2.expect_snapshot(sym, now_ns)
-        return self._requests("subscribe", args)
+        self._in_flight.clear()
+        self.retry.clear()  # a new connection subscribes everything anyway
+        return self._subscribe([key for key in self.wanted if key not in self._failed], now_ns)
 
     def ping_frame(self, now_ns: int) -> str:
         return "ping"  # text, not JSON
+
+    def next_deadline(self) -> int | None:
+        due = super().next_deadline()
+        retry = self.retry.next_deadline()
+        return retry if due is None else due if retry is None else min(due, retry)
+
+    def on_deadline(self, now_ns: int) -> list[Event]:
+        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
+        for keys in self.retry.take_due(now_ns):
+            for frame in self._subscribe([k for k in keys if k not in self._failed], now_ns):
+                self.send(frame)
+        return events
 
     def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
         """l2: unsubscribe + subscribe the ``books`` argument of each symbol (batched), which
         brings a new snapshot. tob: nothing to ask, every ``bbo-tbt`` push is a whole book."""
         if keeper is not self.l2:
             return
-        args = []
+        keys: list[Key] = []
         for sym in symbols:
             if ("books", sym) in self._failed or "l2" not in self.config.channels:
                 continue
-            args.append(self._arg("books", sym))
+            keys.append(("books", sym))
             keeper.expect_snapshot(sym, now_ns)
         for op in ("unsubscribe", "subscribe"):
-            for frame in self._requests(op, args):
+            for frame in self._requests(op, keys):
                 self.send(frame)
 
     # -- frames -------------------------------------------------------------------------------
@@ -351,32 +399,106 @@ class OkxProtocol(ExchangeProtocol):
     def _on_event(self, env: Envelope) -> list[Event]:
         arg = env.arg
         sym = self._symbol_of(arg.channel, arg.instId) if arg is not None else None
+        key = (arg.channel, sym) if arg is not None and sym is not None else None
         if env.event == "subscribe":
-            if arg is not None and sym is not None:
-                return [self.health(HealthKind.SUBSCRIBED, arg.channel, sym)]
+            self._answered(env.id, key, "subscribe")
+            if key is not None:
+                self.retry.succeeded()
+                self._refusals.pop(key, None)
+                return [self.health(HealthKind.SUBSCRIBED, key[0], key[1])]
             return []
         if env.event == "unsubscribe":
+            self._answered(env.id, key, "unsubscribe")
             return []
         if env.event == "error":
-            return [self._on_error(env)]
+            return self._on_error(env)
         if env.event == "notice":
             kind = VENUE_UPGRADE if env.code == UPGRADE_NOTICE else HealthKind.VENUE_ERROR
             return [self.health(kind, f"notice {env.code}: {env.msg or ''}".rstrip(": "))]
         return [self.health(HealthKind.VENUE_ERROR, f"unknown event {env.event!r}: {env.msg}")]
 
-    def _on_error(self, env: Envelope) -> Event:
-        """Errors do not echo their argument; its instrument is read from the message."""
+    def _on_error(self, env: Envelope) -> list[Event]:
+        """Errors do not echo their argument; its instrument is read from the message, and the
+        request is known by its ``id``. A refusal for load is retried (see the module doc)."""
         code = env.code or ""
         detail = f"error {code}: {env.msg or 'no reason given'}"
         found = _INST_IN_MESSAGE.search(env.msg or "")
         sym = self.by_inst.get(found.group(1)) if found else None
-        if sym is not None and code in PERMANENT_ERROR_CODES:
-            for channel, owner in self.wanted:
-                if owner == sym and channel in (env.msg or ""):
-                    self._failed.add((channel, sym))
-                    if channel == "books":
-                        self.l2.forget(sym)
-        return self.health(HealthKind.SUBSCRIBE_ERROR, detail, sym)
+        keys = [(channel, sym) for channel, owner in self.wanted
+                if sym is not None and owner == sym and channel in (env.msg or "")]
+        if code not in PERMANENT_ERROR_CODES and \
+                is_transient(env.msg, code, TRANSIENT_ERROR_CODES):
+            request = self._refused(env.id)
+            if request is not None and request.op == "subscribe":
+                return self._refused_for_load(request.keys, detail)
+            if request is not None:
+                return [self.health(HealthKind.VENUE_ERROR, f"{request.op} refused: {detail}")]
+            return [self.health(HealthKind.SUBSCRIBE_ERROR, detail, sym)]
+        for key in keys:
+            self._answered(env.id, key, None)
+            if code in PERMANENT_ERROR_CODES:
+                self._drop(key)
+        return [self.health(HealthKind.SUBSCRIBE_ERROR, detail, sym)]
+
+    def _refused_for_load(self, keys: tuple[Key, ...], detail: str) -> list[Event]:
+        """A subscribe request refused for load: sent again later, or given up on."""
+        retried: list[Key] = []
+        given_up: list[Key] = []
+        for key in keys:
+            if key in self._failed:
+                continue
+            refusals = self._refusals.get(key, 0) + 1
+            if refusals >= MAX_TRANSIENT_REFUSALS:
+                self._drop(key)
+                given_up.append(key)
+            else:
+                self._refusals[key] = refusals
+                retried.append(key)
+                if key[0] == "books":
+                    self.l2.forget(key[1])
+        events: list[Event] = []
+        if retried:
+            delay = self.retry.defer(tuple(retried), self.now_ns)
+            for sym, channels in _by_symbol(retried).items():
+                events.append(self.health(SUBSCRIBE_RETRY, f"{channels}: {detail}; retrying in "
+                                          f"{delay:g} s", sym))
+        for sym, channels in _by_symbol(given_up).items():
+            events.append(self.health(HealthKind.SUBSCRIBE_ERROR, f"{channels}: {detail}; "
+                                      f"refused {MAX_TRANSIENT_REFUSALS} times in a row, not "
+                                      "asked again", sym))
+        return events
+
+    def _drop(self, key: Key) -> None:
+        """Never ask for ``key`` again."""
+        self._failed.add(key)
+        self._refusals.pop(key, None)
+        if key[0] == "books":
+            self.l2.forget(key[1])
+
+    def _answered(self, req_id: str | None, key: Key | None, op: str | None) -> None:
+        """``key`` was answered (acknowledged, or refused on its own): in the request whose ``id``
+        the reply echoes, else in the oldest request (of ``op``) still waiting for it, as the
+        venue answers in order. A request with every argument answered is done."""
+        if key is None:
+            return
+        request = self._in_flight.get(req_id) if req_id else None
+        if request is None and not req_id:
+            request = next((r for r in self._in_flight.values()
+                            if key in r.waiting and op in (None, r.op)), None)
+        if request is not None:
+            request.waiting.discard(key)
+            if not request.waiting:
+                del self._in_flight[request.req_id]
+
+    def _refused(self, req_id: str | None) -> _Request | None:
+        """The request a refusal of a whole request is about: the one whose ``id`` it echoes,
+        else the oldest request with nothing answered yet."""
+        if req_id:
+            return self._in_flight.pop(req_id, None)
+        for request in self._in_flight.values():
+            if len(request.waiting) == len(request.keys):
+                return self._in_flight.pop(request.req_id)
+        return None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -395,22 +517,49 @@ class OkxProtocol(ExchangeProtocol):
     def _arg(self, channel: str, sym: str) -> dict[str, str]:
         return {"channel": channel, "instId": sym if channel == INDEX_CHANNEL else self.inst[sym]}
 
-    def _requests(self, op: str, args: Sequence[dict[str, str]]) -> list[str]:
-        """``op`` requests carrying ``args``, as few as fit in ``MAX_REQUEST_BYTES`` each."""
-        head = b'{"op":"' + op.encode() + b'","args":['
+    def _subscribe(self, keys: Sequence[Key], now_ns: int) -> list[str]:
+        """Subscribe requests for ``keys``; each ``books`` argument waits for its snapshot."""
+        for channel, sym in keys:
+            if channel == "books":
+                self.l2.expect_snapshot(sym, now_ns)
+        return self._requests("subscribe", keys)
+
+    def _requests(self, op: str, keys: Sequence[Key]) -> list[str]:
+        """``op`` requests carrying ``keys``, as few as fit in ``MAX_REQUEST_BYTES`` each, each
+        with an ``id`` of its own and remembered until each argument is answered."""
+        head = len(b'{"op":"' + op.encode() + b'","args":[]}') + ID_ROOM
         frames: list[str] = []
-        batch: list[bytes] = []
-        size = len(head) + 2
-        for arg in args:
-            item = _encode(arg)
-            if batch and size + len(item) + 1 > MAX_REQUEST_BYTES:
-                frames.append((head + b",".join(batch) + b"]}").decode())
-                batch, size = [], len(head) + 2
-            size += len(item) + (1 if batch else 0)
-            batch.append(item)
-        if batch:
-            frames.append((head + b",".join(batch) + b"]}").decode())
+        batch: list[Key] = []
+        items: list[bytes] = []
+        size = head
+        for key in keys:
+            item = _encode(self._arg(*key))
+            if items and size + len(item) + 1 > MAX_REQUEST_BYTES:
+                frames.append(self._request(op, batch, items))
+                batch, items, size = [], [], head
+            size += len(item) + (1 if items else 0)
+            batch.append(key)
+            items.append(item)
+        if items:
+            frames.append(self._request(op, batch, items))
         return frames
+
+    def _request(self, op: str, keys: list[Key], items: list[bytes]) -> str:
+        self._req_n += 1
+        req_id = f"{REQUEST_PREFIX.get(op, op)}{self._req_n}"
+        if len(self._in_flight) >= MAX_IN_FLIGHT:
+            del self._in_flight[next(iter(self._in_flight))]
+        self._in_flight[req_id] = _Request(req_id, op, tuple(keys), set(keys))
+        return (b'{"id":"' + req_id.encode() + b'","op":"' + op.encode() + b'","args":['
+                + b",".join(items) + b"]}").decode()
+
+
+def _by_symbol(keys: Sequence[Key]) -> dict[str, str]:
+    """The OKX channels of ``keys``, comma-separated, per symbol (in order)."""
+    out: dict[str, list[str]] = {}
+    for channel, sym in keys:
+        out.setdefault(sym, []).append(channel)
+    return {sym: ",".join(channels) for sym, channels in out.items()}
 
 
 def _ms_or_none(ms: int | None) -> int | None:

@@ -16,7 +16,7 @@ from core.codec import MS_NS, S_NS
 from core.protocol import Instrument, ProtocolConfig
 from core.schema import BookUpdate, Event, Health, TopOfBook, Trade
 from core.testing.conformance import check_protocol
-from plugins.okx.protocol import OkxProtocol
+from plugins.okx.protocol import MAX_TRANSIENT_REFUSALS, OkxProtocol
 
 T_MS = 1_786_310_818_000
 T0 = T_MS * MS_NS
@@ -95,7 +95,7 @@ def test_subscribe_names_the_swaps() -> None:
                                    instruments=INSTRUMENTS))
     p.connection_made(T0)
     [frame] = p.frames_to_send()
-    assert json.loads(frame) == {"op": "subscribe", "args": [
+    assert json.loads(frame) == {"id": "sub1", "op": "subscribe", "args": [
         {"channel": "bbo-tbt", "instId": "BTC-USDT-SWAP"},
         {"channel": "books", "instId": "BTC-USDT-SWAP"},
         {"channel": "bbo-tbt", "instId": "ETH-USDT-SWAP"},
@@ -106,6 +106,7 @@ def test_subscribe_names_the_swaps() -> None:
     frames = many.frames_to_send()
     assert len(frames) > 1 and all(len(f.encode()) <= 4096 for f in frames)
     assert sum(len(json.loads(f)["args"]) for f in frames) == 100
+    assert len({json.loads(f)["id"] for f in frames}) == len(frames)  # an id per request
 
 
 def test_snapshot_and_update_checksum_on_wire_text_sizes_in_base_units() -> None:
@@ -137,8 +138,10 @@ def test_a_checksum_of_float_formatted_prices_is_a_mismatch_and_resyncs_that_boo
     events = p.receive(books("update", "BTC-USDT-SWAP", [], [], 101, 100, wrong), T0 + 2)
     assert health(events) == [("checksum_mismatch", "BTC-USDT")]
     assert [json.loads(f) for f in p.frames_to_send()] == [
-        {"op": "unsubscribe", "args": [{"channel": "books", "instId": "BTC-USDT-SWAP"}]},
-        {"op": "subscribe", "args": [{"channel": "books", "instId": "BTC-USDT-SWAP"}]}]
+        {"id": "unsub2", "op": "unsubscribe",
+         "args": [{"channel": "books", "instId": "BTC-USDT-SWAP"}]},
+        {"id": "sub3", "op": "subscribe",
+         "args": [{"channel": "books", "instId": "BTC-USDT-SWAP"}]}]
     assert p.l2.is_live("ETH-USDT") and not p.l2.is_live("BTC-USDT")
     events = snapshot(p, seq=200)  # the new subscription's snapshot
     assert health(events)[0] == ("resynced", "BTC-USDT")
@@ -239,6 +242,151 @@ def test_acks_errors_notices_ping_and_deflate() -> None:
     frame = deflater.compress(b'{"event":"unsubscribe","arg":{"channel":"books",'
                               b'"instId":"BTC-USDT-SWAP"}}') + deflater.flush()
     assert p.receive(frame, T0 + 6) == []
+
+
+def too_frequent(req_id: str | None) -> str:
+    """OKX's refusal for load: the whole request, naming no argument, echoing the id."""
+    doc = {"event": "error", "code": "60014", "msg": "Requests too frequent",
+           "connId": "a4d3ae55"}
+    return json.dumps(doc if req_id is None else {"id": req_id, **doc})
+
+
+def sent(p: OkxProtocol) -> list[dict]:
+    """The requests the protocol has to send (the text pings left out)."""
+    return [json.loads(f) for f in p.frames_to_send() if f != "ping"]
+
+
+def ack(req_id: str, channel: str, inst: str) -> str:
+    return json.dumps({"id": req_id, "event": "subscribe",
+                       "arg": {"channel": channel, "instId": inst}, "connId": "a4d3ae55"})
+
+
+def test_a_refusal_for_load_is_retried_after_a_backoff_and_then_subscribed() -> None:
+    p = proto("BTC-USDT", "ETH-USDT", channels=("l2", "trades"))
+    p.connection_made(T0)
+    [request] = sent(p)
+    assert len(request["args"]) == 4 and p.l2.next_deadline() is not None
+    events = p.receive(too_frequent(request["id"]), T0 + 1)
+    assert health(events) == [("subscribe_retry", "BTC-USDT"), ("subscribe_retry", "ETH-USDT")]
+    assert events[0].detail == "books,trades: error 60014: Requests too frequent; retrying in 1 s"
+    # nothing is sent, and no snapshot is awaited, until the delay is over
+    assert p.frames_to_send() == [] and p.l2.next_deadline() is None
+    assert p.next_deadline() == T0 + 1 + S_NS
+    assert p.on_deadline(T0 + S_NS) == [] and p.frames_to_send() == []
+    p.on_deadline(T0 + 1 + S_NS)
+    [again] = sent(p)
+    assert again["args"] == request["args"] and again["id"] != request["id"]
+    assert p.l2.next_deadline() is not None  # the books snapshot is awaited again
+    [ok] = p.receive(ack(again["id"], "books", "BTC-USDT-SWAP"), T0 + 2 * S_NS)
+    assert (ok.event, ok.symbol, ok.detail) == ("subscribed", "BTC-USDT", "books")
+    assert p.retry.failures == 0 and p.next_deadline() != T0 + 1 + S_NS
+    assert health(snapshot(p)) == [("snapshot", "BTC-USDT")]
+
+
+def test_the_backoff_doubles_and_the_argument_is_given_up_after_the_cap() -> None:
+    p = proto(channels=("l2",))
+    p.connection_made(T0)
+    now = T0
+    delays = []
+    for _ in range(MAX_TRANSIENT_REFUSALS - 1):
+        [request] = sent(p)
+        [retry] = p.receive(too_frequent(request["id"]), now)
+        assert (retry.event, retry.symbol) == ("subscribe_retry", "BTC-USDT")
+        due = p.retry.next_deadline()
+        assert due is not None
+        delays.append((due - now) / S_NS)
+        now = due
+        p.on_deadline(now)
+    assert delays == [1, 2, 4, 8, 16, 32, 60]  # doubling, at most 60 s
+    [request] = sent(p)
+    [error] = p.receive(too_frequent(request["id"]), now)
+    assert (error.event, error.symbol) == ("subscribe_error", "BTC-USDT")
+    assert error.detail == (f"books: error 60014: Requests too frequent; refused "
+                            f"{MAX_TRANSIENT_REFUSALS} times in a row, not asked again")
+    assert len(p.retry) == 0 and p.l2.next_deadline() is None
+    p.on_deadline(now + 3600 * S_NS)
+    assert sent(p) == []
+    p.connection_made(now + 1)  # not asked again on a new connection either
+    assert sent(p) == []
+
+
+def test_an_acknowledgement_resets_the_count_of_refusals() -> None:
+    p = proto(channels=("l2",))
+    p.connection_made(T0)
+    now = T0
+    for _ in range(MAX_TRANSIENT_REFUSALS - 1):
+        [request] = sent(p)
+        p.receive(too_frequent(request["id"]), now)
+        now = p.retry.next_deadline() or now
+        p.on_deadline(now)
+    [request] = sent(p)
+    p.receive(ack(request["id"], "books", "BTC-USDT-SWAP"), now)
+    p.connection_made(now + 1)  # a new connection; refused again: retried, after 1 s again
+    [request] = sent(p)
+    [retry] = p.receive(too_frequent(request["id"]), now + 2)
+    assert (retry.event, retry.symbol) == ("subscribe_retry", "BTC-USDT")
+    assert retry.detail.endswith("retrying in 1 s")
+
+
+def test_the_refused_request_is_the_one_whose_id_the_error_echoes() -> None:
+    p = proto("BTC-USDT", "ETH-USDT", channels=("l2",))
+    snapshot(p)
+    p.receive(books("snapshot", "ETH-USDT-SWAP", BIDS, ASKS, 7, -1, venue_checksum(BIDS, ASKS)),
+              T0 + 1)
+    # a resync of BTC's book: unsubscribe + subscribe; the subscribe is refused for load
+    p.receive(books("update", "BTC-USDT-SWAP", [], [], 110, 105, None), T0 + 2)
+    unsub, sub = sent(p)
+    assert p.receive(json.dumps({"id": unsub["id"], "event": "unsubscribe", "arg": unsub["args"][0],
+                                 "connId": "a4d3ae55"}), T0 + 3) == []
+    events = p.receive(too_frequent(sub["id"]), T0 + 3)
+    assert health(events) == [("subscribe_retry", "BTC-USDT")]
+    p.on_deadline(T0 + 3 + S_NS)
+    [again] = sent(p)
+    assert again["op"] == "subscribe" and again["args"] == sub["args"]
+    # an error echoing an id that is no longer waiting refuses nothing that can be retried
+    [late] = p.receive(too_frequent(sub["id"]), T0 + 4)
+    assert (late.event, late.symbol) == ("subscribe_error", None)
+    assert sent(p) == [] and len(p.retry) == 0
+
+
+def test_a_refusal_without_id_is_the_oldest_request_still_unanswered() -> None:
+    p = proto("BTC-USDT", "ETH-USDT", channels=("l2",))
+    p.resync(p.l2, ["BTC-USDT"], T0 + 1)
+    p.resync(p.l2, ["ETH-USDT"], T0 + 1)
+    assert [f["op"] for f in sent(p)] == ["unsubscribe", "subscribe"] * 2
+    # the first subscribe request (both books) is acknowledged without ids, as is BTC's unsubscribe
+    for inst in ("BTC-USDT-SWAP", "ETH-USDT-SWAP"):
+        p.receive(json.dumps({"event": "subscribe", "arg": {"channel": "books",
+                                                            "instId": inst}}), T0 + 2)
+    p.receive(json.dumps({"event": "unsubscribe", "arg": {"channel": "books",
+                                                          "instId": "BTC-USDT-SWAP"}}), T0 + 2)
+    # BTC's resubscribe is the oldest request of which nothing was answered: a refusal without
+    # id is that one's; the next one is ETH's unsubscribe (both acks answered the first request)
+    events = p.receive(too_frequent(None), T0 + 3)
+    assert health(events) == [("subscribe_retry", "BTC-USDT")]
+    [refused] = p.receive(too_frequent(None), T0 + 3)
+    assert (refused.event, refused.detail) == (
+        "venue_error", "unsubscribe refused: error 60014: Requests too frequent")
+
+
+def test_a_refused_unsubscribe_is_a_venue_error_and_60018_stays_permanent() -> None:
+    p = proto(channels=("l2", "trades"))
+    p.resync(p.l2, ["BTC-USDT"], T0 + 1)
+    unsub, _ = sent(p)
+    [refused] = p.receive(too_frequent(unsub["id"]), T0 + 2)
+    assert refused.event == "venue_error" and refused.detail.startswith("unsubscribe refused")
+    p.connection_made(T0 + 3)
+    [request] = sent(p)
+    missing = json.dumps({"id": request["id"], "event": "error", "code": "60018",
+                          "msg": "Wrong URL or channel:books,instId:BTC-USDT-SWAP doesn't exist. "
+                          "Please use the correct URL, channel and parameters referring to API "
+                          "document.", "connId": "a4d3ae55"})
+    [err] = p.receive(missing, T0 + 4)
+    assert (err.event, err.symbol) == ("subscribe_error", "BTC-USDT")
+    assert len(p.retry) == 0 and sent(p) == []
+    p.connection_made(T0 + 5)  # books not asked again; trades are
+    [request] = sent(p)
+    assert request["args"] == [{"channel": "trades", "instId": "BTC-USDT-SWAP"}]
 
 
 def test_instruments_are_linear_swaps_with_contract_values() -> None:

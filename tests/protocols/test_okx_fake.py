@@ -85,9 +85,11 @@ def test_a_refusal_for_load_refuses_the_whole_request() -> None:
     _, speaker = venue()
     speaker.refuse("ETH-USDT", "transient")
     session = speaker.open(T0, "/ws/v5/public")
-    [out] = session.receive('{"op":"subscribe","args":[{"channel":"books","instId":'
+    [out] = session.receive('{"id":"sub7","op":"subscribe","args":[{"channel":"books","instId":'
                             '"BTC-USDT-SWAP"},{"channel":"books","instId":"ETH-USDT-SWAP"}]}', T0)
-    assert doc(out)["code"] == "60014" and not session.subs
+    assert doc(out) == {"id": "sub7", "event": "error", "code": "60014",
+                        "msg": "Requests too frequent", "connId": doc(out)["connId"]}
+    assert not session.subs
 
 
 def test_the_seq_chain_is_shared_and_the_checksum_verified() -> None:

@@ -72,10 +72,7 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
     ("binance", "refuse_transient"): "Binance refuses no single subscription for load: a client "
     "above 10 messages per second is disconnected (the connection faults cover that)",
 }
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("okx", "refuse_transient"): "the okx plugin records OKX's 60014 (requests too frequent, "
-    "naming no argument) as a subscribe_error and never sends the refused request again",
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 EXPECTED: dict[str, str] = {
     "tcp_close": HealthKind.DISCONNECTED, "ws_close": HealthKind.DISCONNECTED,
