@@ -424,6 +424,8 @@ class OkxProtocol(ExchangeProtocol):
         detail = f"error {code}: {env.msg or 'no reason given'}"
         found = _INST_IN_MESSAGE.search(env.msg or "")
         sym = self.by_inst.get(found.group(1)) if found else None
+        if found and sym is None and INDEX_CHANNEL in (env.msg or ""):
+            sym = self.by_index.get(found.group(1))  # index-tickers takes the index id
         keys = [(channel, sym) for channel, owner in self.wanted
                 if sym is not None and owner == sym and channel in (env.msg or "")]
         if code not in PERMANENT_ERROR_CODES and \

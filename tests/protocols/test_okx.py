@@ -389,6 +389,25 @@ def test_a_refused_unsubscribe_is_a_venue_error_and_60018_stays_permanent() -> N
     assert request["args"] == [{"channel": "trades", "instId": "BTC-USDT-SWAP"}]
 
 
+def test_a_refused_index_argument_belongs_to_its_symbol() -> None:
+    """index-tickers takes the index id (BTC-USDT), not the swap's: its refusal is still the
+    symbol's, and only that argument is not asked again."""
+    p = proto(channels=("funding",))
+    p.connection_made(T0)
+    [request] = sent(p)
+    assert {"channel": "index-tickers", "instId": "BTC-USDT"} in request["args"]
+    missing = json.dumps({"id": request["id"], "event": "error", "code": "60018",
+                          "msg": "Wrong URL or channel:index-tickers,instId:BTC-USDT doesn't "
+                          "exist. Please use the correct URL, channel and parameters referring "
+                          "to API document.", "connId": "a4d3ae55"})
+    [err] = p.receive(missing, T0 + 1)
+    assert (err.event, err.symbol) == ("subscribe_error", "BTC-USDT")
+    p.connection_made(T0 + 2)
+    [request] = sent(p)
+    channels = {a["channel"] for a in request["args"]}
+    assert channels == {"funding-rate", "mark-price", "open-interest"}
+
+
 def test_instruments_are_linear_swaps_with_contract_values() -> None:
     body = json.dumps({"code": "0", "msg": "", "data": [
         {"instType": "SWAP", "instId": "BTC-USDT-SWAP", "uly": "BTC-USDT",
