@@ -3,9 +3,9 @@
 What it says, as Binance does (``wss://fstream.binance.com``, ``https://fapi.binance.com``):
 
 * two routed websocket endpoints on one host: ``/public/ws`` pushes ``<symbol>@bookTicker`` and
-  ``<symbol>@depth@100ms``, ``/market/ws`` pushes ``<symbol>@aggTrade``; a stream subscribed on
-  the other endpoint (or on the unrouted ``/ws``) is acknowledged and never pushes; other paths
-  get HTTP 404;
+  ``<symbol>@depth@100ms``, ``/market/ws`` pushes ``<symbol>@aggTrade`` and
+  ``<symbol>@markPrice@1s`` (or ``@markPrice``); a stream subscribed on the other endpoint (or on
+  the unrouted ``/ws``) is acknowledged and never pushes; other paths get HTTP 404;
 * ``{"method":"SUBSCRIBE","params":[streams],"id":n}`` is answered ``{"result":null,"id":n}``;
   ``UNSUBSCRIBE`` likewise; ``LIST_SUBSCRIPTIONS`` gets ``{"result":[streams],"id":n}``; a frame
   that is not JSON, an unknown method, a request id that is not an unsigned integer or an
@@ -20,10 +20,17 @@ What it says, as Binance does (``wss://fstream.binance.com``, ``https://fapi.bin
   same numbers on every connection, and the REST snapshot's ``lastUpdateId`` is the latest
   ``u``); ``bookTicker``: the best bid and ask whenever they change, ``u`` the book's update id;
   ``aggTrade``: one push per trade print, ``a`` the trade id, ``m`` true when the taker sold;
+* ``markPriceUpdate``: the simulated perpetual context (:mod:`core.sim.perp`) at each of its
+  updates (every second by default; ``@markPrice`` at most every 3 s): mark price ``p``, index
+  ``i`` and estimated settle price ``P`` with 8 decimals, funding rate ``r`` for the funding at
+  ``T`` (ms), event time ``E``; no interval and no open interest, as on Binance;
 * websocket-level pings every ``ping_interval_ns`` (3 minutes); connections are closed when they
   are ``max_age_ns`` old (the venue's 24-hour cut);
 * REST ``/fapi/v1/depth?symbol=&limit=`` (the market's book at this moment, best first, at most
-  ``limit`` levels a side) and ``/fapi/v1/exchangeInfo`` (the listings).
+  ``limit`` levels a side), ``/fapi/v1/openInterest?symbol=`` (the simulated open interest at
+  this moment, base units, with the time of the request; ``-1121`` for a symbol it does not
+  list), ``/fapi/v1/exchangeInfo`` (the listings) and ``/fapi/v1/time`` (the server time,
+  ``serverTime`` in ms).
 
 Sans-IO like the plugin: no trio, no sockets, no clock reads.
 """
@@ -35,7 +42,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from core.sim.market import BookChange, Ladder, Listing, Market, MarketEvent, TradePrint
+from core.sim.market import (
+    BookChange,
+    Ladder,
+    Listing,
+    Market,
+    MarketEvent,
+    PerpUpdate,
+    TradePrint,
+)
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import (
     PERMANENT,
@@ -51,12 +66,16 @@ S_NS = 1_000_000_000
 PUBLIC = "/public/ws"
 MARKET = "/market/ws"
 LEGACY = "/ws"  # the unrouted endpoint: subscriptions are acknowledged, nothing is pushed
-ROUTE = {"bookTicker": PUBLIC, "depth@100ms": PUBLIC, "aggTrade": MARKET}
+ROUTE = {"bookTicker": PUBLIC, "depth@100ms": PUBLIC, "aggTrade": MARKET,
+         "markPrice@1s": MARKET, "markPrice": MARKET}
+#: the slowest push interval of each mark price stream
+MARK_EVERY_NS = {"markPrice@1s": 0, "markPrice": 3 * S_NS}
 PING_INTERVAL_NS = 180 * S_NS
 MAX_AGE_NS = 24 * 3600 * S_NS
 FIRST_UPDATE_ID = 7_000_000_000_000
 DEPTH_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
 DEPTH_PATH = "/fapi/v1/depth"
+OPEN_INTEREST_PATH = "/fapi/v1/openInterest"
 EXCHANGE_INFO_PATH = "/fapi/v1/exchangeInfo"
 METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 TOO_OLD = (1000, "connection older than 24 hours")
@@ -68,6 +87,9 @@ def _text(obj: Any) -> str:
 
 def _error(code: int, msg: str, req_id: Any) -> str:
     return _text({"error": {"code": code, "msg": msg}, "id": req_id})
+
+
+INVALID_SYMBOL = RestReply(400, _text({"code": -1121, "msg": "Invalid symbol."}).encode())
 
 
 @dataclass
@@ -82,9 +104,10 @@ class _Book:
 @dataclass
 class _Stream:
     name: str  # btcusdt@depth@100ms
-    kind: str  # bookTicker, depth@100ms, aggTrade
+    kind: str  # bookTicker, depth@100ms, aggTrade, markPrice@1s, markPrice
     symbol: str
     pushes: bool  # routed to the endpoint of this connection
+    last_ns: int | None = None  # mark price streams: when this stream last pushed
 
 
 class BinanceSession(SpeakerSession):
@@ -170,6 +193,13 @@ class BinanceSession(SpeakerSession):
                 if st.kind == "aggTrade":
                     outs.append(Out(self.speaker.agg_trade(event), "trade", st.symbol))
                 continue
+            if isinstance(event, PerpUpdate):
+                every = MARK_EVERY_NS.get(st.kind)
+                if every is not None and (st.last_ns is None or
+                                          event.ts_ns - st.last_ns >= every):
+                    st.last_ns = event.ts_ns
+                    outs.append(Out(self.speaker.mark_price(event), "snapshot", st.symbol))
+                continue
             if st.kind == "depth@100ms":
                 self.views[(st.symbol, "l2")].diff(self.speaker.book(st.symbol))
                 frame = self.speaker.books[st.symbol].frame
@@ -203,6 +233,8 @@ class BinanceSpeaker(VenueSpeaker):
     name = "binance"
     path = ""  # the plugin appends each lane's path
     session_class = BinanceSession
+    perpetual = True
+    server_time_path = "/fapi/v1/time"
 
     def __init__(self, market: Market) -> None:
         super().__init__(market)
@@ -216,6 +248,8 @@ class BinanceSpeaker(VenueSpeaker):
         self.cut: list[int] = []
         #: REST depth snapshots served, per native symbol
         self.depth_calls: dict[str, int] = {}
+        #: REST open interest answers served, per native symbol
+        self.open_interest_calls: dict[str, int] = {}
 
     @classmethod
     def listing(cls, symbol: str, price: float) -> Listing:
@@ -269,6 +303,15 @@ class BinanceSpeaker(VenueSpeaker):
                       "a": listing.price_text(ap), "A": listing.size_text(aq),
                       "T": t, "E": t + 1})
 
+    def mark_price(self, perp: PerpUpdate) -> str:
+        """The ``markPriceUpdate`` push of one perpetual state (the same on every connection)."""
+        listing = self.market.listing(self.name, perp.symbol)
+        index = _px8(listing, perp.index_ticks)
+        return _text({"e": "markPriceUpdate", "E": ms(perp.ts_ns),
+                      "s": perp.symbol.replace("-", ""), "p": _px8(listing, perp.mark_ticks),
+                      "P": index, "i": index, "r": f"{perp.funding_rate:.8f}",
+                      "T": ms(perp.next_funding_ns)})
+
     def agg_trade(self, trade: TradePrint) -> str:
         listing = self.market.listing(self.name, trade.symbol)
         t = ms(trade.ts_ns)
@@ -278,6 +321,29 @@ class BinanceSpeaker(VenueSpeaker):
                       "l": trade.trade_id * 3 + 2, "T": t, "m": trade.taker == "sell"})
 
     # -- REST -----------------------------------------------------------------------------------
+
+    def server_time(self, venue_ns: int) -> bytes:
+        return _text({"serverTime": ms(venue_ns)}).encode()
+
+    def rest_at(self, target: str, now_ns: int) -> bytes | RestReply | None:
+        parts = urlsplit(target)
+        if parts.path == OPEN_INTEREST_PATH:
+            return self.open_interest_body(parse_qs(parts.query).get("symbol", [""])[0], now_ns)
+        return super().rest_at(target, now_ns)
+
+    def open_interest_body(self, native: str, now_ns: int) -> bytes | RestReply:
+        """``GET /fapi/v1/openInterest``: the simulated open interest now (base units)."""
+        if not native:
+            return RestReply(400, _text({"code": -1102, "msg": "Mandatory parameter 'symbol' "
+                                         "was not sent, was empty/null, or malformed."}).encode())
+        symbol = self.by_native.get(native)
+        perp = self.market.perps.get((self.name, symbol)) if symbol is not None else None
+        if symbol is None or symbol in self.unlisted or perp is None:
+            return INVALID_SYMBOL
+        self.open_interest_calls[native] = self.open_interest_calls.get(native, 0) + 1
+        listing = self.market.listing(self.name, symbol)
+        return _text({"openInterest": listing.size_text(perp.open_interest_lots),
+                      "symbol": native, "time": ms(now_ns)}).encode()
 
     def rest(self, target: str) -> bytes | RestReply | None:
         parts = urlsplit(target)
@@ -289,7 +355,7 @@ class BinanceSpeaker(VenueSpeaker):
         native = query.get("symbol", [""])[0]
         symbol = self.by_native.get(native)
         if symbol is None or symbol in self.unlisted:
-            return RestReply(400, _text({"code": -1121, "msg": "Invalid symbol."}).encode())
+            return INVALID_SYMBOL
         try:
             limit = int(query.get("limit", ["500"])[0])
         except ValueError:
@@ -331,6 +397,11 @@ class BinanceSpeaker(VenueSpeaker):
 
 def _wire(listing: Listing, ladder: Ladder) -> list[list[str]]:
     return [[listing.price_text(p), listing.size_text(q)] for p, q in ladder]
+
+
+def _px8(listing: Listing, ticks: int) -> str:
+    """A price with 8 decimals, as the mark price stream writes them."""
+    return f"{listing.price(ticks):.8f}"
 
 
 __all__ = ["MARKET", "PUBLIC", "BinanceSession", "BinanceSpeaker"]

@@ -23,9 +23,18 @@ What it says, as OKX does (``wss://ws.okx.com:8443/ws/v5/public``, ``https://www
 * ``bbo-tbt``: the best level of each side at subscription and whenever it changes;
 * ``trades``: one push per trade print (``side`` is the taker's side);
 * levels are ``[price, contracts, "0", orders]`` text; sizes are contracts of ``ctVal``;
+* the perpetual context of the simulated market (:mod:`core.sim.perp`) on four channels, each
+  pushed at subscription, then at an update of the context that changed what it says (or, for
+  the ones OKX repeats when nothing changed, once that repeat is due): ``funding-rate``
+  (``fundingRate`` for the funding at ``fundingTime``, ``nextFundingTime`` one interval later,
+  ``settFundingRate`` the rate of the last funding; repeated every 60 s), ``mark-price``
+  (``markPx``; repeated every 10 s), ``open-interest`` (``oi`` in contracts, ``oiCcy`` in the
+  base coin, ``oiUsd``) and ``index-tickers`` on the index ``BTC-USDT`` (``idxPx``; repeated
+  every 60 s); the swap channels take the swap's ``instId``, the index channel the index id;
 * pushes are JSON text, or raw-deflate binary frames with ``deflate = True`` (the plugin inflates
   binary frames);
-* REST ``/api/v5/public/instruments?instType=SWAP``: the listings with ``ctVal``.
+* REST ``/api/v5/public/instruments?instType=SWAP``: the listings with ``ctVal``;
+  ``/api/v5/public/time``: the server time (``data[0].ts``, ms, a string).
 
 Sans-IO like the plugin: no trio, no sockets, no clock reads.
 """
@@ -38,7 +47,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from core.sim.market import BookChange, Ladder, Listing, Market, MarketEvent, TradePrint
+from core.sim.market import (
+    BookChange,
+    Ladder,
+    Listing,
+    Market,
+    MarketEvent,
+    PerpUpdate,
+    TradePrint,
+)
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import PERMANENT, Out, SpeakerSession, VenueSpeaker, ms
 
@@ -49,7 +66,18 @@ IDLE_NS = 60 * S_NS
 NO_DATA_CLOSE_NS = 30 * S_NS
 FIRST_SEQ = 3_000_000_000
 INSTRUMENTS_PATH = "/api/v5/public/instruments"
-CHANNELS = ("books", "bbo-tbt", "trades")
+BOOK_CHANNELS = ("books", "bbo-tbt", "trades")
+#: the perpetual context's channels, and after how long without change each is pushed again
+#: (None: only on change)
+PERP_REPEAT_NS: dict[str, int | None] = {"funding-rate": 60 * S_NS, "mark-price": 10 * S_NS,
+                                         "open-interest": None, "index-tickers": 60 * S_NS}
+#: the fields whose change makes a channel push (the others follow them)
+PERP_KEYS = {"funding-rate": ("fundingRate", "fundingTime"), "mark-price": ("markPx",),
+             "open-interest": ("oi",), "index-tickers": ("idxPx",)}
+INDEX_CHANNEL = "index-tickers"
+CHANNELS = BOOK_CHANNELS + tuple(PERP_REPEAT_NS)
+#: OKX's funding rate cap and floor for the fake's ``funding-rate`` pushes
+MAX_FUNDING_RATE = "0.00375"
 Wire = list[tuple[str, str]]
 
 
@@ -80,11 +108,12 @@ def inflate(frame: bytes) -> str:
 
 @dataclass
 class _Sub:
-    channel: str  # books, bbo-tbt, trades
+    channel: str  # books, bbo-tbt, trades, or one of the perpetual context's channels
     symbol: str
     inst: str
     last_seq: int = -1  # seqId of the last books frame of this subscription
     last_ns: int = 0  # when this subscription last pushed
+    told: tuple[str, ...] = ()  # perpetual channels: the values of the last push
 
 
 class OkxSession(SpeakerSession):
@@ -128,7 +157,7 @@ class OkxSession(SpeakerSession):
 
     def _arg(self, op: str, arg: dict[str, Any], now_ns: int) -> list[Out]:
         channel, inst = str(arg.get("channel")), str(arg.get("instId"))
-        symbol = self.speaker.by_inst.get(inst)
+        symbol = self.speaker.symbol_of(channel, inst)
         if symbol is None or channel not in CHANNELS:
             return [self._missing(channel, inst, symbol)]
         key = (channel, inst)
@@ -150,6 +179,10 @@ class OkxSession(SpeakerSession):
         elif channel == "bbo-tbt":
             bids, asks = self.view(symbol, "tob", 1).snapshot(book)
             outs.append(self._bbo(sub, bids, asks, now_ns))
+        elif channel in PERP_REPEAT_NS:
+            perp = self.speaker.market.perps.get((self.speaker.name, symbol))
+            if perp is not None:
+                outs.extend(self._perp(sub, perp, now_ns, first=True))
         return outs
 
     def _missing(self, channel: str, inst: str, symbol: str | None) -> Out:
@@ -173,6 +206,12 @@ class OkxSession(SpeakerSession):
         outs: list[Out] = []
         for sub in self.subs.values():
             if sub.symbol != event.symbol:
+                continue
+            if isinstance(event, PerpUpdate):
+                if sub.channel in PERP_REPEAT_NS:
+                    outs.extend(self._perp(sub, event, event.ts_ns))
+                continue
+            if sub.channel in PERP_REPEAT_NS:
                 continue
             if isinstance(event, TradePrint):
                 if sub.channel == "trades":
@@ -210,6 +249,18 @@ class OkxSession(SpeakerSession):
         entry = {"asks": _levels(listing, asks[:1]), "bids": _levels(listing, bids[:1]),
                  "ts": str(ms(ts_ns)), "seqId": self.speaker.seq.get(sub.symbol, FIRST_SEQ)}
         return self._push(sub, None, [entry], "snapshot", ts_ns)
+
+    def _perp(self, sub: _Sub, perp: PerpUpdate, now_ns: int, first: bool = False) -> list[Out]:
+        """A push of one perpetual channel, when what it says changed (or its repeat is due)."""
+        entry = self.speaker.perp_entry(sub.channel, perp)
+        values = tuple(entry[k] for k in PERP_KEYS[sub.channel])
+        repeat = PERP_REPEAT_NS[sub.channel]
+        due = repeat is not None and now_ns - sub.last_ns >= repeat
+        if not first and values == sub.told and not due:
+            return []
+        sub.told = values
+        sub.last_ns = now_ns
+        return [self._push(sub, None, [entry], "snapshot", now_ns)]
 
     def _trade_row(self, trade: TradePrint) -> dict[str, str]:
         listing = self.speaker.listing_of(trade.symbol)
@@ -285,6 +336,8 @@ class OkxSpeaker(VenueSpeaker):
     path = "/ws/v5/public"
     session_class = OkxSession
     compression = "deflate"
+    perpetual = True
+    server_time_path = "/api/v5/public/time"
 
     def __init__(self, market: Market) -> None:
         super().__init__(market)
@@ -303,6 +356,9 @@ class OkxSpeaker(VenueSpeaker):
         self.idle_updates = 0
         #: symbols answered as not existing (a permanent refusal)
         self.unlisted: set[str] = set()
+        #: per symbol: the funding time the context last named, with its rate, and the rate of
+        #: the funding before it (``settFundingRate``)
+        self._funding: dict[str, tuple[int, Decimal, Decimal]] = {}
 
     @classmethod
     def listing(cls, symbol: str, price: float) -> Listing:
@@ -318,6 +374,59 @@ class OkxSpeaker(VenueSpeaker):
     def transient(self, symbol: str) -> bool:
         """Whether a subscription of ``symbol`` is refused for load now (counted down)."""
         return symbol not in self.unlisted and self.refusal(symbol) is not None
+
+    def symbol_of(self, channel: str, inst: str) -> str | None:
+        """The symbol of a channel argument: the index id on ``index-tickers``, the swap's
+        ``instId`` elsewhere."""
+        if channel == INDEX_CHANNEL:
+            return inst if inst in self.inst else None
+        return self.by_inst.get(inst)
+
+    def server_time(self, venue_ns: int) -> bytes:
+        return _text({"code": "0", "msg": "", "data": [{"ts": str(ms(venue_ns))}]}).encode()
+
+    def perp_entry(self, channel: str, perp: PerpUpdate) -> dict[str, str]:
+        """The ``data`` entry of ``channel`` for one perpetual state (``ts`` its time)."""
+        listing = self.listing_of(perp.symbol)
+        inst = self.inst[perp.symbol]
+        ts = str(ms(perp.ts_ns))
+        if channel == "mark-price":
+            return {"instType": "SWAP", "instId": inst,
+                    "markPx": listing.price_text(perp.mark_ticks), "ts": ts}
+        if channel == "index-tickers":
+            index = listing.price_text(perp.index_ticks)
+            return {"instId": perp.symbol, "idxPx": index, "high24h": index, "low24h": index,
+                    "open24h": index, "sodUtc0": index, "sodUtc8": index, "ts": ts}
+        if channel == "open-interest":
+            base = listing.size(perp.open_interest_lots)
+            usd = base * listing.price(perp.mark_ticks)
+            return {"instId": inst, "instType": "SWAP",
+                    "oi": _contracts(listing, perp.open_interest_lots),
+                    "oiCcy": listing.size_text(perp.open_interest_lots),
+                    "oiUsd": _plain(usd), "ts": ts}
+        rate, settled = perp.funding_rate, self._settled(perp)
+        premium = (listing.price(perp.mark_ticks) - listing.price(perp.index_ticks)) / \
+            listing.price(perp.index_ticks)
+        fmt = "{:.10f}"
+        return {"formulaType": "withRate", "fundingRate": _plain(rate),
+                "fundingTime": str(ms(perp.next_funding_ns)), "impactValue": "",
+                "instId": inst, "instType": "SWAP", "interestRate": "0.0001",
+                "maxFundingRate": MAX_FUNDING_RATE, "method": "current_period",
+                "minFundingRate": f"-{MAX_FUNDING_RATE}", "nextFundingRate": "",
+                "nextFundingTime": str(ms(perp.next_funding_ns) + perp.interval_s * 1000),
+                "premium": _plain(Decimal(fmt.format(premium))),
+                "settFundingRate": _plain(settled), "settState": "settled", "sprdRate": "",
+                "ts": ts}
+
+    def _settled(self, perp: PerpUpdate) -> Decimal:
+        """The rate of the funding before ``perp``'s (its own until one has passed)."""
+        nxt, rate, before = self._funding.get(perp.symbol,
+                                              (perp.next_funding_ns, perp.funding_rate,
+                                               perp.funding_rate))
+        if perp.next_funding_ns != nxt:
+            before = rate
+        self._funding[perp.symbol] = (perp.next_funding_ns, perp.funding_rate, before)
+        return before
 
     def listing_of(self, symbol: str) -> Listing:
         return self.market.listing(self.name, symbol)
@@ -368,6 +477,12 @@ class OkxSpeaker(VenueSpeaker):
 def _contracts(listing: Listing, lots: int) -> str:
     value: Decimal = listing.contracts(lots)
     return str(value)
+
+
+def _plain(value: Decimal) -> str:
+    """A decimal in plain notation without trailing zeros (``0.000125``, ``1500``)."""
+    text = format(value, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _pairs(listing: Listing, ladder: Ladder) -> Wire:

@@ -1,14 +1,20 @@
 """The fake Binance venue, sans-IO: what it answers to requests, the update ids every connection
 shares with the REST depth snapshot, its routed endpoints, errors, websocket pings and the age
-cut; and the plugin reading its exchangeInfo and snapshots. Plain synchronous tests."""
+cut, the mark price stream, the polled open interest and the server time; and the plugin reading
+its exchangeInfo, snapshots and funding values. Plain synchronous tests."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from decimal import Decimal
 from urllib.parse import urlencode
 
-from core.sim.market import Listing, Market, load_text
+from core.protocol import ProtocolConfig
+from core.schema import Funding
+from core.sim.market import Listing, Market, PerpUpdate, load_text
+from core.sim.perp import FundingSchedule, simulate_perps
+from core.sim.simulator import SimParams
 from core.sim.speaker import WS_PING, RestReply
 from plugins.binance.fake import (
     FIRST_UPDATE_ID,
@@ -171,3 +177,76 @@ def test_the_plugin_reads_the_fake_s_listings() -> None:
     instruments = BinanceProtocol.parse_instruments(body)
     assert {s: (i.native, i.tick_size, i.lot_size) for s, i in instruments.items()} == {
         "BTC-USDT": ("BTCUSDT", 0.1, 0.001), "ETH-USDT": ("ETHUSDT", 0.01, 0.001)}
+
+
+def test_mark_price_pushes_open_interest_over_rest_and_server_time() -> None:
+    market, speaker = venue()
+    schedule = FundingSchedule(3600, T0 - 1800 * S, (Decimal("-0.25"), Decimal("1.5")))
+    simulate_perps(market, ["binance"], SimParams(seed=3), T0, {"binance": schedule})
+    perp = market.perps[("binance", "BTC-USDT")]
+    public, lane = speaker.open(T0, PUBLIC), speaker.open(T0, MARKET)
+    subscribe(public, "btcusdt@depth@100ms", "btcusdt@bookTicker")
+    subscribe(lane, "btcusdt@markPrice@1s", "ethusdt@markPrice")
+    change = market.apply("binance", "BTC-USDT", T0, [("bid", 650000, 2000)])
+    speaker.observe(change)
+    assert [o.kind for o in public.market(change, T0)] == ["delta", "snapshot"]
+    speaker.observe(perp)
+    assert public.market(perp, T0) == []  # never the last depth diff again
+
+    [push] = [json.loads(o.frame) for o in lane.market(perp, T0)]  # type: ignore[arg-type]
+    assert push == {"e": "markPriceUpdate", "E": T0 // 1_000_000, "s": "BTCUSDT",
+                    "p": f"{BTC.price(perp.mark_ticks):.8f}",
+                    "P": f"{BTC.price(perp.index_ticks):.8f}",
+                    "i": f"{BTC.price(perp.index_ticks):.8f}", "r": "0.00015000",
+                    "T": (T0 + 1800 * S) // 1_000_000}
+    # <symbol>@markPrice pushes at most every 3 s, @markPrice@1s at every update
+    eth = market.perps[("binance", "ETH-USDT")]
+    got = [[json.loads(o.frame)["s"] for o in lane.market(  # type: ignore[arg-type]
+        replace(eth, ts_ns=T0 + k * S), T0 + k * S)] for k in range(5)]
+    assert got == [["ETHUSDT"], [], [], ["ETHUSDT"], []]
+
+    # the plugin's funding lane reads the push and polls the open interest from the fake
+    config = ProtocolConfig(symbols=("BTC-USDT",), channels=("funding",))
+    [(_, lane_config)] = BinanceProtocol.lane_plan(config)
+    proto = BinanceProtocol(lane_config)
+    proto.connection_made(T0)
+    proto.frames_to_send()
+    [row] = proto.receive(json.dumps(push), T0 + 1)
+    assert isinstance(row, Funding) and row.open_interest is None
+    proto.on_deadline(T0 + 2)
+    [req] = proto.rest_requests_to_send()
+    body = speaker.rest_at(req.path, T0 + 2 * S)
+    assert isinstance(body, bytes) and json.loads(body) == {
+        "openInterest": BTC.size_text(perp.open_interest_lots), "symbol": "BTCUSDT",
+        "time": (T0 + 2 * S) // 1_000_000}
+    [row] = proto.rest_response(req.key, 200, body, T0 + 3, None)
+    assert isinstance(row, Funding)
+    assert (row.funding_rate, row.next_funding_time, row.mark_px, row.index_px,
+            row.open_interest, row.funding_interval_s) == (
+        0.00015, T0 + 1800 * S, float(BTC.price(perp.mark_ticks)),
+        float(BTC.price(perp.index_ticks)), float(BTC.size(perp.open_interest_lots)), None)
+    assert speaker.open_interest_calls == {"BTCUSDT": 1}
+    speaker.refuse("ETH-USDT")
+    for native in ("ETHUSDT", "DOGEUSDT"):
+        assert speaker.rest_at(f"/fapi/v1/openInterest?symbol={native}", T0) == RestReply(
+            400, b'{"code":-1121,"msg":"Invalid symbol."}')
+    missing = speaker.rest_at("/fapi/v1/openInterest", T0)
+    assert isinstance(missing, RestReply) and json.loads(missing.body)["code"] == -1102
+
+    speaker.clock_skew_ns = -15_000_000
+    body = speaker.rest_at("/fapi/v1/time?x=1", T0)
+    assert isinstance(body, bytes)
+    assert BinanceProtocol.parse_server_time(body) == T0 - 15_000_000
+
+
+def test_a_perpetual_update_is_its_own_event() -> None:
+    """A PerpUpdate a test builds by hand reaches the streams like a simulated one."""
+    _, speaker = venue()
+    lane = speaker.open(T0, MARKET)
+    subscribe(lane, "btcusdt@markPrice@1s", "btcusdt@aggTrade")
+    update = PerpUpdate("binance", "BTC-USDT", T0, Decimal("-0.000075"), 28800, T0 + 60 * S,
+                        650010, 650000, 12345)
+    [out] = lane.market(update, T0)
+    push = json.loads(out.frame)  # type: ignore[arg-type]
+    assert out.kind == "snapshot" and (push["p"], push["i"], push["r"]) == (
+        "65001.00000000", "65000.00000000", "-0.00007500")

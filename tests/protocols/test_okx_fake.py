@@ -1,18 +1,22 @@
 """The fake OKX venue, sans-IO, with the OKX plugin reading what it says: acknowledgements per
 argument, errors that name their argument only in the message, the ``seqId`` chain every
 connection shares, checksums over the wire text (or 0), deflate frames, idle updates, a sequence
-reset and the instrument list. Plain synchronous tests."""
+reset, the instrument list, the four channels of the perpetual context and the server time.
+Plain synchronous tests."""
 
 from __future__ import annotations
 
 import json
 import zlib
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
 from core.protocol import ProtocolConfig
-from core.schema import BookUpdate, Event, Health, HealthKind
+from core.schema import BookUpdate, Event, Funding, Health, HealthKind
 from core.sim.market import Listing, Market, load_text
+from core.sim.perp import FundingSchedule, simulate_perps
+from core.sim.simulator import SimParams
 from core.sim.speaker import Out
 from plugins.okx.fake import FIRST_SEQ, OkxSession, OkxSpeaker
 from plugins.okx.protocol import OkxProtocol
@@ -162,3 +166,84 @@ def test_the_plugin_reads_the_fake_s_instruments() -> None:
     instruments = OkxProtocol.parse_instruments(body)
     assert {s: (i.native, i.contract_size, i.tick_size) for s, i in instruments.items()} == {
         "BTC-USDT": ("BTC-USDT-SWAP", 0.01, 0.1), "ETH-USDT": ("ETH-USDT-SWAP", 0.1, 0.01)}
+
+
+FUNDING = json.dumps({"op": "subscribe", "args": [
+    {"channel": "funding-rate", "instId": "BTC-USDT-SWAP"},
+    {"channel": "mark-price", "instId": "BTC-USDT-SWAP"},
+    {"channel": "open-interest", "instId": "BTC-USDT-SWAP"},
+    {"channel": "index-tickers", "instId": "BTC-USDT"}]})
+
+
+def test_the_perpetual_context_on_four_channels() -> None:
+    market, speaker = venue()
+    schedule = FundingSchedule(8 * 3600, T0 - 3600 * S, (Decimal("0.5"), Decimal("2.25")))
+    simulate_perps(market, ["okx"], SimParams(seed=5), T0, {"okx": schedule})
+    perp = market.perps[("okx", "BTC-USDT")]
+    session = speaker.open(T0, "/ws/v5/public")
+    outs = session.receive(FUNDING, T0)
+    assert [o.kind for o in outs] == ["ack", "snapshot"] * 4
+    pushes = {doc(o)["arg"]["channel"]: doc(o)["data"][0] for o in outs if o.kind == "snapshot"}
+    rate = pushes["funding-rate"]
+    nxt_ms = (T0 + 7 * 3600 * S) // 1_000_000
+    assert (rate["fundingRate"], rate["fundingTime"], rate["nextFundingTime"]) == (
+        "0.000225", str(nxt_ms), str(nxt_ms + 8 * 3600 * 1000))
+    oi = pushes["open-interest"]
+    assert (oi["oi"], oi["oiCcy"]) == (str(perp.open_interest_lots),  # contracts of 0.01 BTC
+                                       BTC.size_text(perp.open_interest_lots))
+    assert pushes["index-tickers"]["instId"] == "BTC-USDT"
+    assert pushes["index-tickers"]["idxPx"] == BTC.price_text(perp.index_ticks)
+    assert pushes["mark-price"]["markPx"] == BTC.price_text(perp.mark_ticks)
+
+    # the plugin merges the four into one state, open interest in BTC
+    body = speaker.rest("/api/v5/public/instruments?instType=SWAP")
+    assert body is not None
+    proto = OkxProtocol(ProtocolConfig(symbols=("BTC-USDT",), channels=("funding",),
+                                       instruments=OkxProtocol.parse_instruments(body)))
+    proto.connection_made(T0)
+    proto.frames_to_send()
+    rows = [e for e in feed(proto, outs, T0 + 1) if isinstance(e, Funding)]
+    assert len(rows) == 4
+    last = rows[-1]
+    assert (last.funding_rate, last.funding_interval_s, last.next_funding_time, last.mark_px,
+            last.index_px, last.open_interest) == (
+        0.000225, 8 * 3600, nxt_ms * 1_000_000, float(BTC.price(perp.mark_ticks)),
+        float(BTC.price(perp.index_ticks)), float(BTC.size(perp.open_interest_lots)))
+
+    # later updates: a channel pushes when what it says changed, or when its repeat is due
+    def channels(update: Any, t: int) -> list[str]:
+        return [doc(o)["arg"]["channel"] for o in session.market(update, t)]
+
+    moved = replace(perp, ts_ns=T0 + S, mark_ticks=perp.mark_ticks + 1)
+    assert channels(moved, T0 + S) == ["mark-price"]
+    assert channels(replace(moved, ts_ns=T0 + 2 * S), T0 + 2 * S) == []
+    assert channels(replace(moved, ts_ns=T0 + 11 * S), T0 + 11 * S) == ["mark-price"]
+    assert channels(replace(moved, ts_ns=T0 + 12 * S, open_interest_lots=7), T0 + 12 * S) == [
+        "open-interest"]
+    assert channels(replace(moved, ts_ns=T0 + 60 * S, open_interest_lots=7), T0 + 60 * S) == [
+        "funding-rate", "mark-price", "index-tickers"]
+    # the funding passes: the next one is announced with its rate, the last one settled
+    after = replace(moved, ts_ns=T0 + 61 * S, next_funding_ns=perp.next_funding_ns + 8 * 3600 * S,
+                    funding_rate=Decimal("0.00005"), open_interest_lots=7)
+    [out] = session.market(after, T0 + 61 * S)
+    entry = doc(out)["data"][0]
+    assert (entry["fundingRate"], entry["settFundingRate"]) == ("0.00005", "0.000225")
+    # the books of the same symbol never hear of it
+    books = speaker.open(T0, "/ws/v5/public")
+    books.receive(BOOKS, T0)
+    assert books.market(after, T0 + 61 * S) == []
+
+
+def test_perpetual_channels_take_their_own_instrument_ids_and_the_server_time() -> None:
+    _, speaker = venue()
+    session = speaker.open(T0, "/ws/v5/public")
+    for channel, inst in (("index-tickers", "BTC-USDT-SWAP"), ("funding-rate", "BTC-USDT")):
+        [out] = session.receive(json.dumps({"op": "subscribe", "args": [
+            {"channel": channel, "instId": inst}]}), T0)
+        assert doc(out)["code"] == "60018" and f"instId:{inst}" in doc(out)["msg"]
+    # no perpetual context simulated: acknowledged, silent until there is one
+    assert [o.kind for o in session.receive(FUNDING, T0)] == ["ack"] * 4
+    speaker.clock_skew_ns = 60_000_000
+    body = speaker.rest_at("/api/v5/public/time", T0)
+    assert isinstance(body, bytes)
+    assert OkxProtocol.parse_server_time(body) == T0 + 60_000_000
