@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from core.codec import S_NS
 from core.sim.market import (
     BookChange,
     Ladder,
@@ -62,7 +63,6 @@ from core.sim.speaker import (
     ms,
 )
 
-S_NS = 1_000_000_000
 PUBLIC = "/public/ws"
 MARKET = "/market/ws"
 LEGACY = "/ws"  # the unrouted endpoint: subscriptions are acknowledged, nothing is pushed

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from core.codec import S_NS
 from core.sim.market import (
     BookChange,
     Ladder,
@@ -59,7 +60,6 @@ from core.sim.market import (
 from core.sim.simulator import power_of_ten
 from core.sim.speaker import PERMANENT, Out, SpeakerSession, VenueSpeaker, ms
 
-S_NS = 1_000_000_000
 BOOK_DEPTH = 400
 CHECKSUM_DEPTH = 25
 IDLE_NS = 60 * S_NS

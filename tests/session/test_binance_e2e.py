@@ -15,6 +15,7 @@ import polars as pl
 import trio
 
 from core.clock import TrioClock
+from core.codec import MS_NS, S_NS
 from core.run import async_main
 from core.sim.market import Market, MarketEvent, Script, TradePrint, load_text
 from core.sim.server import Simulation
@@ -24,8 +25,6 @@ from tests.session.sims import BINANCE_BTC, BINANCE_ETH, endpoints, interleave, 
 from tests.tables import msg_rank
 
 CEILING_S = 40
-MS_NS = 1_000_000
-S_NS = 1_000_000_000
 SYMBOLS = ("BTC-USDT", "ETH-USDT")
 Top = tuple[float, float, float, float]
 

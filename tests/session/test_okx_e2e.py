@@ -20,6 +20,7 @@ import trio
 
 from core.bus import Bus
 from core.clock import TrioClock
+from core.codec import MS_NS, S_NS
 from core.protocol import ProtocolConfig
 from core.run import async_main
 from core.schema import Event, Health
@@ -32,8 +33,6 @@ from plugins.okx.protocol import OkxProtocol
 from tests.session.sims import OKX_BTC, OKX_ETH, endpoints, interleave, serving
 
 CEILING_S = 40
-MS_NS = 1_000_000
-S_NS = 1_000_000_000
 SYMBOLS = ("BTC-USDT", "ETH-USDT")
 RESET_TO = 1_000
 Wire = list[tuple[str, str]]
