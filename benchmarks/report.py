@@ -3,6 +3,7 @@ run, printed, and written into that file with the machine, the versions and the 
 
     python -m benchmarks.report                  # about 15 minutes (the soak takes 10)
     python -m benchmarks.report --soak-minutes 0 # without the soak
+    python -m benchmarks.report --only plugins   # one section (or several, comma-separated)
 
 Sections (each between ``<!-- bench:NAME -->`` markers in the doc): ``plugins`` (each venue's
 ``receive()`` against a bare typed decode of the same frames, ``benchmarks/bench_plugins.py``),
@@ -20,6 +21,9 @@ from benchmarks import bench_end_to_end as e2e
 from benchmarks import bench_plugins
 from benchmarks.docs import replace_section
 from benchmarks.frames import stream
+
+
+SECTIONS = ("plugins", "end-to-end", "four-venues", "soak")
 
 
 def plugins_section(frames: int, repeats: int) -> str:
@@ -46,14 +50,21 @@ def main() -> None:
     p.add_argument("--soak-rate", type=float, default=2000.0)
     p.add_argument("--soak-minutes", type=float, default=10.0, help="0: no soak")
     p.add_argument("--no-write", action="store_true", help="print only")
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help=f"comma-separated sections to measure (default: all of {','.join(SECTIONS)})")
     args = p.parse_args()
-    sections = {
-        "plugins": plugins_section(args.frames, args.repeats),
-        "end-to-end": e2e.header() + "\n\n" + e2e.throughput(args.e2e_frames),
-        "four-venues": e2e.header() + "\n\n" + e2e.four_venues(args.rate, args.seconds),
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = sorted(set(only) - set(SECTIONS))
+    if unknown:
+        p.error(f"--only: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    measure = {
+        "plugins": lambda: plugins_section(args.frames, args.repeats),
+        "end-to-end": lambda: e2e.header() + "\n\n" + e2e.throughput(args.e2e_frames),
+        "four-venues": lambda: e2e.header() + "\n\n" + e2e.four_venues(args.rate, args.seconds),
+        "soak": lambda: e2e.header() + "\n\n" + e2e.soak(args.soak_rate, args.soak_minutes),
     }
-    if args.soak_minutes > 0:
-        sections["soak"] = e2e.header() + "\n\n" + e2e.soak(args.soak_rate, args.soak_minutes)
+    sections = {name: measure[name]() for name in SECTIONS
+                if name in only and (name != "soak" or args.soak_minutes > 0)}
     for name, text in sections.items():
         print(f"## {name}\n\n{text}\n")
         if not args.no_write:
