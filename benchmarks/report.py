@@ -22,7 +22,6 @@ from benchmarks import bench_plugins
 from benchmarks.docs import replace_section
 from benchmarks.frames import stream
 
-
 SECTIONS = ("plugins", "end-to-end", "four-venues", "soak")
 
 
@@ -51,12 +50,13 @@ def main() -> None:
     p.add_argument("--soak-minutes", type=float, default=10.0, help="0: no soak")
     p.add_argument("--no-write", action="store_true", help="print only")
     p.add_argument("--only", default=",".join(SECTIONS),
-                   help=f"comma-separated sections to measure (default: all of {','.join(SECTIONS)})")
+                   help="comma-separated sections to measure (default: all)")
     args = p.parse_args()
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
-        p.error(f"--only: unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+        p.error(f"--only: unknown section(s) {', '.join(unknown)}; "
+                f"choose from {', '.join(SECTIONS)}")
     measure = {
         "plugins": lambda: plugins_section(args.frames, args.repeats),
         "end-to-end": lambda: e2e.header() + "\n\n" + e2e.throughput(args.e2e_frames),
