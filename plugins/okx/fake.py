@@ -9,7 +9,8 @@ What it says, as OKX does (``wss://ws.okx.com:8443/ws/v5/public``, ``https://www
   channel:books,instId:X doesn't exist. ..."}``, which names the argument only in its message; a
   refusal for load refuses the whole request with ``60014`` (``Requests too frequent``), naming
   no argument, only the request's ``id`` where the request has one; a frame that is not a
-  request gets ``60012`` (``Invalid request``); ``unsubscribe`` likewise;
+  request gets ``60012`` (``Invalid request``); ``unsubscribe`` likewise; every answer to a
+  request that carried an ``id`` echoes it first (``{"id":"sub1","event":"subscribe",...}``);
 * the text ``ping`` is answered with the text ``pong``; a connection with no subscription, no
   client frame and no push for 30 s is closed, as OKX does;
 * ``books``: a ``snapshot`` of up to 400 levels a side, then ``update``s holding the changed
@@ -152,25 +153,25 @@ class OkxSession(SpeakerSession):
                                         msg.get("id"))]
         outs: list[Out] = []
         for arg in args:
-            outs.extend(self._arg(str(op), arg, now_ns))
+            outs.extend(self._arg(str(op), arg, now_ns, msg.get("id")))
         return outs
 
-    def _arg(self, op: str, arg: dict[str, Any], now_ns: int) -> list[Out]:
+    def _arg(self, op: str, arg: dict[str, Any], now_ns: int, req_id: object) -> list[Out]:
         channel, inst = str(arg.get("channel")), str(arg.get("instId"))
         symbol = self.speaker.symbol_of(channel, inst)
         if symbol is None or channel not in CHANNELS:
-            return [self._missing(channel, inst, symbol)]
+            return [self._missing(channel, inst, symbol, req_id)]
         key = (channel, inst)
         echo = {"channel": channel, "instId": inst}
         if op == "unsubscribe":
             self.subs.pop(key, None)
-            return [Out(_text({"event": "unsubscribe", "arg": echo, "connId": self._conn()}),
-                          "ack", symbol)]
+            return [Out(_text(_with_id(req_id, {"event": "unsubscribe", "arg": echo,
+                                                "connId": self._conn()})), "ack", symbol)]
         if symbol in self.speaker.unlisted:
             self.refusal(symbol)  # counted
-            return [self._missing(channel, inst, symbol)]
-        outs = [Out(_text({"event": "subscribe", "arg": echo, "connId": self._conn()}), "ack",
-                    symbol)]
+            return [self._missing(channel, inst, symbol, req_id)]
+        outs = [Out(_text(_with_id(req_id, {"event": "subscribe", "arg": echo,
+                                            "connId": self._conn()})), "ack", symbol)]
         sub = self.subs[key] = _Sub(channel, symbol, inst, last_ns=now_ns)
         book = self.speaker.book(symbol)
         if channel == "books":
@@ -185,17 +186,15 @@ class OkxSession(SpeakerSession):
                 outs.extend(self._perp(sub, perp, now_ns, first=True))
         return outs
 
-    def _missing(self, channel: str, inst: str, symbol: str | None) -> Out:
+    def _missing(self, channel: str, inst: str, symbol: str | None, req_id: object) -> Out:
         return self._error("60018", f"Wrong URL or channel:{channel},instId:{inst} doesn't "
                            "exist. Please use the correct URL, channel and parameters referring "
-                           "to API document.", symbol)
+                           "to API document.", symbol, req_id)
 
     def _error(self, code: str, msg: str, symbol: str | None = None,
                req_id: object = None) -> Out:
         doc = {"event": "error", "code": code, "msg": msg, "connId": self._conn()}
-        if req_id is not None:
-            doc = {"id": str(req_id), **doc}  # OKX echoes the request's id
-        return Out(_text(doc), "error", symbol)
+        return Out(_text(_with_id(req_id, doc)), "error", symbol)
 
     def _conn(self) -> str:
         return f"{0xa4d3ae55 + self.conn_id:x}"
@@ -495,3 +494,9 @@ def _levels(listing: Listing, ladder: Ladder) -> list[list[str]]:
 
 
 __all__ = ["OkxSession", "OkxSpeaker", "deflate", "venue_checksum"]
+
+
+def _with_id(req_id: object, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` with the request's ``id`` first, as OKX echoes it on every answer to a request
+    that carried one."""
+    return doc if req_id is None else {"id": str(req_id), **doc}

@@ -85,6 +85,21 @@ def test_every_argument_is_acknowledged_and_errors_name_it_in_the_message() -> N
     assert session.receive("ping", T0)[0].frame == "pong"
 
 
+def test_every_answer_echoes_the_request_id() -> None:
+    _, speaker = venue()
+    session = speaker.open(T0, "/ws/v5/public")
+    outs = session.receive('{"id":"sub3","op":"subscribe","args":[{"channel":"books","instId":'
+                           '"BTC-USDT-SWAP"},{"channel":"trades","instId":"DOGE-USDT-SWAP"}]}', T0)
+    assert [(o.kind, doc(o).get("id")) for o in outs] == [
+        ("ack", "sub3"), ("snapshot", None), ("error", "sub3")]
+    [ack] = session.receive('{"id":"unsub4","op":"unsubscribe","args":[{"channel":"books",'
+                            '"instId":"BTC-USDT-SWAP"}]}', T0)
+    assert doc(ack)["event"] == "unsubscribe" and doc(ack)["id"] == "unsub4"
+    [ack] = session.receive('{"op":"subscribe","args":[{"channel":"trades","instId":'
+                            '"BTC-USDT-SWAP"}]}', T0)
+    assert "id" not in doc(ack)
+
+
 def test_a_refusal_for_load_refuses_the_whole_request() -> None:
     _, speaker = venue()
     speaker.refuse("ETH-USDT", "transient")
