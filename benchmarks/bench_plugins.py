@@ -1,6 +1,6 @@
 """Per venue: what ``receive()`` costs next to a bare typed msgspec decode of the same frames.
 
-    python -m benchmarks.bench_plugins [--frames N] [--repeats R]
+    python -m benchmarks.bench_plugins [--frames N] [--repeats R] [--only PLUGIN,...]
 
 For each venue, realistic frames in its wire format (``benchmarks/frames.py``: a 200-level book
 and updates of 1 to 6 levels per side; Bitget's and OKX's carry the venue's checksum, which the
@@ -253,10 +253,13 @@ def time_bare(decode: Callable[[str | bytes], object], frames: list[str | bytes]
     return (time.perf_counter() - start) / len(frames)
 
 
-def run(n_frames: int, repeats: int) -> list[tuple[str, float, float, float, float]]:
+def run(n_frames: int, repeats: int, only: frozenset[str] = frozenset()
+        ) -> list[tuple[str, float, float, float, float]]:
     _, registry = load_plugins()
     rows = []
     for label, gen, plugin, bare, target in CASES:
+        if only and plugin not in only:
+            continue
         config, frames = stream(gen, n_frames)
         proto_cls = registry.get(plugin)
         recv_t: list[float] = []
@@ -332,11 +335,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--frames", type=int, default=20_000)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--only", default="", help="comma-separated plugin names (default: all)")
     args = p.parse_args()
-    rows = run(args.frames, args.repeats)
+    only = frozenset(filter(None, args.only.split(",")))
+    rows = run(args.frames, args.repeats, only)
     _, frames = stream("bybit", args.frames)
-    cf = cryptofeed_bybit(frames, args.repeats)
-    if cf is not None:
+    cf = cryptofeed_bybit(frames, args.repeats) if not only or "bybit" in only else None
+    if cf is not None and rows[0][0].startswith("bybit"):
         bybit = rows[0]
         rows.append((f"for comparison: cryptofeed {cf[0]} Bybit handler, same frames",
                      cf[1] * 1e6, bybit[2], cf[1] * 1e6 / bybit[2], float("inf")))
