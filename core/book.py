@@ -231,17 +231,18 @@ def _apply_text(sizes: dict[float, float], keys: list[float], texts: list[str],
     """Apply one side's levels, keeping ``texts`` aligned with ``keys`` (``sign`` -1.0 for asks,
     whose keys are negated prices)."""
     for (p, s), t in zip(levels, wire, strict=True):
-        k = p * sign
-        i = bisect_left(keys, k)
-        here = i < len(keys) and keys[i] == k
+        # (sizes holds exactly the prices of keys: a dict lookup is cheaper than comparing keys)
         if s > 0:
-            if here:
-                texts[i] = ":".join(t)
+            if p in sizes:
+                texts[bisect_left(keys, p * sign)] = ":".join(t)
             else:
+                k = p * sign
+                i = bisect_left(keys, k)
                 keys.insert(i, k)
                 texts.insert(i, ":".join(t))
             sizes[p] = s
-        elif here:
+        elif p in sizes:
+            i = bisect_left(keys, p * sign)
             del sizes[p]
             del keys[i]
             del texts[i]
