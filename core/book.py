@@ -79,17 +79,20 @@ class OrderBook:
         self,
         bids: Iterable[Level],
         asks: Iterable[Level],
-        bid_text: Sequence[tuple[str, str]] | None = None,
-        ask_text: Sequence[tuple[str, str]] | None = None,
+        bid_text: Sequence[Sequence[str]] | None = None,
+        ask_text: Sequence[Sequence[str]] | None = None,
     ) -> None:
         """Replace the whole book (a snapshot). Zero-size levels in a snapshot are ignored.
-        ``bid_text``/``ask_text`` are the same levels' wire text, in the same order."""
+        ``bid_text``/``ask_text`` are the same levels' wire text, in the same order: rows whose
+        first two fields are the price and size text (further fields are not kept)."""
         self.clear()
         if self._bid_text is not None and self._ask_text is not None:
             if bid_text is None or ask_text is None:
                 raise ValueError("this book keeps wire text: pass bid_text and ask_text")
-            btext = {p: ":".join(t) for (p, s), t in zip(bids, bid_text, strict=True) if s > 0}
-            atext = {p: ":".join(t) for (p, s), t in zip(asks, ask_text, strict=True) if s > 0}
+            btext = {p: f"{t[0]}:{t[1]}" for (p, s), t in zip(bids, bid_text, strict=True)
+                     if s > 0}
+            atext = {p: f"{t[0]}:{t[1]}" for (p, s), t in zip(asks, ask_text, strict=True)
+                     if s > 0}
             self.bids.update((p, s) for p, s in bids if s > 0)
             self.asks.update((p, s) for p, s in asks if s > 0)
             self._bid_keys = sorted(self.bids)
@@ -114,8 +117,8 @@ class OrderBook:
         self,
         bids: Iterable[Level],
         asks: Iterable[Level],
-        bid_text: Sequence[tuple[str, str]] | None = None,
-        ask_text: Sequence[tuple[str, str]] | None = None,
+        bid_text: Sequence[Sequence[str]] | None = None,
+        ask_text: Sequence[Sequence[str]] | None = None,
     ) -> None:
         """Apply absolute-size updates to both sides."""
         if self._bid_text is not None and self._ask_text is not None:
@@ -227,19 +230,19 @@ def _apply_plain(book: OrderBook, bids: Iterable[Level], asks: Iterable[Level]) 
 
 
 def _apply_text(sizes: dict[float, float], keys: list[float], texts: list[str],
-                levels: Iterable[Level], wire: Sequence[tuple[str, str]], sign: float) -> None:
+                levels: Iterable[Level], wire: Sequence[Sequence[str]], sign: float) -> None:
     """Apply one side's levels, keeping ``texts`` aligned with ``keys`` (``sign`` -1.0 for asks,
     whose keys are negated prices)."""
     for (p, s), t in zip(levels, wire, strict=True):
         # (sizes holds exactly the prices of keys: a dict lookup is cheaper than comparing keys)
         if s > 0:
             if p in sizes:
-                texts[bisect_left(keys, p * sign)] = ":".join(t)
+                texts[bisect_left(keys, p * sign)] = f"{t[0]}:{t[1]}"
             else:
                 k = p * sign
                 i = bisect_left(keys, k)
                 keys.insert(i, k)
-                texts.insert(i, ":".join(t))
+                texts.insert(i, f"{t[0]}:{t[1]}")
             sizes[p] = s
         elif p in sizes:
             i = bisect_left(keys, p * sign)
@@ -319,8 +322,8 @@ class BookKeeper:
         ts_local: int,
         ts_exchange: int | None,
         seq: int | None,
-        bid_text: Sequence[tuple[str, str]] | None = None,
-        ask_text: Sequence[tuple[str, str]] | None = None,
+        bid_text: Sequence[Sequence[str]] | None = None,
+        ask_text: Sequence[Sequence[str]] | None = None,
         checksum: ChecksumCheck | None = None,
     ) -> list[Event]:
         """Replace the book of ``symbol`` and publish it."""
@@ -365,8 +368,8 @@ class BookKeeper:
         ts_exchange: int | None,
         seq: int | None,
         prev_seq: int | None = None,
-        bid_text: Sequence[tuple[str, str]] | None = None,
-        ask_text: Sequence[tuple[str, str]] | None = None,
+        bid_text: Sequence[Sequence[str]] | None = None,
+        ask_text: Sequence[Sequence[str]] | None = None,
         checksum: ChecksumCheck | None = None,
         scale: tuple[float, float] | None = None,
     ) -> list[Event]:
