@@ -3,11 +3,14 @@
 Every venue gets a book of 200 levels per side around a mid price, then a stream of incremental
 updates touching 1 to 6 levels per side within 30 ticks of the touch (a fifth of them removals),
 which is what a liquid perpetual's depth stream looks like between trades; plus trade and
-top-of-book frames. Sequence numbers chain the way each venue chains them, and Bitget frames
-carry the venue's CRC32 checksum of the resulting book, so every frame is accepted by the plugin.
+top-of-book frames. Sequence numbers chain the way each venue chains them (Binance's
+``U``/``u``/``pu``, OKX's ``prevSeqId``/``seqId``), and Bitget and OKX frames carry the venue's
+CRC32 checksum of the resulting book, so every frame is accepted by the plugin.
 
 ``stream(venue, n)`` returns ``(config, frames)``: the plugin configuration the frames were made
-for, and the frames (str, or bytes for HTX's gzip members) with the book's snapshot first.
+for, and the frames (str, or bytes for HTX's gzip members) with the book's snapshot first. For
+Binance the snapshot is the body of the REST ``GET /fapi/v1/depth`` answer (bytes), which the
+venue's procedure bridges with the first diff (``U <= lastUpdateId <= u``).
 """
 
 from __future__ import annotations
@@ -122,7 +125,9 @@ def htx(n: int, rng: random.Random) -> tuple[ProtocolConfig, list[str | bytes]]:
                           instruments={"BTC-USDT": inst}), frames
 
 
-def _bitget_checksum(book: Book) -> int:
+def _checksum25(book: Book) -> int:
+    """Bitget's and OKX's checksum: CRC32 of the best 25 levels per side, interleaved
+    (``bid1px:bid1sz:ask1px:ask1sz:...``), wire text, read as a signed 32-bit integer."""
     bids, asks = book.top("bid", 25), book.top("ask", 25)
     parts: list[str] = []
     for i in range(25):
@@ -139,12 +144,12 @@ def bitget(n: int, rng: random.Random) -> tuple[ProtocolConfig, list[str | bytes
     arg = {"instType": "USDT-FUTURES", "channel": "books", "instId": "BTCUSDT"}
     frames: list[str | bytes] = [_dumps({"action": "snapshot", "arg": arg, "data": [{
         "asks": book.top("ask", DEPTH), "bids": book.top("bid", DEPTH),
-        "checksum": _bitget_checksum(book), "seq": 1, "pseq": 0, "ts": str(T0_MS)}],
+        "checksum": _checksum25(book), "seq": 1, "pseq": 0, "ts": str(T0_MS)}],
         "ts": T0_MS})]
     for s in range(2, n + 1):
         b, a = book.delta()
         frames.append(_dumps({"action": "update", "arg": arg, "data": [{
-            "asks": a, "bids": b, "checksum": _bitget_checksum(book), "seq": s, "pseq": s - 1,
+            "asks": a, "bids": b, "checksum": _checksum25(book), "seq": s, "pseq": s - 1,
             "ts": str(T0_MS + s)}], "ts": T0_MS + s}))
     return ProtocolConfig(symbols=("BTC-USDT",), channels=("l2",)), frames
 
@@ -202,9 +207,48 @@ def coinbase_exchange(n: int, rng: random.Random) -> tuple[ProtocolConfig, list[
     return ProtocolConfig(symbols=("BTC-USD",), channels=("l2",)), frames
 
 
+def binance(n: int, rng: random.Random) -> tuple[ProtocolConfig, list[str | bytes]]:
+    book = Book(rng)
+    last = 8_312_000_000  # lastUpdateId of the REST snapshot
+    frames: list[str | bytes] = [_dumps({
+        "lastUpdateId": last, "E": T0_MS, "T": T0_MS - 1,
+        "bids": book.top("bid", DEPTH), "asks": book.top("ask", DEPTH)}).encode()]
+    pu, u = last - 7, last + 5  # the first diff bridges the snapshot: U <= lastUpdateId <= u
+    for i in range(1, n):
+        b, a = book.delta()
+        frames.append(_dumps({"e": "depthUpdate", "E": T0_MS + i + 1, "T": T0_MS + i,
+                              "s": "BTCUSDT", "U": pu + 1, "u": u, "pu": pu, "b": b, "a": a}))
+        pu, u = u, u + rng.randint(1, 40)
+    return ProtocolConfig(symbols=("BTC-USDT",), channels=("l2",)), frames
+
+
+def okx(n: int, rng: random.Random) -> tuple[ProtocolConfig, list[str | bytes]]:
+    book = Book(rng, size_scale=100)  # contracts of 0.01 BTC
+    arg = {"channel": "books", "instId": "BTC-USDT-SWAP"}
+
+    def levels(side: list[tuple[str, str]]) -> list[list[str]]:
+        return [[p, s, "0", str(rng.randint(1, 20)) if float(s) else "0"] for p, s in side]
+
+    seq = 1_000_000
+    frames: list[str | bytes] = [_dumps({"arg": arg, "action": "snapshot", "data": [{
+        "asks": levels(book.top("ask", DEPTH)), "bids": levels(book.top("bid", DEPTH)),
+        "ts": str(T0_MS), "checksum": _checksum25(book), "prevSeqId": -1, "seqId": seq}]})]
+    for i in range(1, n):
+        b, a = book.delta()
+        prev, seq = seq, seq + rng.randint(1, 12)
+        frames.append(_dumps({"arg": arg, "action": "update", "data": [{
+            "asks": levels(a), "bids": levels(b), "ts": str(T0_MS + i),
+            "checksum": _checksum25(book), "prevSeqId": prev, "seqId": seq}]}))
+    inst = Instrument(symbol="BTC-USDT", native="BTC-USDT-SWAP", contract_size=0.01,
+                      tick_size=0.1, lot_size=0.0001)
+    return ProtocolConfig(symbols=("BTC-USDT",), channels=("l2",),
+                          instruments={"BTC-USDT": inst}), frames
+
+
 GENERATORS: dict[str, Callable[[int, random.Random], tuple[ProtocolConfig, list[str | bytes]]]] = {
     "bybit": bybit, "bybit-trades": bybit_trades, "htx": htx, "bitget": bitget,
     "gateio": gateio, "coinbase": coinbase, "coinbase-exchange": coinbase_exchange,
+    "binance": binance, "okx": okx,
 }
 
 

@@ -79,17 +79,20 @@ class OrderBook:
         self,
         bids: Iterable[Level],
         asks: Iterable[Level],
-        bid_text: Sequence[tuple[str, str]] | None = None,
-        ask_text: Sequence[tuple[str, str]] | None = None,
+        bid_text: Sequence[Sequence[str]] | None = None,
+        ask_text: Sequence[Sequence[str]] | None = None,
     ) -> None:
         """Replace the whole book (a snapshot). Zero-size levels in a snapshot are ignored.
-        ``bid_text``/``ask_text`` are the same levels' wire text, in the same order."""
+        ``bid_text``/``ask_text`` are the same levels' wire text, in the same order: rows whose
+        first two fields are the price and size text (further fields are not kept)."""
         self.clear()
         if self._bid_text is not None and self._ask_text is not None:
             if bid_text is None or ask_text is None:
                 raise ValueError("this book keeps wire text: pass bid_text and ask_text")
-            btext = {p: ":".join(t) for (p, s), t in zip(bids, bid_text, strict=True) if s > 0}
-            atext = {p: ":".join(t) for (p, s), t in zip(asks, ask_text, strict=True) if s > 0}
+            btext = {p: f"{t[0]}:{t[1]}" for (p, s), t in zip(bids, bid_text, strict=True)
+                     if s > 0}
+            atext = {p: f"{t[0]}:{t[1]}" for (p, s), t in zip(asks, ask_text, strict=True)
+                     if s > 0}
             self.bids.update((p, s) for p, s in bids if s > 0)
             self.asks.update((p, s) for p, s in asks if s > 0)
             self._bid_keys = sorted(self.bids)
@@ -114,19 +117,31 @@ class OrderBook:
         self,
         bids: Iterable[Level],
         asks: Iterable[Level],
-        bid_text: Sequence[tuple[str, str]] | None = None,
-        ask_text: Sequence[tuple[str, str]] | None = None,
+        bid_text: Sequence[Sequence[str]] | None = None,
+        ask_text: Sequence[Sequence[str]] | None = None,
     ) -> None:
-        """Apply absolute-size updates to both sides (the hot path: loops kept inline)."""
+        """Apply absolute-size updates to both sides."""
         if self._bid_text is not None and self._ask_text is not None:
             if bid_text is None or ask_text is None:
                 raise ValueError("this book keeps wire text: pass bid_text and ask_text")
             _apply_text(self.bids, self._bid_keys, self._bid_text, bids, bid_text, 1.0)
             _apply_text(self.asks, self._ask_keys, self._ask_text, asks, ask_text, -1.0)
             return
+        _apply_plain(self, bids, asks)
+
+    def apply_scaled(self, bids: Iterable[Level], asks: Iterable[Level], mul: float,
+                     div: float) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
+        """:meth:`apply` for sizes that arrive in contracts: every size becomes ``s * mul /
+        div`` (base units; see the plugins' contract scales) in the same pass that applies it.
+        Returns the converted levels, in the order given (what the update publishes)."""
+        if self._bid_text is not None:
+            raise ValueError("a book that keeps wire text is updated with apply()")
+        out_bids: list[Level] = []
         sizes = self.bids
         keys = self._bid_keys
         for p, s in bids:
+            s = s * mul / div
+            out_bids.append((p, s))
             if s > 0:
                 if p not in sizes:
                     insort(keys, p)
@@ -134,9 +149,12 @@ class OrderBook:
             elif p in sizes:
                 del sizes[p]
                 del keys[bisect_left(keys, p)]
+        out_asks: list[Level] = []
         sizes = self.asks
         keys = self._ask_keys
         for p, s in asks:
+            s = s * mul / div
+            out_asks.append((p, s))
             if s > 0:
                 if p not in sizes:
                     insort(keys, -p)
@@ -144,6 +162,7 @@ class OrderBook:
             elif p in sizes:
                 del sizes[p]
                 del keys[bisect_left(keys, -p)]
+        return tuple(out_bids), tuple(out_asks)
 
     def best_bid(self) -> Level | None:
         if not self._bid_keys:
@@ -185,22 +204,48 @@ class OrderBook:
         return len(self.bids) + len(self.asks)
 
 
+def _apply_plain(book: OrderBook, bids: Iterable[Level], asks: Iterable[Level]) -> None:
+    """:meth:`OrderBook.apply` of a book without wire text, for the keeper's hot path (a plain
+    function: no method lookup, no text checks)."""
+    sizes = book.bids
+    keys = book._bid_keys
+    for p, s in bids:
+        if s > 0:
+            if p not in sizes:
+                insort(keys, p)
+            sizes[p] = s
+        elif p in sizes:
+            del sizes[p]
+            del keys[bisect_left(keys, p)]
+    sizes = book.asks
+    keys = book._ask_keys
+    for p, s in asks:
+        if s > 0:
+            if p not in sizes:
+                insort(keys, -p)
+            sizes[p] = s
+        elif p in sizes:
+            del sizes[p]
+            del keys[bisect_left(keys, -p)]
+
+
 def _apply_text(sizes: dict[float, float], keys: list[float], texts: list[str],
-                levels: Iterable[Level], wire: Sequence[tuple[str, str]], sign: float) -> None:
+                levels: Iterable[Level], wire: Sequence[Sequence[str]], sign: float) -> None:
     """Apply one side's levels, keeping ``texts`` aligned with ``keys`` (``sign`` -1.0 for asks,
     whose keys are negated prices)."""
     for (p, s), t in zip(levels, wire, strict=True):
-        k = p * sign
-        i = bisect_left(keys, k)
-        here = i < len(keys) and keys[i] == k
+        # (sizes holds exactly the prices of keys: a dict lookup is cheaper than comparing keys)
         if s > 0:
-            if here:
-                texts[i] = ":".join(t)
+            if p in sizes:
+                texts[bisect_left(keys, p * sign)] = f"{t[0]}:{t[1]}"
             else:
+                k = p * sign
+                i = bisect_left(keys, k)
                 keys.insert(i, k)
-                texts.insert(i, ":".join(t))
+                texts.insert(i, f"{t[0]}:{t[1]}")
             sizes[p] = s
-        elif here:
+        elif p in sizes:
+            i = bisect_left(keys, p * sign)
             del sizes[p]
             del keys[i]
             del texts[i]
@@ -277,8 +322,8 @@ class BookKeeper:
         ts_local: int,
         ts_exchange: int | None,
         seq: int | None,
-        bid_text: Sequence[tuple[str, str]] | None = None,
-        ask_text: Sequence[tuple[str, str]] | None = None,
+        bid_text: Sequence[Sequence[str]] | None = None,
+        ask_text: Sequence[Sequence[str]] | None = None,
         checksum: ChecksumCheck | None = None,
     ) -> list[Event]:
         """Replace the book of ``symbol`` and publish it."""
@@ -323,11 +368,16 @@ class BookKeeper:
         ts_exchange: int | None,
         seq: int | None,
         prev_seq: int | None = None,
-        bid_text: Sequence[tuple[str, str]] | None = None,
-        ask_text: Sequence[tuple[str, str]] | None = None,
+        bid_text: Sequence[Sequence[str]] | None = None,
+        ask_text: Sequence[Sequence[str]] | None = None,
         checksum: ChecksumCheck | None = None,
+        scale: tuple[float, float] | None = None,
     ) -> list[Event]:
-        """Apply an update whose rule says the book must be at ``prev_seq`` (None: no check)."""
+        """Apply an update whose rule says the book must be at ``prev_seq`` (None: no check).
+
+        ``scale`` = ``(mul, div)``: the sizes are contract counts, converted to base units
+        (``s * mul / div``) while they are applied (:meth:`OrderBook.apply_scaled`); the
+        published levels are the converted ones."""
         st = self.states.get(symbol) or self.state(symbol)
         if not st.live:
             st.skipped += 1
@@ -339,7 +389,12 @@ class BookKeeper:
                              ts_local, events)
             return events
         book = st.book
-        book.apply(bids, asks, bid_text, ask_text)
+        if scale is not None:
+            bids, asks = book.apply_scaled(bids, asks, scale[0], scale[1])
+        elif book._bid_text is None:
+            _apply_plain(book, bids, asks)
+        else:
+            book.apply(bids, asks, bid_text, ask_text)
         if seq is not None:
             st.seq = seq
         if checksum is not None and not checksum(book):

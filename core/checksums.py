@@ -20,11 +20,17 @@ from core.book import OrderBook
 
 def interleaved_text(bids: Sequence[str], asks: Sequence[str], depth: int) -> str:
     """The hashed string, from best-first ``"price:size"`` wire texts per side."""
-    b = bids[:depth] if type(bids) is list else list(bids[:depth])
-    a = asks[:depth] if type(asks) is list else list(asks[:depth])
-    n = min(len(b), len(a))
-    parts: list[str] = [""] * (2 * n)
-    parts[::2] = b[:n]  # interleaved with C-level slice assignments, not a Python loop
+    b = bids if type(bids) is list and len(bids) <= depth else list(bids[:depth])
+    a = asks if type(asks) is list and len(asks) <= depth else list(asks[:depth])
+    nb, na = len(b), len(a)
+    if nb == na:  # (both sides as deep as the checksum: no slices to copy)
+        parts: list[str] = [""] * (2 * nb)
+        parts[::2] = b  # interleaved with C-level slice assignments, not a Python loop
+        parts[1::2] = a
+        return ":".join(parts)
+    n = min(nb, na)
+    parts = [""] * (2 * n)
+    parts[::2] = b[:n]
     parts[1::2] = a[:n]
     parts += b[n:] or a[n:]
     return ":".join(parts)
@@ -39,4 +45,5 @@ def signed_crc32(text: str) -> int:
 def book_checksum(book: OrderBook, depth: int) -> int:
     """The checksum of the best ``depth`` levels of ``book`` (which keeps wire text)."""
     bids, asks = book.top_text(depth)
-    return signed_crc32(interleaved_text(bids, asks, depth))
+    crc = zlib.crc32(interleaved_text(bids, asks, depth).encode())  # (signed_crc32, inline)
+    return crc - (1 << 32) if crc >= 1 << 31 else crc

@@ -183,16 +183,23 @@ def levels_from_text(levels: Sequence[Sequence[str]], scale: float = 1.0) -> lis
     positive and every size finite and non-negative, else :class:`BadValue`.
     """
     try:
-        try:  # [price, size] pairs: the common case, unpacked without a starred target
-            if scale == 1.0:
-                out = [(float(p), float(s)) for p, s in levels]
-            else:
-                out = [(float(p), float(s) * scale) for p, s in levels]
-        except ValueError:  # [price, size, ...] with extra fields (or a bad number: retried)
+        first = levels[0] if levels else None
+        if type(first) is list and len(first) > 2:  # [price, size, ...] rows (OKX): no retry
             if scale == 1.0:
                 out = [(float(p), float(s)) for p, s, *_ in levels]
             else:
                 out = [(float(p), float(s) * scale) for p, s, *_ in levels]
+        else:
+            try:  # [price, size] pairs: the common case, unpacked without a starred target
+                if scale == 1.0:
+                    out = [(float(p), float(s)) for p, s in levels]
+                else:
+                    out = [(float(p), float(s) * scale) for p, s in levels]
+            except ValueError:  # [price, size, ...] with extra fields (or a bad number: retried)
+                if scale == 1.0:
+                    out = [(float(p), float(s)) for p, s, *_ in levels]
+                else:
+                    out = [(float(p), float(s) * scale) for p, s, *_ in levels]
     except (ValueError, TypeError) as exc:
         raise BadValue(f"bad price level: {exc}") from exc
     for p, s in out:

@@ -55,6 +55,7 @@ class DepthUpdate(msgspec.Struct):
     a: list[WireLevel]
     T: TsMs | None = None
     E: TsMs | None = None
+    e: str = ""  # the event type: read when the frame is decoded without its Head first
 
 
 class AggTrade(msgspec.Struct):

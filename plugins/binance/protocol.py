@@ -277,6 +277,16 @@ class BinanceProtocol(ExchangeProtocol):
     # -- frames -------------------------------------------------------------------------------
 
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
+        if type(payload) is str and '"depthUpdate"' in payload[:32]:
+            # the common frame in one pass; one that does not decode takes the two-step path
+            # below, which reports exactly what is wrong, and with which book
+            try:
+                d = self._diff.decode(payload)
+            except msgspec.MsgspecError:
+                pass
+            else:
+                if d.e == "depthUpdate":
+                    return self._on_depth(d, recv_ns)
         head = self._head.decode(payload)
         kind = head.e
         if kind == "depthUpdate":
@@ -312,14 +322,23 @@ class BinanceProtocol(ExchangeProtocol):
         except msgspec.ValidationError:
             self._announce(self.l2, payload)
             raise
+        return self._on_depth(d, recv_ns)
+
+    def _on_depth(self, d: DepthUpdate, recv_ns: int) -> list[Event]:
         sym = self.by_native.get(d.s)
         if sym is None:
             return [self.health(HealthKind.VENUE_ERROR, f"depthUpdate for unsubscribed {d.s!r}")]
-        self.book_frame(self.l2, sym)
+        self._frame_book = (self.l2, sym)  # (book_frame, inline)
         state = self.depth.get(sym)
         if state is None:
             return []  # not asked for (or not listed by the venue)
-        if self.l2.is_live(sym):
+        st = self.l2.states.get(sym)
+        if st is not None and st.live:  # (l2.is_live, inline)
+            if state.bridge is None:  # the hot path: pu == the previous u
+                t = d.T if d.T is not None else d.E
+                return self.l2.delta(sym, d.b, d.a, ts_local=recv_ns,
+                                     ts_exchange=t * MS_NS if t is not None else None,
+                                     seq=d.u, prev_seq=d.pu)
             return self._apply(sym, state, d, recv_ns)
         state.buffer.append((d, recv_ns))
         state.active = True

@@ -104,17 +104,18 @@ class Scale:
     where multiplying by the inexact ``0.0001`` would not (``0.060000000000000005``).
     """
 
-    __slots__ = ("div", "mul")
+    __slots__ = ("div", "mul", "pair")
 
     def __init__(self, contract_size: float) -> None:
         self.mul = 1.0
         self.div = 1.0
-        if 0 < contract_size < 1:
-            inverse = round(1 / contract_size)
-            if inverse and abs(inverse * contract_size - 1) < 1e-12:
-                self.div = float(inverse)
-                return
-        self.mul = contract_size
+        inverse = round(1 / contract_size) if 0 < contract_size < 1 else 0
+        if inverse and abs(inverse * contract_size - 1) < 1e-12:
+            self.div = float(inverse)
+        else:
+            self.mul = contract_size
+        #: ``(mul, div)``, as :meth:`core.book.BookKeeper.delta` takes it
+        self.pair = (self.mul, self.div)
 
     def __call__(self, size: float) -> float:
         return size * self.mul / self.div
@@ -330,21 +331,21 @@ class GateioProtocol(ExchangeProtocol):
         sym = self.by_stream.get(data.s)
         if sym is None:
             return [self.health(HealthKind.VENUE_ERROR, f"push for unsubscribed stream {data.s!r}")]
-        self.book_frame(self.l2, sym)
-        scale = self.scale[sym]
-        ts_exchange = _exchange_time(data.t, time_ms)
-        bids = scale.levels(data.b)
-        asks = scale.levels(data.a)
+        self._frame_book = (self.l2, sym)  # (book_frame, inline: the hot path)
+        t = data.t
+        ts_exchange = t * MS_NS if t is not None else _exchange_time(t, time_ms)
         if data.full:
-            return self.l2.snapshot(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange,
-                                    seq=data.u)
+            scale = self.scale[sym]
+            return self.l2.snapshot(sym, scale.levels(data.b), scale.levels(data.a),
+                                    ts_local=recv_ns, ts_exchange=ts_exchange, seq=data.u)
         if data.U is None:
             if not self.l2.is_live(sym):
                 return []
             return self.l2.invalidate(sym, HealthKind.GAP, f"delta without U (u={data.u})",
                                       recv_ns)
-        return self.l2.delta(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange,
-                             seq=data.u, prev_seq=data.U - 1)
+        # contracts become base units while the levels are applied
+        return self.l2.delta(sym, data.b, data.a, ts_local=recv_ns, ts_exchange=ts_exchange,
+                             seq=data.u, prev_seq=data.U - 1, scale=self.scale[sym].pair)
 
     def _on_ticker(self, env: Envelope, recv_ns: int) -> list[Event]:
         try:

@@ -325,8 +325,8 @@ class OkxProtocol(ExchangeProtocol):
                       scale.levels(levels_from_text(d.asks)), _ms(d.ts)) for d in entries]
         events: list[Event] = []
         for d, bids, asks, ts_exchange in converted:
-            bid_text = [(lv[0], lv[1]) for lv in d.bids]
-            ask_text = [(lv[0], lv[1]) for lv in d.asks]
+            # the book keeps the first two fields of each row (price and size) as wire text
+            bid_text, ask_text = d.bids, d.asks
             check = self._checksum(d.checksum)
             if env.action == "snapshot":
                 events += self.l2.snapshot(sym, bids, asks, ts_local=recv_ns,

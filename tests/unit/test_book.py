@@ -58,6 +58,42 @@ def test_order_book_matches_naive_reference(snapshot: tuple, deltas: list) -> No
         assert len(book) == len(ref.bids) + len(ref.asks)
 
 
+BID_LEVELS = st.lists(st.tuples(st.integers(1, 30).map(lambda t: t * 0.5), SIZES), max_size=12)
+ASK_LEVELS = st.lists(st.tuples(st.integers(31, 60).map(lambda t: t * 0.5), SIZES), max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(snapshot=st.tuples(BID_LEVELS, ASK_LEVELS),
+       deltas=st.lists(st.tuples(BID_LEVELS, ASK_LEVELS), max_size=30),
+       scale=st.sampled_from([None, (1.0, 100.0), (10.0, 1.0), (0.3, 1.0)]))
+def test_keeper_delta_applies_like_the_naive_reference(snapshot: tuple, deltas: list,
+                                                       scale: tuple[float, float] | None) -> None:
+    """The keeper applies plain books in its own loop, and contract sizes with ``scale``: both
+    must leave the book the naive reference has, and publish the levels as converted."""
+    mul, div = scale or (1.0, 1.0)
+    keeper = BookKeeper("x", publish_tob=False, publish_l2=True)
+    keeper.snapshot("S", *snapshot, ts_local=1, ts_exchange=None, seq=None)
+    ref = NaiveBook()
+    ref.replace(*snapshot)
+    for i, (bids, asks) in enumerate(deltas):
+        events = keeper.delta("S", bids, asks, ts_local=2 + i, ts_exchange=None, seq=None,
+                              scale=scale)
+        want_bids = [(p, s * mul / div) for p, s in bids]
+        want_asks = [(p, s * mul / div) for p, s in asks]
+        ref.apply(want_bids, want_asks)
+        book = keeper.book("S")
+        assert book.bids == ref.bids and book.asks == ref.asks
+        assert book.best_bid() == ref.best_bid() and book.best_ask() == ref.best_ask()
+        assert book.top_bids(5) == sorted(ref.bids.items(), reverse=True)[:5]
+        assert book.top_asks(5) == sorted(ref.asks.items())[:5]
+        if bids or asks:
+            (event,) = events
+            assert isinstance(event, BookUpdate)
+            assert event.bids == tuple(want_bids) and event.asks == tuple(want_asks)
+        else:
+            assert events == []
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     mid=st.integers(min_value=20, max_value=40),
