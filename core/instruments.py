@@ -36,6 +36,7 @@ import trio
 
 from core.codec import S_NS
 from core.protocol import ExchangeProtocol, Instrument
+from core.tls import rest_context
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ async def fetch_body(url: str, *, timeout_s: float = FETCH_TIMEOUT_S,
     """GET ``url`` and return its body: at most ``max_bytes`` read (else :class:`BodyTooLarge`),
     all of it within ``timeout_s`` (else ``trio.TooSlowError``)."""
     with trio.fail_after(timeout_s):
-        async with httpx.AsyncClient(timeout=timeout_s) as client, \
+        async with httpx.AsyncClient(timeout=timeout_s, verify=rest_context()) as client, \
                 client.stream("GET", url) as resp:
             resp.raise_for_status()
             declared = resp.headers.get("content-length", "")

@@ -35,6 +35,7 @@ from core.codec import FrameError, inflate
 from core.protocol import ExchangeProtocol, RestRequest
 from core.recording import Recorder
 from core.schema import Event
+from core.tls import rest_context
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class RestCalls:
                 if client is None:  # most venues never call: no client until the first call
                     client = await stack.enter_async_context(httpx.AsyncClient(
                         timeout=self.proto.rest_timeout_s, follow_redirects=False,
+                        verify=rest_context(),
                         headers={"Accept-Encoding": "identity"}, transport=self.transport))
                 nursery.start_soon(self._call, client, request, slots)
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import trio
 
-from core import clock_sync, simulate
+from core import clock_sync, simulate, tls
 from core.checks import (
     UsageError,
     check_channels,
@@ -363,6 +363,7 @@ async def async_main(argv: Sequence[str] | None = None, *, handle_signals: bool 
     # Everything loaded so far (libraries, plugins, instruments) lives for the whole run: moved
     # out of the collector's reach, full collections no longer walk it, which otherwise stalls
     # the event loop for tens of milliseconds at high message rates (docs/performance.md).
+    tls.warm()  # built now, and frozen with the rest: not on the loop when venues connect
     gc.freeze()
     use_transport(args.transport)
     result = await record(plan)

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import ssl
 import struct
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
@@ -35,6 +34,8 @@ from urllib.parse import urlsplit
 
 import trio
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, HandshakeError
+
+from core.tls import websocket_context
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RECV_BYTES = 256 * 1024
@@ -344,8 +345,8 @@ async def open_lean_over(stream: trio.abc.Stream, host: str, resource: str,
 
 async def open_url_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
     """The byte stream under a websocket URL: TCP, plus TLS with verification on (the default
-    context) for ``wss``. Returns ``(stream, host header, resource)``; the caller owns the
-    stream."""
+    context, one per process: :mod:`core.tls`) for ``wss``. Returns ``(stream, host header,
+    resource)``; the caller owns the stream."""
     parts = urlsplit(url)
     secure = parts.scheme == "wss"
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
@@ -356,7 +357,7 @@ async def open_url_stream(url: str) -> tuple[trio.abc.Stream, str, str]:
     stream: trio.abc.Stream
     if secure:
         ssl_stream = await trio.open_ssl_over_tcp_stream(
-            host, port, ssl_context=ssl.create_default_context(), https_compatible=True)
+            host, port, ssl_context=websocket_context(), https_compatible=True)
         try:
             await ssl_stream.do_handshake()
         except BaseException:
