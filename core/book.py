@@ -25,7 +25,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from core.codec import S_NS
+from core.codec import FLOAT_MAX, S_NS, BadValue
 from core.schema import BookUpdate, Event, Health, HealthKind, Level, TopOfBook
 
 
@@ -133,9 +133,15 @@ class OrderBook:
                      div: float) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
         """:meth:`apply` for sizes that arrive in contracts: every size becomes ``s * mul /
         div`` (base units; see the plugins' contract scales) in the same pass that applies it.
-        Returns the converted levels, in the order given (what the update publishes)."""
+        Returns the converted levels, in the order given (what the update publishes). A size
+        that the conversion would take past the largest float is :class:`core.codec.BadValue`,
+        raised before anything is applied."""
         if self._bid_text is not None:
             raise ValueError("a book that keeps wire text is updated with apply()")
+        if mul > div:  # sizes grow: a huge count could overflow to inf
+            bids, asks = tuple(bids), tuple(asks)
+            _check_scalable(bids, FLOAT_MAX / mul * div)
+            _check_scalable(asks, FLOAT_MAX / mul * div)
         out_bids: list[Level] = []
         sizes = self.bids
         keys = self._bid_keys
@@ -554,3 +560,9 @@ class BookKeeper:
 def _crossed_detail(book: OrderBook, seq: int | None) -> str:
     bb, ba = book.best_bid(), book.best_ask()
     return f"best bid {bb[0] if bb else None} >= best ask {ba[0] if ba else None} (seq={seq})"
+
+
+def _check_scalable(levels: Sequence[Level], limit: float) -> None:
+    for _, s in levels:
+        if s > limit:
+            raise BadValue(f"size {s!r} overflows once converted to base units")

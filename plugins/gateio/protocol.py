@@ -51,7 +51,7 @@ from typing import ClassVar, Final
 import msgspec
 
 from core.book import BookKeeper, OrderBook
-from core.codec import MS_NS, S_NS, Price, ms_to_ns
+from core.codec import INF, MS_NS, S_NS, BadValue, Price, check_size, ms_to_ns
 from core.funding import FundingTracker, next_on_grid
 from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
@@ -118,15 +118,24 @@ class Scale:
         self.pair = (self.mul, self.div)
 
     def __call__(self, size: float) -> float:
-        return size * self.mul / self.div
+        return check_size(size * self.mul / self.div)
 
     def levels(self, levels: Iterable[tuple[float, float]]) -> list[Level]:
         mul, div = self.mul, self.div
-        return [(p, s * mul / div) for p, s in levels]
+        return _finite_sizes([(p, s * mul / div) for p, s in levels], mul)
 
     def rest_levels(self, levels: Iterable[PriceSize]) -> list[Level]:
         mul, div = self.mul, self.div
-        return [(lv.p, lv.s * mul / div) for lv in levels]
+        return _finite_sizes([(lv.p, lv.s * mul / div) for lv in levels], mul)
+
+
+def _finite_sizes(levels: list[Level], mul: float) -> list[Level]:
+    """``levels``, unless a contract size above 1 took a huge count past the largest float."""
+    if mul > 1.0:
+        for _, s in levels:
+            if s == INF:
+                raise BadValue("a size overflows once converted to base units")
+    return levels
 
 
 class _Request(msgspec.Struct):

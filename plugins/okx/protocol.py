@@ -64,7 +64,15 @@ from typing import ClassVar, Final
 import msgspec
 
 from core.book import BookKeeper, OrderBook
-from core.codec import MS_NS, BadValue, check_price, check_size, levels_from_text, ms_to_ns
+from core.codec import (
+    INF,
+    MS_NS,
+    BadValue,
+    check_price,
+    check_size,
+    levels_from_text,
+    ms_to_ns,
+)
 from core.funding import FundingTracker
 from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
@@ -137,11 +145,16 @@ class Scale:
                 self.mul, self.div = 1.0, float(inverse)
 
     def __call__(self, contracts: float) -> float:
-        return contracts * self.mul / self.div
+        return check_size(contracts * self.mul / self.div)
 
     def levels(self, levels: Sequence[Level]) -> list[Level]:
         mul, div = self.mul, self.div
-        return [(p, s * mul / div) for p, s in levels]
+        out = [(p, s * mul / div) for p, s in levels]
+        if mul > 1.0:  # a contract size above 1 may take a huge count past the largest float
+            for _, s in out:
+                if s == INF:
+                    raise BadValue("a size overflows once converted to base units")
+        return out
 
 
 class OkxProtocol(ExchangeProtocol):

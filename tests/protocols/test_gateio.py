@@ -340,6 +340,21 @@ def test_obu_snapshot_and_deltas_in_base_units() -> None:
     assert proto.decode_errors == {}
 
 
+def test_a_contract_count_that_overflows_in_base_units_is_a_decode_error() -> None:
+    """A contract size above 1 multiplies: a count near the largest float would become inf."""
+    big = Instrument(symbol="BIG-USDT", native="BIG_USDT", contract_size=10.0, tick_size=0.1)
+    proto = make(symbols=("BIG-USDT",), instruments={"BIG-USDT": big})
+    snap = obu({"full": True, "s": "ob.BIG_USDT.50", "u": 10,
+                "b": [["1.5", "3"]], "a": [["1.6", "4"]]})
+    assert kinds(proto.receive(snap, NOW + S)) == [HealthKind.SNAPSHOT, "BookUpdate"]
+    huge = obu({"s": "ob.BIG_USDT.50", "U": 11, "u": 11, "b": [["1.4", "1e308"]]})
+    events = proto.receive(huge, NOW + 2 * S)
+    assert kinds(events) == [HealthKind.DECODE_ERROR, HealthKind.GAP]  # no row; resynced
+    assert "overflows once converted to base units" in events[0].detail
+    assert proto.l2.book("BIG-USDT").top_bids(5) == []  # dropped until the resync
+    assert proto.decode_errors == {"BadValue": 1}
+
+
 def test_obu_delta_before_the_snapshot_is_skipped() -> None:
     proto = make()
     delta = obu({"s": "ob.BTC_USDT.50", "U": 4999, "u": 5000, "b": [["63700", "1"]]})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.book import BookKeeper, OrderBook
+from core.codec import BadValue
 from core.schema import BookUpdate, Health, TopOfBook
 
 PRICES = st.integers(min_value=1, max_value=60).map(lambda t: t * 0.5)
@@ -188,3 +190,14 @@ def test_snapshot_deadlines_are_cached_and_follow_every_change() -> None:
     keeper.expect_snapshot("B", 300)  # a live book with a stale deadline must not linger
     assert keeper.overdue(300 + 10 * 10**9) == []
     assert keeper.next_deadline() is None
+
+
+def test_a_scaled_update_that_would_overflow_is_refused_before_it_applies() -> None:
+    book = OrderBook()
+    book.apply_scaled([(10.0, 2.0)], [(11.0, 1.0)], 10.0, 1.0)
+    with pytest.raises(BadValue):
+        book.apply_scaled([(9.0, 1.0)], [(12.0, 1e308)], 10.0, 1.0)
+    assert book.top_bids(5) == [(10.0, 20.0)] and book.top_asks(5) == [(11.0, 10.0)]
+    # sizes that shrink never overflow: nothing to check
+    book.apply_scaled([(9.0, 1e308)], [], 1.0, 100.0)
+    assert book.top_bids(5)[-1] == (9.0, 1e306)
