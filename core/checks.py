@@ -215,10 +215,15 @@ def parse_option_flags(items: Sequence[str], registry: ExchangeRegistry,
 # -- output folder --------------------------------------------------------------------------------
 
 
-def check_out(out: Path) -> list[str]:
-    """Create ``out`` (with parents) and write, then remove, one probe file in it."""
+def check_out(out: Path, *, create: bool = True) -> list[str]:
+    """Create ``out`` (with parents) and write, then remove, one probe file in it. With
+    ``create=False``, only what can be seen without creating anything (so that a command with
+    other mistakes leaves no folder behind): ``out`` is not a file, and the nearest folder that
+    exists on its path can be written to."""
     if out.exists() and not out.is_dir():
         return [f"--out {out}: exists and is not a folder; give a folder to record into"]
+    if not create:
+        return _out_parent_problem(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -234,6 +239,17 @@ def check_out(out: Path) -> list[str]:
     except OSError as exc:
         return [f"--out {out}: cannot write there ({exc.strerror or exc}); give a folder you "
                 f"can write to"]
+    return []
+
+
+def _out_parent_problem(out: Path) -> list[str]:
+    existing = out.absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if existing != out.absolute() and not existing.is_dir():
+        return [f"--out {out}: {existing} is not a folder; give a folder to record into"]
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [f"--out {out}: cannot write in {existing}; give a folder you can write to"]
     return []
 
 

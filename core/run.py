@@ -279,10 +279,13 @@ async def plan_run(args: argparse.Namespace, registry: ExchangeRegistry) -> RunP
     consumers, consumer_problems = build_consumers(registry.consumers, ctx,
                                                    sink_values(args, registry.consumers))
     problems.extend(consumer_problems)
+    writes_out = not any(c.output is not None for c in consumers) or \
+        any(c.output is not None and c.name == "parquet" for c in consumers)
+    if writes_out:  # reported with the other flags' mistakes; the folder is made below
+        problems.extend(check_out(args.out, create=False))
     raise_if(problems)
     raise_if(await check_consumers(consumers))
-    if not any(c.output is not None for c in consumers) or \
-            any(c.output is not None and c.name == "parquet" for c in consumers):
+    if writes_out:
         raise_if(check_out(args.out))
     cache_dir = args.cache_dir or default_cache_dir()
     fetched = await fetch_instruments(plugins, registry, rest_urls, cache_dir, symbols)

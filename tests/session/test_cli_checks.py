@@ -110,7 +110,21 @@ async def test_out_that_is_a_file(tmp_path: Path, no_fetch: None,
     assert errors == [f"--out {out}: exists and is not a folder; give a folder to record into"]
     under = out / "data"
     errors = await refused(["--plugins", "bybit", "--out", str(under)], capsys)
-    assert errors[0].startswith(f"--out {under}: cannot create the folder (")
+    assert errors == [f"--out {under}: {out} is not a folder; give a folder to record into"]
+
+
+async def test_a_bad_out_is_reported_with_the_other_mistakes_and_nothing_is_created(
+        tmp_path: Path, no_fetch: None, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "file"
+    out.write_text("not a folder")
+    errors = await refused(["--plugins", "bybit", "--opt", "bybit.foo=1", "--out", str(out)],
+                           capsys)
+    assert [e.split(":")[0] for e in errors] == ["--opt bybit.foo=1", f"--out {out}"]
+    fresh = tmp_path / "new" / "data"
+    errors = await refused(["--plugins", "bybit", "--opt", "bybit.foo=1", "--out", str(fresh)],
+                           capsys)
+    assert [e.split(":")[0] for e in errors] == ["--opt bybit.foo=1"]
+    assert not (tmp_path / "new").exists()  # a refused command leaves no folder behind
 
 
 def test_out_that_cannot_be_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
