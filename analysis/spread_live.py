@@ -610,13 +610,18 @@ def analyzer_from_options(venues: Sequence[str], *, thresholds_bps: str = "0",
     thresholds = parse_thresholds(thresholds_bps)
     default_stale, per_venue = parse_stale_ms(stale_ms)
     table = resolve_fees(fees_file, parse_fee_overrides(taker_fee_bps))
+    known: list[str] = []
     for venue in venues:
         fee = table.get(venue)
         if fee is None:
             log.warning("spreads: no taker fee known for %s: its pairs get gross edges only "
                         "(give one with --taker-fee-bps %s=BPS)", venue, venue)
         else:
-            log.info("spreads: fee %s", fee.describe())
+            known.append(f"{venue} {fee.taker_bps:g}")
+            log.debug("spreads: fee %s", fee.describe())  # tier, date and source
+    if known:
+        log.info("spreads: taker fees in bps: %s (--taker-fee-bps or --fees to change them)",
+                 ", ".join(known))
     config = SpreadConfig(taker_fees=taker_rates(table), stale_ms=per_venue,
                           default_stale_ms=DEFAULT_STALE_MS if default_stale is None
                           else default_stale, thresholds_bps=thresholds)

@@ -255,7 +255,7 @@ def test_thresholds_and_staleness_flags() -> None:
 
 
 def test_analyzer_from_command_line_options(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="analysis.spread_live")
+    caplog.set_level(logging.DEBUG, logger="analysis.spread_live")
     analyzer = analyzer_from_options(["bybit", "coinbase"], thresholds_bps="5,0",
                                      stale_ms=["400", "htx=600"], taker_fee_bps=["bybit=2"])
     cfg = analyzer.state.config
@@ -263,7 +263,10 @@ def test_analyzer_from_command_line_options(caplog: pytest.LogCaptureFixture) ->
     assert (cfg.stale_ns("bybit"), cfg.stale_ns("htx")) == (400 * MS, 600 * MS)
     assert cfg.taker_fees["bybit"] == approx(0.0002) and cfg.taker_fees["htx"] == 0.0006
     assert cfg.fee_bps("bybit", "coinbase") is None
-    assert "spreads: fee bybit: taker 2 bps (user, command line)" in caplog.text
+    assert "spreads: fee bybit: taker 2 bps (user, command line)" in caplog.text  # debug
+    [info] = [r.getMessage() for r in caplog.records
+              if r.levelno == logging.INFO and "fees" in r.getMessage()]
+    assert info == "spreads: taker fees in bps: bybit 2 (--taker-fee-bps or --fees to change them)"
     assert "no taker fee known for coinbase" in caplog.text
     with pytest.raises(ValueError, match="--spread-stale-ms"):
         analyzer_from_options(["bybit"], stale_ms=["htx=x"])
