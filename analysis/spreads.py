@@ -670,10 +670,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     opp = res["opportunities"].filter(pl.col("tau_bps") == min(args.thresholds))
     best = opp.sort("episodes", descending=True).head(1)
     msg = ""
-    if best.height:
+    if best.height and best["episodes"][0] > 0:
         r = best.row(0, named=True)
         msg = (f"; most episodes at τ = {r['tau_bps']:g} bps: buy {r['buy_venue']} sell "
                f"{r['sell_venue']} ({r['episodes']})")
+    elif best.height:
+        msg = f"; no opportunity episode at τ = {min(args.thresholds):g} bps net of fees"
     print(f"{args.symbol}: {len(res['pairs_list'])} pairs over {', '.join(res['venues'])}"
           f"{msg} -> {args.out}")
     return 0
