@@ -5,7 +5,9 @@ share of the recording with a trusted book, the numbers of gaps, resyncs and rec
 longest outage, and draws a timeline PNG of trusted and untrusted intervals.
 
 * **What was asked for.** Every venue with rows in any table (``health``, ``tob``, ``l2``,
-  ``trades``) plus those named with ``--venues``; per venue, the symbols its ``started`` row
+  ``trades``) plus those named with ``--venues``, except a name with only ``health`` rows and no
+  ``started`` row in a recording that has them (a consumer's rows, such as the live spread
+  analyzer's ``exchange=spread``); per venue, the symbols its ``started`` row
   lists (the recorder writes one per venue before connecting) and the symbols its rows name (a
   health row with a symbol, such as ``subscribed``, ``subscribe_error``, ``snapshot``, or a
   market-data row). A venue whose rows name no symbol at all is reported for every symbol the
@@ -131,10 +133,15 @@ def load_recording(data: Path, *, exchange: str | None = None, start: datetime |
     for ex, syms in both.select("exchange", "symbols").iter_rows():
         named.setdefault(ex, set()).update(syms or [])
     # the recorder's ``started`` rows say exactly what each venue was asked for
+    started: set[str] = set()
     for ex, detail in health.filter(pl.col("event") == HealthKind.STARTED).select(
             "exchange", "detail").iter_rows():
         asked = dict(f.split("=", 1) for f in (detail or "").split() if "=" in f)
         named.setdefault(ex, set()).update(filter(None, asked.get("symbols", "").split(",")))
+        started.add(ex)
+    if started:  # health rows alone, without a ``started`` row, are a consumer's (``spread``)
+        market = set().union(*(set(vs) for t, vs in have.items() if t != "health"))
+        named = {ex: syms for ex, syms in named.items() if ex in started or ex in market}
     t0 = int(both["first"].min()) if start is None else _ns(start)
     t1 = int(both["last"].max()) if end is None else _ns(end)
     # files of one venue are in write order; a stable sort keeps same-time rows in that order

@@ -160,3 +160,23 @@ def test_started_rows_say_what_was_asked_for(tmp_path: Path) -> None:
     by_symbol = {c.symbol: c for c in coverage(rec, wanted)}
     assert by_symbol["SOL-USDT"].trusted_s == 0
     assert by_symbol["BTC-USDT"].trusted_s == 9
+
+
+def test_a_consumer_s_health_rows_are_not_a_venue(tmp_path: Path) -> None:
+    """The live spread analyzer writes its own health rows (``exchange=spread``) and no
+    ``started`` row: it is not reported as a venue that never connected; a venue with a
+    ``started`` row and nothing else still is."""
+    rows = [
+        (0, "bybit", None, "started", "symbols=BTC-USDT channels=l2 url=ws://x"),
+        (0.5, "bybit", None, "connected", "ws://x conn=1"),
+        (1, "bybit", "BTC-USDT", "snapshot", ""),
+        (10, "bybit", None, "stopped", "produced l2=5 health=4"),
+        (0, "okx", None, "started", "symbols=BTC-USDT channels=l2 url=ws://y"),
+        (10, "okx", None, "stopped", "produced l2=0 health=1"),
+        (10, "spread", None, "rows_written", "table=spreads events=3 rows=3"),
+        (10, "spread", None, "stopped", "produced spreads=3"),
+    ]
+    rec = load_recording(ledger(tmp_path, rows))
+    assert sorted(asked_for(rec)) == ["bybit", "okx"]
+    by_venue = {c.exchange: c for c in coverage(rec, asked_for(rec))}
+    assert by_venue["okx"].note.endswith("never connected") and by_venue["bybit"].trusted_s == 9
