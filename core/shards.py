@@ -10,8 +10,8 @@ all shards, and shows every venue in the live view.
 
 Stopping (Ctrl-C, SIGTERM, the end of ``--duration``, or every child gone): the children get
 SIGTERM (they run in their own process group, so a terminal's Ctrl-C reaches this process only,
-and on Linux they get SIGTERM too if this process dies) and flush what they hold to Redis; then
-this process reads the streams until nothing is left,
+and each stops by itself within a second if this process dies: :mod:`core.parent`) and flush
+what they hold to Redis; then this process reads the streams until nothing is left,
 writes, acknowledges and exits. The exit code is the lowest non-zero one of this process and its
 children (a child killed by a signal counts as 1).
 
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import trio
 
 from core.checks import UsageError, check_positive, raise_if
+from core.parent import child_environment
 from core.plugins import ExchangeRegistry
 from core.streams.client import parse_url
 from core.streams.codec import stream_name
@@ -110,7 +111,7 @@ class ShardFeed:
                 for argv in self.children:
                     proc = await trio.lowlevel.open_process(
                         [sys.executable, "-m", "core.run", *argv], start_new_session=True,
-                        preexec_fn=die_with_parent)
+                        env=child_environment())  # it stops when this process is gone
                     self._procs.append(proc)
                     log.info("shard %d (pid %d): %s", len(self._procs), proc.pid,
                              " ".join(argv[:4]))
@@ -223,16 +224,6 @@ async def run_sharded(args: argparse.Namespace, registry: ExchangeRegistry, prog
         print(f"capture processes exited with {', '.join(map(str, feed.codes))}",
               file=sys.stderr)
     return min(codes) if codes else 0
-
-
-def die_with_parent() -> None:
-    """In the child, before it runs: SIGTERM when this process dies, however it dies (Linux
-    ``PR_SET_PDEATHSIG``; elsewhere nothing)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        pr_set_pdeathsig = 1
-        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def secrets_suffix() -> str:

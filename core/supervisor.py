@@ -41,6 +41,7 @@ import trio
 from core.bus import DEFAULT_BUFFER_BYTES, Bus, Subscription
 from core.clock import Clock, WallClock
 from core.consumers import Consumer, ConsumerRun, Output
+from core.parent import parent_to_watch, watch_parent
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.recording import NullRecorder, RawRecorder, Recorder
 from core.schema import Health, HealthKind
@@ -305,6 +306,8 @@ async def record(plan: RunPlan, *, clock: Clock | None = None,
         outer.start_soon(probe.run)
         if plan.handle_signals:
             outer.start_soon(watch_signals, shutdown)
+            if (parent := parent_to_watch()) is not None:  # a capture process of --processes
+                outer.start_soon(watch_parent, parent)
         try:
             await record_into(run)
         # A write failure stops the run; the output keeps it (output.failures) for the

@@ -148,7 +148,8 @@ class Processes:
         return proc
 
     def kill_all(self) -> None:
-        """(The capture processes of ``--processes`` get SIGTERM when their parent dies.)"""
+        """(The capture processes of ``--processes`` stop by themselves when their parent
+        dies.)"""
         for proc in self.procs:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -249,6 +250,29 @@ async def test_processes_flag_shards_on_one_host_and_stops_on_ctrl_c(
         assert got.equals(comparable(single, table)), table
     spreads = read(sharded, "spreads")  # the analyzer ran across both shards
     assert set(spreads["buy_exchange"].to_list()) == {"bybit", "htx"}
+
+
+async def test_capture_processes_run_the_whole_duration(tmp_path: Path,
+                                                        redis_server: RedisServer) -> None:
+    """Longer than trio's idle worker threads live (10 s): a capture process must not be tied
+    to the thread that started it. Every shard records to the end, and the run exits 0."""
+    log_path = tmp_path / "parent.log"
+    with trio.fail_after(CEILING_S), processes() as procs:
+        parent = await procs.start(
+            [sys.executable, "-m", "core.run", "--no-live", "--simulate", "--plugins",
+             "bybit,htx", "--channels", "tob,l2", "--processes", "2", "--sink",
+             redis_server.url, "--out", str(tmp_path / "data"), "--duration", "13",
+             "--status-interval", "60"], stderr=log_path.open("wb"))
+        code = await parent.wait()
+    log = log_path.read_text()
+    assert code == 0, log
+    assert "before the end of the run" not in log and "capture processes exited with 0, 0" in log
+    health = read(tmp_path / "data", "health")
+    for venue in ("bybit", "htx"):
+        stops = health.filter((pl.col("exchange") == venue) & (pl.col("event") == "stopped"))
+        starts = health.filter((pl.col("exchange") == venue) & (pl.col("event") == "started"))
+        span_s = (stops["ts_local"].max() - starts["ts_local"].min()).total_seconds()
+        assert span_s > 11.5, (venue, span_s)  # recorded to the end, not stopped after 10 s
 
 
 async def test_processes_refuses_bad_flags_before_starting_anything(
