@@ -13,7 +13,8 @@ SIGTERM (they run in their own process group, so a terminal's Ctrl-C reaches thi
 and each stops by itself within a second if this process dies: :mod:`core.parent`) and flush
 what they hold to Redis; then this process reads the streams until nothing is left,
 writes, acknowledges and exits. The exit code is the lowest non-zero one of this process and its
-children (a child killed by a signal counts as 1).
+children (a child killed by a signal counts as 1); a child that exits before it is asked to
+(its venues were not recorded to the end) makes it at most 1.
 
 The same layout on several hosts is the recipe in ``docs/scaling.md``: captures with ``--sink
 redis://...`` anywhere, one ``--from-redis`` writer.
@@ -102,6 +103,7 @@ class ShardFeed:
         self.produced = self.source.produced
         self._procs: list[trio.Process] = []
         self.usage_error = False
+        self.ended_early: list[int] = []  # capture processes that exited before being asked
 
     async def run(self, ctx: FeedContext) -> None:
         for venue in self.venues:
@@ -140,6 +142,7 @@ class ShardFeed:
             self.usage_error = True
             ctx.stop()
         else:
+            self.ended_early.append(index)
             log.error("shards: capture process %d (pid %d) exited with %d before the end of "
                       "the run", index, proc.pid, code)
 
@@ -223,6 +226,10 @@ async def run_sharded(args: argparse.Namespace, registry: ExchangeRegistry, prog
     if feed.codes:
         print(f"capture processes exited with {', '.join(map(str, feed.codes))}",
               file=sys.stderr)
+    if feed.ended_early:  # its venues were not recorded to the end: never a success
+        print(f"{prog}: error: capture process(es) {', '.join(map(str, feed.ended_early))} "
+              "stopped before the end of the run", file=sys.stderr)
+        codes.append(EXIT_FAILED)
     return min(codes) if codes else 0
 
 

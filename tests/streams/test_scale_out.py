@@ -13,6 +13,7 @@ moment it answered, which differs between the instances, so those rows are compa
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import sys
@@ -273,6 +274,29 @@ async def test_capture_processes_run_the_whole_duration(tmp_path: Path,
         starts = health.filter((pl.col("exchange") == venue) & (pl.col("event") == "started"))
         span_s = (stops["ts_local"].max() - starts["ts_local"].min()).total_seconds()
         assert span_s > 11.5, (venue, span_s)  # recorded to the end, not stopped after 10 s
+
+
+async def test_a_capture_process_that_stops_early_fails_the_run(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    log_path = tmp_path / "parent.log"
+    with trio.fail_after(CEILING_S), processes() as procs:
+        parent = await procs.start(
+            [sys.executable, "-m", "core.run", "--no-live", "--simulate", "--plugins",
+             "bybit,htx", "--channels", "tob,l2", "--processes", "2", "--sink",
+             redis_server.url, "--out", str(tmp_path / "data"), "--duration", "8"],
+            stderr=log_path.open("wb"))
+        async def second_shard() -> re.Match[str] | None:
+            return re.search(r"shard 2 \(pid (\d+)\)", log_path.read_text())
+
+        await wait_for(second_shard, 30)
+        await trio.sleep(2)
+        found = await second_shard()
+        assert found is not None
+        os.kill(int(found.group(1)), signal.SIGTERM)  # someone stops one capture
+        code = await parent.wait()
+    log = log_path.read_text()
+    assert code == 1, log
+    assert "capture process(es) 2 stopped before the end of the run" in log
 
 
 async def test_processes_refuses_bad_flags_before_starting_anything(
