@@ -151,22 +151,28 @@ class Scale:
     def __call__(self, contracts: float) -> float:
         return check_size(contracts * self.mul / self.div)
 
-    def convert(self, rows: list[list[str]]) -> list[Level]:
-        """``[price, size, ...]`` wire rows to checked levels in base units, in one pass: the
-        same levels as :meth:`levels` of :func:`levels_from_text`, which reports exactly what
-        is wrong when a row does not convert."""
+    def convert(self, bids: list[list[str]], asks: list[list[str]]
+                ) -> tuple[list[Level], list[Level]]:
+        """Both sides' ``[price, size, ...]`` wire rows to checked levels in base units, in one
+        pass: the same levels as :meth:`levels` of :func:`levels_from_text`, which reports
+        exactly what is wrong when a row does not convert."""
         mul, div = self.mul, self.div
         try:
-            out = [(float(r[0]), float(r[1]) * mul / div) for r in rows]
+            b = [(float(r[0]), float(r[1]) * mul / div) for r in bids]
+            a = [(float(r[0]), float(r[1]) * mul / div) for r in asks]
         except (ValueError, TypeError, IndexError):
-            out = []
+            pass
         else:
-            for p, s in out:
+            for p, s in b:
                 if not (0.0 < p < INF and 0.0 <= s < INF):
                     break
             else:
-                return out
-        return self.levels(levels_from_text(rows))
+                for p, s in a:
+                    if not (0.0 < p < INF and 0.0 <= s < INF):
+                        break
+                else:
+                    return b, a
+        return self.levels(levels_from_text(bids)), self.levels(levels_from_text(asks))
 
     def levels(self, levels: Sequence[Level]) -> list[Level]:
         mul, div = self.mul, self.div
@@ -225,6 +231,7 @@ class OkxProtocol(ExchangeProtocol):
         self._books = msgspec.json.Decoder(list[BookData])
         self._books_frame = msgspec.json.Decoder(BooksFrame)
         self._expected = 0  # the checksum the entry being applied carries
+        self._check = self._check_expected
         self._bbo = msgspec.json.Decoder(list[BboData])
         self._trades = msgspec.json.Decoder(list[TradeData])
         self._failed: set[Key] = set()
@@ -367,7 +374,30 @@ class OkxProtocol(ExchangeProtocol):
         if sym is None or frame.action not in ("snapshot", "update"):
             return None
         self.book_frame(self.l2, sym)
-        return self._on_books(sym, frame.action, frame.data, recv_ns)
+        data = frame.data
+        if len(data) != 1 or frame.action != "update":
+            return self._on_books(sym, frame.action, data, recv_ns)
+        # one update entry (the stream's common case): _on_books, inline
+        d = data[0]
+        convert = self.scale[sym].convert
+        bids, asks = convert(d.bids, d.asks)
+        try:  # (_ms, inline)
+            ts_exchange = int(d.ts) * MS_NS
+        except ValueError:
+            ts_exchange = 0
+        if not MIN_TS_NS <= ts_exchange <= MAX_TS_NS:
+            ts_exchange = _ms(d.ts)
+        expected = d.checksum
+        if expected and self.verify:  # (_checksum, inline)
+            self._expected = expected
+            check: Callable[[OrderBook], bool] | None = self._check
+        else:
+            check = self._checksum(expected)
+        if d.prevSeqId is None or d.seqId is None:
+            raise msgspec.ValidationError("books update without seqId/prevSeqId")
+        return self.l2.delta(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange,
+                             seq=d.seqId, prev_seq=d.prevSeqId, bid_text=d.bids,
+                             ask_text=d.asks, checksum=check)
 
     def _on_books(self, sym: str, action: str, entries: list[BookData],
                   recv_ns: int) -> list[Event]:
@@ -375,7 +405,7 @@ class OkxProtocol(ExchangeProtocol):
             raise msgspec.ValidationError("books push with empty `data`")
         convert = self.scale[sym].convert
         # convert every entry before applying any: a malformed frame leaves the book untouched
-        converted = [(d, convert(d.bids), convert(d.asks), _ms(d.ts)) for d in entries]
+        converted = [(d, *convert(d.bids, d.asks), _ms(d.ts)) for d in entries]
         events: list[Event] = []
         for d, bids, asks, ts_exchange in converted:
             # the book keeps the first two fields of each row (price and size) as wire text
@@ -563,7 +593,7 @@ class OkxProtocol(ExchangeProtocol):
             self.unchecked += 1
             return None
         self._expected = expected  # (a bound method, not a closure per frame)
-        return self._check_expected
+        return self._check
 
     def _check_expected(self, book: OrderBook) -> bool:
         # (plugins.okx.checksum.book_checksum, one call shorter)
