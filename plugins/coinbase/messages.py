@@ -2,7 +2,8 @@
 
 Every frame is an envelope ``{"channel", "client_id", "timestamp", "sequence_num", "events"}``;
 ``events`` is kept raw and decoded by the channel's own decoder, so a frame is validated once and
-the multi-megabyte ``l2_data`` snapshots never pass through generic Python objects. Error frames
+the multi-megabyte ``l2_data`` snapshots never pass through generic Python objects. An ``l2_data``
+frame, the bulk of the stream, is first tried whole in one pass (:class:`L2Frame`). Error frames
 are ``{"type": "error", "message": ...}`` without a channel.
 
 Prices and sizes are decimal strings on the wire; the ``l2_data`` and ``market_trades`` decoders
@@ -47,6 +48,19 @@ class L2Event(msgspec.Struct):
     type: str
     product_id: str
     updates: list[L2Level]
+
+
+class L2Frame(msgspec.Struct):
+    """A whole ``l2_data`` frame in one pass (the hot path), decoded with ``strict=False`` for
+    the levels' numbers. ``strict=False`` would also read ``"17"``, ``17.0`` or ``1e3`` as the
+    integer ``sequence_num``; with ``float`` and ``str`` in its type they stay what they are, so
+    the frame fits only when it is an ``int``, exactly as :class:`Envelope` reads it. Anything
+    that does not fit goes through :class:`Envelope`, which reports exactly what is wrong."""
+
+    channel: Literal["l2_data"]
+    sequence_num: Seq | float | str
+    events: list[L2Event]
+    timestamp: str | None = None
 
 
 class MarketTrade(msgspec.Struct, gc=False):

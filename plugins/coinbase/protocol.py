@@ -49,6 +49,8 @@ from plugins.coinbase.messages import (
     TRADES_EVENTS,
     Envelope,
     L2Event,
+    L2Frame,
+    L2Level,
     ProductsReply,
     ServerTime,
     TradesEvent,
@@ -110,6 +112,7 @@ class CoinbaseProtocol(ExchangeProtocol):
                 self.route.setdefault(f"{base}-USD", sym)
         self._env = msgspec.json.Decoder(Envelope)
         self._l2 = msgspec.json.Decoder(L2_EVENTS, strict=False)
+        self._l2_frame = msgspec.json.Decoder(L2Frame, strict=False)
         self._trades = msgspec.json.Decoder(TRADES_EVENTS, strict=False)
         self._subs = msgspec.json.Decoder(SUBSCRIPTIONS_EVENTS)
         # Symbols the venue refused or does not list: never subscribed again in this run.
@@ -219,6 +222,10 @@ class CoinbaseProtocol(ExchangeProtocol):
     # -- frames -----------------------------------------------------------------------------------
 
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
+        if '"l2_data"' in payload[:32] if type(payload) is str else b'"l2_data"' in payload[:32]:
+            fast = self._l2_push(payload, recv_ns)
+            if fast is not None:
+                return fast
         env = self._env.decode(payload)
         events: list[Event] = []
         if env.sequence_num is not None:
@@ -262,32 +269,85 @@ class CoinbaseProtocol(ExchangeProtocol):
         for sym in self.active_symbols():
             events.extend(self.book.invalidate(sym, HealthKind.GAP, detail, recv_ns))
 
+    def _l2_push(self, payload: str | bytes, recv_ns: int) -> list[Event] | None:
+        """An ``l2_data`` frame decoded in one step (the common case), or None for the two-step
+        path, which reports exactly what is wrong (and resyncs the books)."""
+        try:
+            frame = self._l2_frame.decode(payload)
+        except msgspec.MsgspecError:
+            return None
+        seq = frame.sequence_num
+        if type(seq) is not int:
+            return None
+        events: list[Event] = []
+        if seq == self._next_seq:  # (_check_sequence's common case, inline)
+            self._next_seq = seq + 1
+        else:
+            self._check_sequence(seq, recv_ns, events)
+        try:
+            parsed = self._parse_l2(frame.events, frame.timestamp, events)
+        except DECODE_ERRORS as exc:
+            self._l2_malformed(seq, payload, exc, recv_ns, events)
+            return events
+        if len(parsed) == 1 and parsed[0][0] == "update" and not events:  # the common case
+            _, sym, bids, asks, ts = parsed[0]
+            return self.book.delta(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts, seq=seq)
+        self._apply_l2(parsed, seq, recv_ns, events)
+        return events
+
     def _on_l2(self, env: Envelope, payload: str | bytes, recv_ns: int,
                events: list[Event]) -> None:
         """Decode and check the whole frame first; only a frame that is entirely valid is
         applied (a malformed one counts as lost: every book resyncs)."""
         seq = env.sequence_num
-        parsed: list[tuple[str, str, list[Level], list[Level], int | None]] = []
         try:
-            for ev in self._l2.decode(env.events):
-                sym = self._symbol(ev.product_id, events)
-                if sym is None or sym in self.failed:
-                    continue
-                bids: list[Level] = []
-                asks: list[Level] = []
-                add_bid = bids.append
-                add_ask = asks.append
-                for u in ev.updates:
-                    if u.side == "bid":
-                        add_bid((u.price_level, u.new_quantity))
-                    else:
-                        add_ask((u.price_level, u.new_quantity))
-                parsed.append((ev.type, sym, bids, asks, _event_time(ev, env)))
+            parsed = self._parse_l2(self._l2.decode(env.events), env.timestamp, events)
         except DECODE_ERRORS as exc:
-            events.append(self.decode_error("l2_data", payload, exc, recv_ns))
-            self._invalidate_books(f"malformed l2_data frame (sequence_num={seq})", recv_ns,
-                                   events)
+            self._l2_malformed(seq, payload, exc, recv_ns, events)
             return
+        self._apply_l2(parsed, seq, recv_ns, events)
+
+    def _l2_malformed(self, seq: int | None, payload: str | bytes, exc: Exception,
+                      recv_ns: int, events: list[Event]) -> None:
+        events.append(self.decode_error("l2_data", payload, exc, recv_ns))
+        self._invalidate_books(f"malformed l2_data frame (sequence_num={seq})", recv_ns, events)
+
+    def _parse_l2(self, l2_events: list[L2Event], timestamp: str | None, events: list[Event]
+                  ) -> list[tuple[str, str, list[Level], list[Level], int | None]]:
+        """Every event's levels by side and its time, or a msgspec error for the frame."""
+        parsed: list[tuple[str, str, list[Level], list[Level], int | None]] = []
+        route = self.route
+        for ev in l2_events:
+            sym = route.get(ev.product_id) or self._symbol(ev.product_id, events)
+            if sym is None or sym in self.failed:
+                continue
+            updates = ev.updates
+            bids: list[Level] = []
+            asks: list[Level] = []
+            add_bid = bids.append
+            add_ask = asks.append
+            # one event_time for every update is the common case: parsed once
+            first = updates[0].event_time if updates else timestamp
+            mixed = False
+            for u in updates:
+                if u.side == "bid":
+                    add_bid((u.price_level, u.new_quantity))
+                else:
+                    add_ask((u.price_level, u.new_quantity))
+                if u.event_time != first:
+                    mixed = True
+            if mixed:
+                ts = _event_time(updates, timestamp)
+            else:
+                try:  # (parse_time, inline)
+                    ts = iso_to_ns(first)
+                except ValueError as exc:
+                    raise msgspec.ValidationError(f"bad timestamp {first!r}: {exc}") from None
+            parsed.append((ev.type, sym, bids, asks, ts))
+        return parsed
+
+    def _apply_l2(self, parsed: list[tuple[str, str, list[Level], list[Level], int | None]],
+                  seq: int | None, recv_ns: int, events: list[Event]) -> None:
         keeper = self.book
         for kind, sym, bids, asks, ts in parsed:
             if kind == "snapshot":
@@ -432,11 +492,11 @@ def parse_time(text: str | None) -> int | None:
         raise msgspec.ValidationError(f"bad timestamp {text!r}: {exc}") from None
 
 
-def _event_time(ev: L2Event, env: Envelope) -> int | None:
-    """The latest ``event_time`` of a book event (the envelope's time for an empty one)."""
-    if not ev.updates:
-        return parse_time(env.timestamp)
-    times = {u.event_time for u in ev.updates}
+def _event_time(updates: list[L2Level], timestamp: str | None) -> int | None:
+    """The latest ``event_time`` of a book event's updates (the frame's time for none)."""
+    if not updates:
+        return parse_time(timestamp)
+    times = {u.event_time for u in updates}
     if len(times) == 1:
         return parse_time(times.pop())
     return max((t for t in map(parse_time, times) if t is not None), default=None)

@@ -46,6 +46,17 @@ class BookData(msgspec.Struct):
     prevSeqId: Seq | None = None
 
 
+class BooksFrame(msgspec.Struct):
+    """A whole ``books`` push in one pass (the hot path). ``event`` may only be absent or null,
+    so an event frame never fits; anything that does not fit goes through :class:`Envelope`,
+    which reports exactly what is wrong."""
+
+    arg: Arg
+    action: str
+    data: list[BookData]
+    event: None = None
+
+
 class BboData(msgspec.Struct):
     """A ``bbo-tbt`` entry: the best level of each side."""
 

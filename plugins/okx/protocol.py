@@ -63,9 +63,12 @@ from typing import ClassVar, Final
 
 import msgspec
 
+from core import checksums
 from core.book import BookKeeper, OrderBook
 from core.codec import (
     INF,
+    MAX_TS_NS,
+    MIN_TS_NS,
     MS_NS,
     BadValue,
     check_price,
@@ -78,10 +81,11 @@ from core.options import OptionSpec
 from core.protocol import ExchangeProtocol, Instrument, ProtocolConfig
 from core.schema import Event, HealthKind, Level, Trade
 from core.subscriptions import SUBSCRIBE_RETRY, RetryQueue, is_transient
-from plugins.okx.checksum import book_checksum
+from plugins.okx.checksum import DEPTH
 from plugins.okx.messages import (
     BboData,
     BookData,
+    BooksFrame,
     Envelope,
     FundingRateData,
     IndexTickerData,
@@ -147,6 +151,29 @@ class Scale:
     def __call__(self, contracts: float) -> float:
         return check_size(contracts * self.mul / self.div)
 
+    def convert(self, bids: list[list[str]], asks: list[list[str]]
+                ) -> tuple[list[Level], list[Level]]:
+        """Both sides' ``[price, size, ...]`` wire rows to checked levels in base units, in one
+        pass: the same levels as :meth:`levels` of :func:`levels_from_text`, which reports
+        exactly what is wrong when a row does not convert."""
+        mul, div = self.mul, self.div
+        try:
+            b = [(float(r[0]), float(r[1]) * mul / div) for r in bids]
+            a = [(float(r[0]), float(r[1]) * mul / div) for r in asks]
+        except (ValueError, TypeError, IndexError):
+            pass
+        else:
+            for p, s in b:
+                if not (0.0 < p < INF and 0.0 <= s < INF):
+                    break
+            else:
+                for p, s in a:
+                    if not (0.0 < p < INF and 0.0 <= s < INF):
+                        break
+                else:
+                    return b, a
+        return self.levels(levels_from_text(bids)), self.levels(levels_from_text(asks))
+
     def levels(self, levels: Sequence[Level]) -> list[Level]:
         mul, div = self.mul, self.div
         out = [(p, s * mul / div) for p, s in levels]
@@ -202,6 +229,9 @@ class OkxProtocol(ExchangeProtocol):
         self._index = msgspec.json.Decoder(list[IndexTickerData], strict=False)
         self._env = msgspec.json.Decoder(Envelope)
         self._books = msgspec.json.Decoder(list[BookData])
+        self._books_frame = msgspec.json.Decoder(BooksFrame)
+        self._expected = 0  # the checksum the entry being applied carries
+        self._check = self._check_expected
         self._bbo = msgspec.json.Decoder(list[BboData])
         self._trades = msgspec.json.Decoder(list[TradeData])
         self._failed: set[Key] = set()
@@ -304,6 +334,10 @@ class OkxProtocol(ExchangeProtocol):
     def handle(self, payload: str | bytes, recv_ns: int) -> list[Event]:
         if payload == "pong" or payload == b"pong":
             return []
+        if '"books"' in payload[:64] if type(payload) is str else b'"books"' in payload[:64]:
+            fast = self._book_push(payload, recv_ns)
+            if fast is not None:
+                return fast
         env = self._env.decode(payload)
         if env.event is not None:
             return self._on_event(env)
@@ -318,7 +352,9 @@ class OkxProtocol(ExchangeProtocol):
             return self._on_funding(sym, arg.channel, env, recv_ns)
         if arg.channel == "books":
             self.book_frame(self.l2, sym)
-            return self._on_books(sym, env, recv_ns)
+            if env.action not in ("snapshot", "update"):
+                raise msgspec.ValidationError(f"books push with action {env.action!r}")
+            return self._on_books(sym, env.action, self._books.decode(env.data), recv_ns)
         if arg.channel == "bbo-tbt":
             self.book_frame(self.tob, sym)
             return self._on_bbo(sym, env, recv_ns)
@@ -326,32 +362,65 @@ class OkxProtocol(ExchangeProtocol):
             return self._on_trades(sym, env, recv_ns)
         return [self.health(HealthKind.VENUE_ERROR, f"unexpected channel {arg.channel!r}")]
 
-    def _on_books(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
-        if env.action not in ("snapshot", "update"):
-            raise msgspec.ValidationError(f"books push with action {env.action!r}")
-        entries = self._books.decode(env.data)
+    def _book_push(self, payload: str | bytes, recv_ns: int) -> list[Event] | None:
+        """A ``books`` push decoded in one step (the common case), or None for the two-step
+        path, which reports exactly what is wrong, and with which book."""
+        try:
+            frame = self._books_frame.decode(payload)
+        except msgspec.MsgspecError:
+            return None
+        arg = frame.arg
+        sym = self.by_inst.get(arg.instId) if arg.channel == "books" else None
+        if sym is None or frame.action not in ("snapshot", "update"):
+            return None
+        self.book_frame(self.l2, sym)
+        data = frame.data
+        if len(data) != 1 or frame.action != "update":
+            return self._on_books(sym, frame.action, data, recv_ns)
+        # one update entry (the stream's common case): _on_books, inline
+        d = data[0]
+        convert = self.scale[sym].convert
+        bids, asks = convert(d.bids, d.asks)
+        try:  # (_ms, inline)
+            ts_exchange = int(d.ts) * MS_NS
+        except ValueError:
+            ts_exchange = 0
+        if not MIN_TS_NS <= ts_exchange <= MAX_TS_NS:
+            ts_exchange = _ms(d.ts)
+        expected = d.checksum
+        if expected and self.verify:  # (_checksum, inline)
+            self._expected = expected
+            check: Callable[[OrderBook], bool] | None = self._check
+        else:
+            check = self._checksum(expected)
+        if d.prevSeqId is None or d.seqId is None:
+            raise msgspec.ValidationError("books update without seqId/prevSeqId")
+        return self.l2.delta(sym, bids, asks, ts_local=recv_ns, ts_exchange=ts_exchange,
+                             seq=d.seqId, prev_seq=d.prevSeqId, bid_text=d.bids,
+                             ask_text=d.asks, checksum=check)
+
+    def _on_books(self, sym: str, action: str, entries: list[BookData],
+                  recv_ns: int) -> list[Event]:
         if not entries:
             raise msgspec.ValidationError("books push with empty `data`")
-        scale = self.scale[sym]
+        convert = self.scale[sym].convert
         # convert every entry before applying any: a malformed frame leaves the book untouched
-        converted = [(d, scale.levels(levels_from_text(d.bids)),
-                      scale.levels(levels_from_text(d.asks)), _ms(d.ts)) for d in entries]
+        converted = [(d, *convert(d.bids, d.asks), _ms(d.ts)) for d in entries]
         events: list[Event] = []
         for d, bids, asks, ts_exchange in converted:
             # the book keeps the first two fields of each row (price and size) as wire text
-            bid_text, ask_text = d.bids, d.asks
             check = self._checksum(d.checksum)
-            if env.action == "snapshot":
+            if action == "snapshot":
                 events += self.l2.snapshot(sym, bids, asks, ts_local=recv_ns,
                                            ts_exchange=ts_exchange, seq=d.seqId,
-                                           bid_text=bid_text, ask_text=ask_text, checksum=check)
+                                           bid_text=d.bids, ask_text=d.asks, checksum=check)
             else:
                 if d.prevSeqId is None or d.seqId is None:
                     raise msgspec.ValidationError("books update without seqId/prevSeqId")
                 events += self.l2.delta(sym, bids, asks, ts_local=recv_ns,
                                         ts_exchange=ts_exchange, seq=d.seqId,
-                                        prev_seq=d.prevSeqId, bid_text=bid_text,
-                                        ask_text=ask_text, checksum=check)
+                                        prev_seq=d.prevSeqId, bid_text=d.bids,
+                                        ask_text=d.asks, checksum=check)
         return events
 
     def _on_bbo(self, sym: str, env: Envelope, recv_ns: int) -> list[Event]:
@@ -523,11 +592,12 @@ class OkxProtocol(ExchangeProtocol):
         if expected == 0:
             self.unchecked += 1
             return None
+        self._expected = expected  # (a bound method, not a closure per frame)
+        return self._check
 
-        def check(book: OrderBook) -> bool:
-            return book_checksum(book) == expected
-
-        return check
+    def _check_expected(self, book: OrderBook) -> bool:
+        # (plugins.okx.checksum.book_checksum, one call shorter)
+        return checksums.book_checksum(book, DEPTH) == self._expected
 
     def _arg(self, channel: str, sym: str) -> dict[str, str]:
         return {"channel": channel, "instId": sym if channel == INDEX_CHANNEL else self.inst[sym]}
@@ -583,7 +653,13 @@ def _ms_or_none(ms: int | None) -> int | None:
 
 
 def _ms(text: str) -> int:
-    ns = ms_to_ns(text)
-    if ns is None:
+    try:  # the common case, inline; anything else is reported by ms_to_ns
+        ns = int(text) * MS_NS
+    except ValueError:
+        ns = 0
+    if MIN_TS_NS <= ns <= MAX_TS_NS:
+        return ns
+    checked = ms_to_ns(text)
+    if checked is None:
         raise BadValue("empty millisecond timestamp")
-    return ns
+    return checked

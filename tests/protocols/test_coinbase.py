@@ -616,3 +616,94 @@ def test_real_capture_applies_and_agrees_with_the_ticker() -> None:
     counts = {k: trade_vs_book.count(k) for k in set(trade_vs_book)}
     assert counts == {("SELL", "ask"): 48, ("BUY", "bid"): 23, ("BUY", "inside"): 5,
                       ("SELL", "inside"): 2}
+
+
+# -- the one-pass path of l2_data frames -----------------------------------------------------------
+
+
+def _level(side: str = "bid", px: str = "65083.66", qty: str = "7",
+           et: str | None = None) -> dict[str, str]:
+    return {"side": side, "event_time": et or iso(1), "price_level": px, "new_quantity": qty}
+
+
+def _l2(updates: list[dict[str, str]], seq: object = 1, **fields: object) -> str:
+    frame: dict[str, object] = {
+        "channel": "l2_data", "client_id": "", "timestamp": iso(2), "sequence_num": seq,
+        "events": [{"type": "update", "product_id": "BTC-USD", "updates": updates}]}
+    frame.update(fields)
+    return json.dumps({k: v for k, v in frame.items() if v is not None})
+
+
+L2_FRAMES = {
+    "good update": _l2([_level(), _level("offer", "65083.70", "0")]),
+    "good update as bytes": _l2([_level()]).encode(),
+    "event times differ": _l2([_level(et=iso(3)), _level("offer", "65083.70", "2", iso(1))]),
+    "no updates": _l2([]),
+    "two events": _l2([], events=[
+        {"type": "update", "product_id": "BTC-USD", "updates": [_level()]},
+        {"type": "update", "product_id": "BTC-USD", "updates": [_level("bid", "65083.60")]}]),
+    "unrequested product": _l2([], events=[
+        {"type": "update", "product_id": "XRP-USD", "updates": [_level()]}]),
+    "unknown event type": _l2([], events=[
+        {"type": "partial", "product_id": "BTC-USD", "updates": [_level()]}]),
+    "sequence jump": _l2([_level()], seq=5),
+    "sequence back": _l2([_level()], seq=0),
+    "NaN price": _l2([_level(px="NaN")]),
+    "infinite price": _l2([_level(px="Infinity")]),
+    "negative price": _l2([_level(px="-65083.66")]),
+    "zero price": _l2([_level(px="0")]),
+    "negative size": _l2([_level(qty="-1")]),
+    "overflowing size": _l2([_level(qty="1e400")]),
+    "size not a number": _l2([_level(qty="lots")]),
+    "unknown side": _l2([_level(side="ask")]),
+    "bad event_time": _l2([_level(et="yesterday")]),
+    "event_time out of range": _l2([_level(et="1970-01-01T00:00:01.000000Z")]),
+    "sequence_num as text": _l2([_level()], seq="1"),
+    "sequence_num as float": _l2([_level()], seq=1.0),
+    "sequence_num in exponent form": _l2([_level()], seq=1e0),
+    "sequence_num beyond int64": _l2([_level()], seq=2**64),
+    "no sequence_num": _l2([_level()], seq=None),
+    "no events": _l2([], events=None),
+    "events not a list": _l2([], events={"type": "update"}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(L2_FRAMES))
+def test_the_one_pass_l2_path_behaves_as_the_two_step_path(
+        monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Every l2_data frame gives the same events, errors, resync requests and book either way;
+    bad values are decode errors that resync every book."""
+    fast, slow = live_book(), live_book()
+    monkeypatch.setattr(slow, "_l2_push", lambda payload, recv_ns: None)
+    frame = L2_FRAMES[name]
+    got = feed(fast, frame)
+    assert got == feed(slow, frame)
+    assert fast.decode_errors == slow.decode_errors
+    assert fast.frames_to_send() == slow.frames_to_send()
+    fast_book, slow_book = (p.book.states["BTC-USD"].book for p in (fast, slow))
+    assert (fast_book.bids, fast_book.asks) == (slow_book.bids, slow_book.asks)
+    kinds = [h.event for h in health(got)]
+    if name.startswith(("good", "event times", "no updates", "two events")):
+        assert not kinds and fast.book.is_live("BTC-USD")
+        if name != "no updates":
+            assert of(got, BookUpdate)
+        assert fast._l2_push(_l2([_level()], seq=2), T0 + 2 * S) is not None
+    elif name in ("unrequested product", "unknown event type"):
+        assert kinds == ["venue_error"]
+    elif name in ("sequence jump", "sequence back"):
+        assert kinds == ["gap", "gap"]
+    elif name == "no sequence_num":  # nothing to check the sequence against: applied
+        assert not kinds and of(got, BookUpdate)
+    elif name.startswith("sequence_num"):  # a bad envelope: the whole frame is refused
+        assert kinds == ["decode_error"] and "sequence_num" in health(got)[0].detail
+    else:
+        assert kinds == ["decode_error", "gap"] and not fast.book.is_live("BTC-USD")
+
+
+def test_the_latest_event_time_of_a_book_event_is_its_ts_exchange() -> None:
+    proto = live_book()
+    [update] = of(feed(proto, L2_FRAMES["event times differ"]), BookUpdate)
+    assert update.ts_exchange == iso_to_ns(iso(3))
+    [update] = of(feed(proto, _l2([_level(et=iso(5)), _level("offer", "65083.70", "2", iso(5))],
+                                  seq=2)), BookUpdate)
+    assert update.ts_exchange == iso_to_ns(iso(5))

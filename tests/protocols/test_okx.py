@@ -429,3 +429,122 @@ def test_instruments_are_linear_swaps_with_contract_values() -> None:
     assert got["ETH-USDC"].status == "suspend"
     with pytest.raises(ValueError, match="code 50011"):
         OkxProtocol.parse_instruments(b'{"code":"50011","msg":"Too Many Requests","data":[]}')
+
+
+# -- the one-pass path of books pushes ----------------------------------------------------------
+
+BTC_10 = Instrument(symbol="BTC-USDT", native="BTC-USDT-SWAP", contract_size=10.0,
+                    tick_size=0.1, lot_size=10.0)
+
+
+def _update(bids: Wire, asks: Wire, seq: int = 101, prev: int = 100,
+            checksum: int | None = None, **entry: object) -> str:
+    """An update of the book ``snapshot`` leaves (BIDS/ASKS), checksummed as the venue would."""
+    if checksum is None:
+        def merged(side: Wire, changes: Wire, best_first: int) -> Wire:
+            book = {float(r[0]): r for r in side}
+            for r in changes:
+                book.pop(float(r[0]), None)
+                if float(r[1]):
+                    book[float(r[0])] = r
+            return [book[p] for p in sorted(book, key=lambda p: best_first * p)]
+        try:
+            checksum = venue_checksum(merged(BIDS, bids, -1), merged(ASKS, asks, 1))
+        except (ValueError, IndexError):
+            checksum = 1  # rows that are not numbers never reach the checksum
+    frame = json.loads(books("update", "BTC-USDT-SWAP", bids, asks, seq, prev, checksum, ms=5))
+    frame["data"][0].update(entry)
+    return json.dumps(frame)
+
+
+def _deflate(text: str) -> bytes:
+    packer = zlib.compressobj(wbits=-15)
+    return packer.compress(text.encode()) + packer.flush()
+
+
+GOOD_UPDATE = _update([level("3366.1", "5")], [level("3368", "0", "0")])
+BAD_BOOKS_FRAMES = {
+    "good update": GOOD_UPDATE,
+    "good update, deflated": _deflate(GOOD_UPDATE),
+    "two-field rows": _update([["3366.1", "5"]], [["3368", "0"]]),
+    "checksum mismatch": _update([level("3366.1", "5")], [], checksum=12345),
+    "seq gap": _update([level("3366.1", "5")], [], prev=99),
+    "NaN price": _update([level("NaN", "5")], []),
+    "infinite price": _update([level("inf", "5")], []),
+    "negative price": _update([level("-3366.1", "5")], []),
+    "zero price": _update([level("0", "5")], []),
+    "negative size": _update([], [level("3368", "-1")]),
+    "infinite size": _update([], [level("3368", "1e400")]),
+    "size not a number": _update([], [level("3368", "lots")]),
+    "short row": _update([["3366.1"]], []),
+    "numeric row": json.dumps({"arg": {"channel": "books", "instId": "BTC-USDT-SWAP"},
+                               "action": "update", "data": [{
+                                   "asks": [[3368, 1, 0, 1]], "bids": [], "ts": str(T_MS),
+                                   "checksum": 1, "prevSeqId": 100, "seqId": 101}]}),
+    "seqId as text": _update([level("3366.1", "5")], [], seqId="101"),
+    "seqId beyond int64": _update([level("3366.1", "5")], [], seqId=2**64),
+    "update without prevSeqId": _update([level("3366.1", "5")], [], prevSeqId=None),
+    "ts not a number": _update([level("3366.1", "5")], [], ts="soon"),
+    "empty ts": _update([level("3366.1", "5")], [], ts=""),
+    "ts out of range": _update([level("3366.1", "5")], [], ts="1"),
+    "unknown action": GOOD_UPDATE.replace('"update"', '"partial"'),
+    "empty data": json.dumps({"arg": {"channel": "books", "instId": "BTC-USDT-SWAP"},
+                              "action": "update", "data": []}),
+    "other book channel": GOOD_UPDATE.replace('"books"', '"books5"'),
+    "unknown instrument": GOOD_UPDATE.replace("BTC-USDT-SWAP", "DOGE-USDT-SWAP"),
+    "event with a books arg": json.dumps({"event": "subscribe", "arg": {
+        "channel": "books", "instId": "BTC-USDT-SWAP"}, "connId": "a4d3ae55"}),
+}
+
+
+def _pair(monkeypatch: pytest.MonkeyPatch, instrument: Instrument | None = None
+          ) -> tuple[OkxProtocol, OkxProtocol]:
+    """The same live book twice: the second always takes the two-step path."""
+    pair = []
+    for _ in range(2):
+        p = proto(channels=("l2",))
+        if instrument is not None:
+            p = OkxProtocol(ProtocolConfig(symbols=("BTC-USDT",), channels=("l2",),
+                                           instruments={"BTC-USDT": instrument}))
+            p.connection_made(T0)
+            p.frames_to_send()
+        snapshot(p)
+        pair.append(p)
+    monkeypatch.setattr(pair[1], "_book_push", lambda payload, recv_ns: None)
+    return pair[0], pair[1]
+
+
+@pytest.mark.parametrize("name", sorted(BAD_BOOKS_FRAMES))
+def test_the_one_pass_books_path_behaves_as_the_two_step_path(
+        monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """Every books push gives the same events, errors, resync requests and book either way;
+    bad values are decode errors that resync the book."""
+    frame = BAD_BOOKS_FRAMES[name]
+    fast, slow = _pair(monkeypatch)
+    got = fast.receive(frame, T0 + 2)
+    assert got == slow.receive(frame, T0 + 2)
+    assert fast.decode_errors == slow.decode_errors
+    assert fast.frames_to_send() == slow.frames_to_send()
+    assert fast.l2.states["BTC-USDT"].book.top_text(0) == \
+        slow.l2.states["BTC-USDT"].book.top_text(0)
+    if name.startswith("good") or name == "two-field rows":
+        assert l2(got) and not health(got)
+        assert fast._book_push(_update([], [], seq=102, prev=101), T0 + 3) is not None
+    elif name in ("unknown instrument", "other book channel", "event with a books arg"):
+        assert health(got) in ([("venue_error", None)], [("subscribed", "BTC-USDT")])
+    else:
+        expected = [("checksum_mismatch" if name == "checksum mismatch" else "gap", "BTC-USDT")]
+        if name not in ("checksum mismatch", "seq gap"):
+            expected.insert(0, ("decode_error", None))
+        assert health(got) == expected
+        assert not fast.l2.is_live("BTC-USDT")
+
+
+def test_a_size_overflowing_once_in_base_units_is_a_decode_error_either_way(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = _update([], [level("3368", "1e308")], checksum=0)
+    fast, slow = _pair(monkeypatch, BTC_10)
+    got = fast.receive(frame, T0 + 2)
+    assert got == slow.receive(frame, T0 + 2)
+    assert health(got) == [("decode_error", None), ("gap", "BTC-USDT")]
+    assert "overflows once converted to base units" in got[0].detail
