@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -64,6 +64,7 @@ from core.clock_sync import ClockSampler, Estimate, estimate_detail
 from core.codec import DEFAULT_MAX_INFLATED_BYTES, S_NS, FrameError, inflate
 from core.options import OptionSpec, option_problems, option_value
 from core.schema import Event, Health, HealthKind
+from core.subscriptions import RetryQueue
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,9 @@ class ExchangeProtocol:
         self.now_ns = 0  # time of the last call, for events created deep inside handlers
         #: the plugin's books; their snapshot deadlines and disconnects are handled here
         self.keepers: list[BookKeeper] = []
+        #: requests the venue refused for now (a plugin that retries sets a queue and implements
+        #: :meth:`resubscribe`); their deadlines are handled here
+        self.retry: RetryQueue[Any] | None = None
         self._next_ping_ns: int | None = None
         #: the book the frame being handled updates, if the plugin said so (see book_frame)
         self._frame_book: tuple[BookKeeper, str] | None = None
@@ -377,7 +381,8 @@ class ExchangeProtocol:
 
     def next_deadline(self) -> int | None:
         """When :meth:`on_deadline` next wants to run (ns, same clock as ``recv_ns``): the next
-        app-level ping, clock-offset burst or the earliest overdue snapshot of any keeper."""
+        app-level ping, clock-offset burst, refused request to send again, or the earliest
+        overdue snapshot of any keeper."""
         best = self._next_ping_ns  # called after every frame: no allocation
         clock = self._clock
         if clock is not None and clock.next_ns is not None and (best is None
@@ -387,12 +392,16 @@ class ExchangeProtocol:
             t = keeper.next_deadline()
             if t is not None and (best is None or t < best):
                 best = t
+        if self.retry:  # (an empty queue is false: nothing to compute)
+            t = self.retry.next_deadline()
+            if t is not None and (best is None or t < best):
+                best = t
         return best
 
     def on_deadline(self, now_ns: int) -> list[Event]:
         """Send the app-level ping and start a clock-offset burst when due; report snapshots
         that are overdue (their keepers queue resyncs, which the plugin drains with
-        ``take_resyncs``)."""
+        ``take_resyncs``); hand refused requests whose delay is over to :meth:`resubscribe`."""
         self.now_ns = now_ns
         if self._next_ping_ns is not None and now_ns >= self._next_ping_ns:
             self.send(self.ping_frame(now_ns))
@@ -403,7 +412,17 @@ class ExchangeProtocol:
             self.request_rest(*clock.begin(now_ns))
         events = [e for keeper in self.keepers for e in keeper.overdue(now_ns)]
         self._drain_resyncs(now_ns)
+        if self.retry:
+            due = self.retry.take_due(now_ns)
+            if due:
+                self.resubscribe(due, now_ns)
         return events
+
+    def resubscribe(self, due: list[Any], now_ns: int) -> None:
+        """Send again the requests of :attr:`retry` whose delay is over (oldest first), and
+        expect their snapshots where they carry books. A plugin that sets :attr:`retry`
+        implements it."""
+        raise NotImplementedError(f"{self.name} queues retries but cannot resubscribe")
 
     def connection_lost(self, now_ns: int) -> list[Event]:
         """The connection is gone; books must resync from the next connection's snapshots."""

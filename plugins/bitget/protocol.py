@@ -173,22 +173,13 @@ class BitgetProtocol(ExchangeProtocol):
     def ping_frame(self, now_ns: int) -> str:
         return "ping"  # text, not JSON
 
-    def next_deadline(self) -> int | None:
-        due = super().next_deadline()
-        retry = self.retry.next_deadline()
-        return retry if due is None else due if retry is None else min(due, retry)
-
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
-        due = self.retry.take_due(now_ns)
-        if due:
-            for frame in self._requests("subscribe", [self._arg(w, s) for w, s in due]):
-                self.send(frame)
-            for wire, sym in due:
-                keeper = self._keeper(wire)
-                if keeper is not None:
-                    keeper.expect_snapshot(sym, now_ns)
-        return events
+    def resubscribe(self, due: list[tuple[str, str]], now_ns: int) -> None:
+        for frame in self._requests("subscribe", [self._arg(w, s) for w, s in due]):
+            self.send(frame)
+        for wire, sym in due:
+            keeper = self._keeper(wire)
+            if keeper is not None:
+                keeper.expect_snapshot(sym, now_ns)
 
     # -- frames -------------------------------------------------------------------------------
 

@@ -166,17 +166,10 @@ class BybitProtocol(ExchangeProtocol):
         self._req_n += 1
         return _encode({"req_id": f"ping-{self._req_n}", "op": "ping"})
 
-    def next_deadline(self) -> int | None:
-        due = super().next_deadline()
-        retry = self.retry.next_deadline()
-        return retry if due is None else due if retry is None else min(due, retry)
-
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
-        for sym in self.retry.take_due(now_ns):
+    def resubscribe(self, due: list[str], now_ns: int) -> None:
+        for sym in due:
             self.send(self._request("subscribe", sym, self.topics_of[sym]))
             self._expect(sym, now_ns)
-        return events
 
     # -- frames -------------------------------------------------------------------------------
 

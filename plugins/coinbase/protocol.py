@@ -203,21 +203,14 @@ class CoinbaseProtocol(ExchangeProtocol):
         self._pending = []
         return []
 
-    def next_deadline(self) -> int | None:
-        due = super().next_deadline()
-        retry = self.retry.next_deadline()
-        return retry if due is None else due if retry is None else min(due, retry)
-
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # overdue snapshots
-        for req in self.retry.take_due(now_ns):
+    def resubscribe(self, due: list[_Request], now_ns: int) -> None:
+        for req in due:
             symbols = tuple(s for s in req.symbols if s not in self.failed)
             if symbols:
                 self.send(self._request(req.op, req.channel, symbols))
                 if req.channel == "level2":
                     for sym in symbols:
                         self.book.expect_snapshot(sym, now_ns)
-        return events
 
     # -- frames -----------------------------------------------------------------------------------
 

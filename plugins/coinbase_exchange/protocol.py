@@ -172,20 +172,13 @@ class CoinbaseExchangeProtocol(ExchangeProtocol):
         self._last_tob = {}
         self.retry.clear()
 
-    def next_deadline(self) -> int | None:
-        due = super().next_deadline()
-        retry = self.retry.next_deadline()
-        return retry if due is None else due if retry is None else min(due, retry)
-
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # overdue snapshots
-        for sym in self.retry.take_due(now_ns):
+    def resubscribe(self, due: list[str], now_ns: int) -> None:
+        for sym in due:
             if sym not in self.failed:
                 self.send(self._frame("subscribe", sym, self.sub_channels))
                 self._pending.append(sym)
                 if self.want_book:
                     self.book.expect_snapshot(sym, now_ns)
-        return events
 
     # -- frames -----------------------------------------------------------------------------------
 

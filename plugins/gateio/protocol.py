@@ -279,19 +279,12 @@ class GateioProtocol(ExchangeProtocol):
     def ping_frame(self, now_ns: int) -> str:
         return _encode({"time": now_ns // S_NS, "channel": PING})
 
-    def next_deadline(self) -> int | None:
-        due = super().next_deadline()
-        retry = self.retry.next_deadline()
-        return retry if due is None else due if retry is None else min(due, retry)
-
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
-        for req in self.retry.take_due(now_ns):
+    def resubscribe(self, due: list[_Request], now_ns: int) -> None:
+        for req in due:
             self.send(self._request(now_ns, req.channel, "subscribe", req.symbol, req.what))
             keeper = {"tob": self.tob, "l2": self.l2}.get(req.what)
             if keeper is not None and keeper is self._deadline_keeper:
                 keeper.expect_snapshot(req.symbol, now_ns)
-        return events
 
     # -- frames -------------------------------------------------------------------------------
 

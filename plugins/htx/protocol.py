@@ -316,11 +316,8 @@ class HtxProtocol(ExchangeProtocol):
 
     def next_deadline(self) -> int | None:
         due = super().next_deadline()
-        for other in (self.retry.next_deadline(),
-                      self.poller.next_ns if self.poller is not None else None):
-            if other is not None and (due is None or other < due):
-                due = other
-        return due
+        other = self.poller.next_ns if self.poller is not None else None
+        return other if due is None else due if other is None else min(due, other)
 
     def on_deadline(self, now_ns: int) -> list[Event]:
         events = super().on_deadline(now_ns)  # overdue snapshots
@@ -330,12 +327,14 @@ class HtxProtocol(ExchangeProtocol):
                      for sym in self.config.symbols for name, path in POLL_CALLS.items()]
             for key, path in poller.begin(now_ns, calls):
                 self.request_rest(key, path)
-        for topic in self.retry.take_due(now_ns):
+        return events
+
+    def resubscribe(self, due: list[Topic], now_ns: int) -> None:
+        for topic in due:
             self.send(self._request("sub", topic))
             keeper = self._keeper(topic)
             if keeper is not None:
                 keeper.expect_snapshot(topic.symbol, now_ns)
-        return events
 
     # -- frames -------------------------------------------------------------------------------
 

@@ -302,17 +302,10 @@ class OkxProtocol(ExchangeProtocol):
     def ping_frame(self, now_ns: int) -> str:
         return "ping"  # text, not JSON
 
-    def next_deadline(self) -> int | None:
-        due = super().next_deadline()
-        retry = self.retry.next_deadline()
-        return retry if due is None else due if retry is None else min(due, retry)
-
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # ping when due, overdue snapshots
-        for keys in self.retry.take_due(now_ns):
+    def resubscribe(self, due: list[tuple[Key, ...]], now_ns: int) -> None:
+        for keys in due:
             for frame in self._subscribe([k for k in keys if k not in self._failed], now_ns):
                 self.send(frame)
-        return events
 
     def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
         """l2: unsubscribe + subscribe the ``books`` argument of each symbol (batched), which

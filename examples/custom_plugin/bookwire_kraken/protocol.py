@@ -125,16 +125,9 @@ class KrakenProtocol(ExchangeProtocol):
         self._req_n += 1
         return _encode({"method": "ping", "req_id": self._req_n}).decode()
 
-    def next_deadline(self) -> int | None:
-        due = super().next_deadline()
-        retry = self.retry.next_deadline()
-        return retry if due is None else due if retry is None else min(due, retry)
-
-    def on_deadline(self, now_ns: int) -> list[Event]:
-        events = super().on_deadline(now_ns)  # the ping, overdue snapshots
-        for channel, sym in self.retry.take_due(now_ns):
+    def resubscribe(self, due: list[tuple[str, str]], now_ns: int) -> None:
+        for channel, sym in due:
             self.send(self._request("subscribe", channel, [sym], now_ns))
-        return events
 
     def resync(self, keeper: BookKeeper, symbols: list[str], now_ns: int) -> None:
         """A book broke or its snapshot is overdue: unsubscribe and subscribe its channel for
